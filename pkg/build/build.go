@@ -1,0 +1,269 @@
+// Package build builds a Containerfile once per platform with buildah, used as
+// a library, into a containers/storage store. It knows nothing of registries
+// beyond pulling base images; publishing is pkg/publish's job.
+package build
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/buildah/define"
+	"go.podman.io/buildah/imagebuildah"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+	"golang.org/x/sys/unix"
+)
+
+// Options describe one build; the same Options are used for every platform.
+type Options struct {
+	// ContextDir is the build context; Containerfile is an absolute path
+	// (see ResolveContainerfile).
+	ContextDir    string
+	Containerfile string
+	Args          map[string]string
+	Labels        []string // KEY=VALUE
+	Annotations   []string // KEY=VALUE
+	Target        string
+	// SourceDateEpoch pins every timestamp (config, history and layer
+	// contents), so the same inputs give the same digests.
+	SourceDateEpoch *time.Time
+	// Isolation is "chroot" (default; needs no OCI runtime) or "oci".
+	Isolation string
+	// Secrets are buildah --secret specs (id=ID,src=PATH).
+	Secrets []string
+	// SystemContext carries registry auth and TLS settings for pulling bases.
+	SystemContext *types.SystemContext
+	// TmpDir holds buildah's scratch mounts; a private one means a crash
+	// leaves nothing in the shared /var/tmp.
+	TmpDir string
+	// Log receives the build's step-by-step output.
+	Log io.Writer
+}
+
+// Image is the result of building for one platform.
+type Image struct {
+	ID       string
+	Platform ocispec.Platform
+}
+
+// Isolations lists the accepted Options.Isolation values.
+var Isolations = []string{"chroot", "oci"}
+
+func parseIsolation(s string) (define.Isolation, error) {
+	switch s {
+	case "", "chroot":
+		return define.IsolationChroot, nil
+	case "oci":
+		return define.IsolationOCI, nil
+	}
+	return 0, fmt.Errorf("isolation %q: valid values are %s", s, strings.Join(Isolations, ", "))
+}
+
+// ResolveContainerfile finds the Containerfile to build. An empty file means
+// "Containerfile, else Dockerfile, in the context". A relative file is looked
+// up in the context first (Konflux's DOCKERFILE convention), then in the
+// working directory.
+func ResolveContainerfile(contextDir, file string) (string, error) {
+	st, err := os.Stat(contextDir)
+	if err != nil {
+		return "", fmt.Errorf("build context %q: %w", contextDir, err)
+	}
+	if !st.IsDir() {
+		return "", fmt.Errorf("build context %q is not a directory", contextDir)
+	}
+	var candidates []string
+	switch {
+	case file == "":
+		candidates = []string{filepath.Join(contextDir, "Containerfile"), filepath.Join(contextDir, "Dockerfile")}
+	case filepath.IsAbs(file):
+		candidates = []string{file}
+	default:
+		candidates = []string{filepath.Join(contextDir, file), file}
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+			return filepath.Abs(c)
+		}
+	}
+	return "", fmt.Errorf("no Containerfile found: tried %s", strings.Join(candidates, ", "))
+}
+
+// Validate checks what can be checked before any work starts.
+func (o Options) Validate() error {
+	if _, err := parseIsolation(o.Isolation); err != nil {
+		return err
+	}
+	if o.Containerfile == "" || !filepath.IsAbs(o.Containerfile) {
+		return fmt.Errorf("containerfile %q: an absolute path is required (use ResolveContainerfile)", o.Containerfile)
+	}
+	return nil
+}
+
+// Build builds opts for one platform and returns the stored image.
+func Build(ctx context.Context, store storage.Store, opts Options, platform ocispec.Platform) (Image, error) {
+	isolation, err := parseIsolation(opts.Isolation)
+	if err != nil {
+		return Image{}, err
+	}
+	ulimits, err := hardUlimits()
+	if err != nil {
+		return Image{}, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = io.Discard
+	}
+	restore, err := useTmpDir(opts.TmpDir)
+	if err != nil {
+		return Image{}, err
+	}
+	defer restore()
+
+	sys := &types.SystemContext{}
+	if opts.SystemContext != nil {
+		copied := *opts.SystemContext
+		sys = &copied
+	}
+	sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = platform.OS, platform.Architecture, platform.Variant
+
+	args := map[string]string{}
+	for k, v := range opts.Args {
+		args[k] = v
+	}
+	bo := define.BuildOptions{
+		ContextDirectory:        opts.ContextDir,
+		PullPolicy:              define.PullIfMissing,
+		Args:                    args,
+		Labels:                  opts.Labels,
+		Annotations:             opts.Annotations,
+		Target:                  opts.Target,
+		Isolation:               isolation,
+		Layers:                  true,
+		RemoveIntermediateCtrs:  true,
+		ForceRmIntermediateCtrs: true,
+		OutputFormat:            define.OCIv1ImageManifest,
+		SystemContext:           sys,
+		Platforms:               []struct{ OS, Arch, Variant string }{{platform.OS, platform.Architecture, platform.Variant}},
+		// RUN shares the host network namespace; no netavark, no CNI.
+		NamespaceOptions: define.NamespaceOptions{{Name: "network", Host: true}},
+		ConfigureNetwork: define.NetworkDisabled,
+		NetworkInterface: noNetwork{},
+		CommonBuildOpts: &define.CommonBuildOptions{
+			Ulimit:  ulimits,
+			Secrets: opts.Secrets,
+		},
+		Out:          log,
+		Err:          log,
+		ReportWriter: log,
+	}
+	if opts.SourceDateEpoch != nil {
+		t := opts.SourceDateEpoch.UTC()
+		bo.SourceDateEpoch = &t
+		bo.RewriteTimestamp = true
+	}
+	id, _, err := imagebuildah.BuildDockerfiles(ctx, store, bo, opts.Containerfile)
+	if err != nil {
+		return Image{}, fmt.Errorf("building %s for %s: %w", opts.Containerfile, platformString(platform), err)
+	}
+	return Image{ID: id, Platform: platform}, nil
+}
+
+func platformString(p ocispec.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// hardUlimits raises nothing: RUN would otherwise ask for 1048576 open files
+// and processes and fail with EPERM where the pod's hard limit is lower.
+func hardUlimits() ([]string, error) {
+	var out []string
+	for _, l := range []struct {
+		name string
+		res  int
+	}{{"nofile", unix.RLIMIT_NOFILE}, {"nproc", unix.RLIMIT_NPROC}} {
+		var r unix.Rlimit
+		if err := unix.Getrlimit(l.res, &r); err != nil {
+			return nil, fmt.Errorf("reading %s limit: %w", l.name, err)
+		}
+		out = append(out, fmt.Sprintf("%s=%d:%d", l.name, clampLimit(r.Max), clampLimit(r.Max)))
+	}
+	return out, nil
+}
+
+func clampLimit(v uint64) int64 {
+	const max = 1 << 30
+	if v > max {
+		return max
+	}
+	return int64(v)
+}
+
+// useTmpDir points TMPDIR (read by buildah and containers/image) at dir for the
+// duration of a build. Builds run one at a time, so a process-wide variable is safe.
+func useTmpDir(dir string) (func(), error) {
+	if dir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating temporary directory %q: %w", dir, err)
+	}
+	old, had := os.LookupEnv("TMPDIR")
+	if err := os.Setenv("TMPDIR", dir); err != nil {
+		return nil, err
+	}
+	return func() {
+		if had {
+			_ = os.Setenv("TMPDIR", old)
+		} else {
+			_ = os.Unsetenv("TMPDIR")
+		}
+	}, nil
+}
+
+// StoreOptions select where images are stored.
+type StoreOptions struct {
+	Driver  string // "vfs" or "overlay"; "" keeps storage.conf's choice
+	Root    string
+	RunRoot string
+}
+
+// StorageDrivers lists the accepted StoreOptions.Driver values.
+var StorageDrivers = []string{"vfs", "overlay"}
+
+// OpenStore opens (creating if needed) the containers/storage store.
+func OpenStore(o StoreOptions) (storage.Store, error) {
+	so, err := storage.DefaultStoreOptions()
+	if err != nil {
+		return nil, fmt.Errorf("reading storage configuration: %w", err)
+	}
+	if o.Root != "" {
+		so.GraphRoot = o.Root
+	}
+	if o.RunRoot != "" {
+		so.RunRoot = o.RunRoot
+	}
+	switch o.Driver {
+	case "":
+	case "vfs", "overlay":
+		if so.GraphDriverName != o.Driver {
+			so.GraphDriverOptions = nil // options of another driver do not apply
+		}
+		so.GraphDriverName = o.Driver
+	default:
+		return nil, fmt.Errorf("storage driver %q: valid drivers are %s", o.Driver, strings.Join(StorageDrivers, ", "))
+	}
+	store, err := storage.GetStore(so)
+	if err != nil {
+		return nil, fmt.Errorf("opening storage (driver %q, root %q): %w", so.GraphDriverName, so.GraphRoot, err)
+	}
+	return store, nil
+}

@@ -1,0 +1,101 @@
+// Package formats parses and describes the layer compression formats mcbuild
+// publishes (the COMPRESSION_FORMATS parameter).
+package formats
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Format is one layer compression format a manifest variant is published in.
+type Format string
+
+const (
+	Gzip        Format = "gzip"
+	Zstd        Format = "zstd"
+	ZstdChunked Format = "zstd:chunked"
+)
+
+// Default is the COMPRESSION_FORMATS value used when none is given.
+const Default = "gzip,zstd:chunked"
+
+// AnnotationZstd marks an index entry whose layers are zstd (plain or chunked);
+// containers/image based clients prefer such entries for their platform.
+const AnnotationZstd = "io.github.containers.compression.zstd"
+
+// Known lists every accepted format, in the order they are documented.
+var Known = []Format{Gzip, Zstd, ZstdChunked}
+
+// IsZstd reports whether layers of this format are zstd frames.
+func (f Format) IsZstd() bool { return f == Zstd || f == ZstdChunked }
+
+// Rank orders formats inside one platform of an index: gzip first, because
+// Docker and containerd take the first entry matching their platform.
+func (f Format) Rank() int {
+	switch f {
+	case Gzip:
+		return 0
+	case Zstd:
+		return 1
+	default:
+		return 2
+	}
+}
+
+func (f Format) valid() bool {
+	for _, k := range Known {
+		if f == k {
+			return true
+		}
+	}
+	return false
+}
+
+func knownList() string {
+	names := make([]string, len(Known))
+	for i, k := range Known {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Parse reads a comma-separated list such as "gzip,zstd:chunked". Entries are
+// trimmed and lower-cased; the input order is kept. It returns warnings for
+// lists that are valid but risky (no gzip: Docker before 23 cannot pull them).
+func Parse(list string) ([]Format, []string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil, fmt.Errorf("compression formats: empty list; give one or more of %s (default %q)", knownList(), Default)
+	}
+	var out []Format
+	seen := map[Format]bool{}
+	for _, raw := range strings.Split(list, ",") {
+		f := Format(strings.ToLower(strings.TrimSpace(raw)))
+		switch {
+		case f == "":
+			return nil, nil, fmt.Errorf("compression formats %q: empty entry; valid formats are %s", list, knownList())
+		case !f.valid():
+			return nil, nil, fmt.Errorf("compression formats %q: unknown format %q; valid formats are %s", list, raw, knownList())
+		case seen[f]:
+			return nil, nil, fmt.Errorf("compression formats %q: %q is listed twice", list, f)
+		}
+		seen[f] = true
+		out = append(out, f)
+	}
+	if seen[Zstd] && seen[ZstdChunked] {
+		return nil, nil, fmt.Errorf("compression formats %q: zstd and zstd:chunked cannot both be published: clients see one %s annotation for both and cannot tell them apart; pick one", list, AnnotationZstd)
+	}
+	var warnings []string
+	if !seen[Gzip] {
+		warnings = append(warnings, fmt.Sprintf("compression formats %q include no gzip: Docker before 23 (and other clients without zstd support) cannot pull this image", list))
+	}
+	return out, warnings, nil
+}
+
+// Join renders formats back into the comma-separated form Parse accepts.
+func Join(fs []Format) string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = string(f)
+	}
+	return strings.Join(names, ",")
+}
