@@ -239,8 +239,20 @@ type StoreOptions struct {
 // StorageDrivers lists the accepted StoreOptions.Driver values.
 var StorageDrivers = []string{"vfs", "overlay"}
 
+// Validate checks the driver name before any work starts.
+func (o StoreOptions) Validate() error {
+	switch o.Driver {
+	case "", "vfs", "overlay":
+		return nil
+	}
+	return fmt.Errorf("storage driver %q: valid drivers are %s", o.Driver, strings.Join(StorageDrivers, ", "))
+}
+
 // OpenStore opens (creating if needed) the containers/storage store.
 func OpenStore(o StoreOptions) (storage.Store, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	so, err := storage.DefaultStoreOptions()
 	if err != nil {
 		return nil, fmt.Errorf("reading storage configuration: %w", err)
@@ -251,15 +263,9 @@ func OpenStore(o StoreOptions) (storage.Store, error) {
 	if o.RunRoot != "" {
 		so.RunRoot = o.RunRoot
 	}
-	switch o.Driver {
-	case "":
-	case "vfs", "overlay":
-		if so.GraphDriverName != o.Driver {
-			so.GraphDriverOptions = nil // options of another driver do not apply
-		}
+	if o.Driver != "" && o.Driver != so.GraphDriverName {
 		so.GraphDriverName = o.Driver
-	default:
-		return nil, fmt.Errorf("storage driver %q: valid drivers are %s", o.Driver, strings.Join(StorageDrivers, ", "))
+		so.GraphDriverOptions = nil // options of another driver do not apply
 	}
 	store, err := storage.GetStore(so)
 	if err != nil {

@@ -1,0 +1,157 @@
+// Package imagecheck verifies published variants in tests, the way
+// go-containerregistry's validate package checks images: it reads back what
+// a registry holds and fails on anything a client would trip over.
+package imagecheck
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+
+	"github.com/mcbuild/mcbuild/pkg/formats"
+)
+
+const (
+	chunkedChecksum = "io.github.containers.zstd-chunked.manifest-checksum"
+	chunkedPosition = "io.github.containers.zstd-chunked.manifest-position"
+	tarSplitInfo    = "io.github.containers.zstd-chunked.tarsplit-position"
+)
+
+// Variant is what Check learned about one manifest.
+type Variant struct {
+	Manifest     ocispec.Manifest
+	Config       ocispec.Image
+	ConfigDigest digest.Digest
+}
+
+// Check fetches the manifest desc and verifies that every layer is in format
+// f, decompresses to the diffID its config records, and (for zstd:chunked)
+// carries a TOC whose checksum matches the blob.
+func Check(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor, f formats.Format) (Variant, error) {
+	var v Variant
+	raw, err := content.FetchAll(ctx, fetcher, desc)
+	if err != nil {
+		return v, fmt.Errorf("fetching manifest %s: %w", desc.Digest, err)
+	}
+	if err := json.Unmarshal(raw, &v.Manifest); err != nil {
+		return v, err
+	}
+	if v.Manifest.MediaType != ocispec.MediaTypeImageManifest {
+		return v, fmt.Errorf("manifest %s: media type %q, want %q", desc.Digest, v.Manifest.MediaType, ocispec.MediaTypeImageManifest)
+	}
+	cfgRaw, err := content.FetchAll(ctx, fetcher, v.Manifest.Config)
+	if err != nil {
+		return v, fmt.Errorf("fetching config: %w", err)
+	}
+	if err := json.Unmarshal(cfgRaw, &v.Config); err != nil {
+		return v, err
+	}
+	v.ConfigDigest = v.Manifest.Config.Digest
+	if len(v.Config.RootFS.DiffIDs) != len(v.Manifest.Layers) {
+		return v, fmt.Errorf("manifest %s: %d layers but %d diffIDs", desc.Digest, len(v.Manifest.Layers), len(v.Config.RootFS.DiffIDs))
+	}
+	want := ocispec.MediaTypeImageLayerGzip
+	if f.IsZstd() {
+		want = ocispec.MediaTypeImageLayerZstd
+	}
+	for i, l := range v.Manifest.Layers {
+		if l.MediaType != want {
+			return v, fmt.Errorf("%s manifest %s layer %d: media type %s, want %s", f, desc.Digest, i, l.MediaType, want)
+		}
+		blob, err := content.FetchAll(ctx, fetcher, l)
+		if err != nil {
+			return v, fmt.Errorf("fetching layer %d: %w", i, err)
+		}
+		diffID, err := uncompressedDigest(blob, f)
+		if err != nil {
+			return v, fmt.Errorf("%s layer %d (%s): %w", f, i, l.Digest, err)
+		}
+		if diffID != v.Config.RootFS.DiffIDs[i] {
+			return v, fmt.Errorf("%s layer %d (%s) decompresses to %s, config says %s", f, i, l.Digest, diffID, v.Config.RootFS.DiffIDs[i])
+		}
+		_, hasTOC := l.Annotations[chunkedChecksum]
+		if f != formats.ZstdChunked {
+			if hasTOC {
+				return v, fmt.Errorf("%s layer %d carries zstd:chunked annotations", f, i)
+			}
+			continue
+		}
+		if err := checkTOC(blob, l.Annotations); err != nil {
+			return v, fmt.Errorf("zstd:chunked layer %d (%s): %w", i, l.Digest, err)
+		}
+	}
+	return v, nil
+}
+
+func uncompressedDigest(blob []byte, f formats.Format) (digest.Digest, error) {
+	var r io.Reader
+	if f == formats.Gzip {
+		zr, err := gzip.NewReader(bytes.NewReader(blob))
+		if err != nil {
+			return "", err
+		}
+		defer zr.Close()
+		r = zr
+	} else {
+		zr, err := zstd.NewReader(bytes.NewReader(blob))
+		if err != nil {
+			return "", err
+		}
+		defer zr.Close()
+		r = zr
+	}
+	return digest.Canonical.FromReader(r)
+}
+
+// checkTOC verifies the zstd:chunked TOC: present at the annotated position,
+// its checksum matching, and decoding to the TOC JSON containers/storage reads.
+func checkTOC(blob []byte, ann map[string]string) error {
+	for _, k := range []string{chunkedChecksum, chunkedPosition, tarSplitInfo} {
+		if ann[k] == "" {
+			return fmt.Errorf("annotation %s missing", k)
+		}
+	}
+	parts := strings.Split(ann[chunkedPosition], ":")
+	if len(parts) != 4 {
+		return fmt.Errorf("%s %q: want offset:length:uncompressed:type", chunkedPosition, ann[chunkedPosition])
+	}
+	off, err1 := strconv.ParseUint(parts[0], 10, 64)
+	n, err2 := strconv.ParseUint(parts[1], 10, 64)
+	if err1 != nil || err2 != nil || off+n > uint64(len(blob)) {
+		return fmt.Errorf("%s %q does not fit the %d-byte blob", chunkedPosition, ann[chunkedPosition], len(blob))
+	}
+	toc := blob[off : off+n]
+	if got := digest.FromBytes(toc).String(); got != ann[chunkedChecksum] {
+		return fmt.Errorf("TOC checksum %s, annotation says %s", got, ann[chunkedChecksum])
+	}
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	plain, err := dec.DecodeAll(toc, nil)
+	if err != nil {
+		return fmt.Errorf("decoding TOC: %w", err)
+	}
+	var doc struct {
+		Version int               `json:"version"`
+		Entries []json.RawMessage `json:"entries"`
+	}
+	if err := json.Unmarshal(plain, &doc); err != nil {
+		return fmt.Errorf("TOC is not JSON: %w", err)
+	}
+	if doc.Version != 1 {
+		return fmt.Errorf("TOC version %d, want 1", doc.Version)
+	}
+	return nil
+}

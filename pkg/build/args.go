@@ -1,0 +1,81 @@
+package build
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// ParseArgs merges build arguments from a file of KEY=VALUE lines (blank lines
+// and # comments ignored) and from --build-arg values, which win. A bare KEY
+// takes its value from the environment, as buildah does, and is skipped when
+// the variable is unset.
+func ParseArgs(file string, flags []string, lookupEnv func(string) (string, bool)) (map[string]string, error) {
+	args := map[string]string{}
+	if file != "" {
+		fh, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("--build-args-file: %w", err)
+		}
+		defer fh.Close()
+		sc := bufio.NewScanner(fh)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if err := addArg(args, line, lookupEnv); err != nil {
+				return nil, fmt.Errorf("--build-args-file %s line %d: %w", file, n, err)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("--build-args-file %s: %w", file, err)
+		}
+	}
+	for _, a := range flags {
+		if err := addArg(args, a, lookupEnv); err != nil {
+			return nil, fmt.Errorf("--build-arg: %w", err)
+		}
+	}
+	return args, nil
+}
+
+func addArg(args map[string]string, spec string, lookupEnv func(string) (string, bool)) error {
+	key, value, hasValue := strings.Cut(spec, "=")
+	key = strings.TrimSpace(key)
+	if key == "" || strings.ContainsAny(key, " \t") {
+		return fmt.Errorf("%q: want KEY=VALUE (or KEY to take it from the environment)", spec)
+	}
+	if !hasValue {
+		v, ok := lookupEnv(key)
+		if !ok {
+			return nil
+		}
+		value = v
+	}
+	args[key] = value
+	return nil
+}
+
+// CheckSecret validates a --secret spec (id=ID,src=PATH[,type=file|env]) before
+// any work starts, so a typo does not surface only at the RUN that needs it.
+func CheckSecret(spec string) error {
+	fields := map[string]string{}
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || v == "" {
+			return fmt.Errorf("--secret %q: want id=ID,src=PATH (or id=ID,env=VAR)", spec)
+		}
+		fields[k] = v
+	}
+	if fields["id"] == "" {
+		return fmt.Errorf("--secret %q: id= is required", spec)
+	}
+	if src := fields["src"]; src != "" && fields["type"] != "env" {
+		if _, err := os.Stat(src); err != nil {
+			return fmt.Errorf("--secret id=%s: source file: %w", fields["id"], err)
+		}
+	}
+	return nil
+}
