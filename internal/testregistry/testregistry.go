@@ -176,8 +176,7 @@ http:
 	cmd := exec.Command(bin, "serve", cfgPath)
 	cmd.Stdout = &logs
 	cmd.Stderr = &logs
-	// No tracing exporter: it would try to reach a collector and log errors.
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
+	cmd.Env = childEnv()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("running %s: %w", bin, err)
 	}
@@ -245,6 +244,20 @@ func StartOlareg(t testing.TB) *Registry {
 		_ = h.Close()
 	})
 	return &Registry{Host: l.Addr().String(), URL: srv.URL}
+}
+
+// childEnv is the registry's environment: distribution reads REGISTRY_*
+// variables as configuration overrides (REGISTRY_AUTH_FILE, which podman and
+// mcbuild use for the auth file, would turn on an unknown "file" auth), so
+// they are dropped; tracing is off so it does not try to reach a collector.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REGISTRY_") && !strings.HasPrefix(kv, "OTEL_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
 }
 
 func freePort() (int, error) {

@@ -103,6 +103,9 @@ func TestRegistries(t *testing.T) {
 }
 
 func TestDistributionHtpasswd(t *testing.T) {
+	// REGISTRY_* variables must not reach the registry (it would read
+	// REGISTRY_AUTH_FILE as configuration and refuse to start).
+	t.Setenv("REGISTRY_AUTH_FILE", "/nonexistent/auth.json")
 	r := StartDistribution(t, WithHtpasswd("alice", "s3cret"))
 	tests := []struct {
 		user, pass string
