@@ -18,6 +18,8 @@ import (
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 	"golang.org/x/sys/unix"
+
+	"github.com/mcbuild/mcbuild/pkg/platforms"
 )
 
 // Options describe one build; the same Options are used for every platform.
@@ -169,17 +171,9 @@ func Build(ctx context.Context, store storage.Store, opts Options, platform ocis
 	}
 	id, _, err := imagebuildah.BuildDockerfiles(ctx, store, bo, opts.Containerfile)
 	if err != nil {
-		return Image{}, fmt.Errorf("building %s for %s: %w", opts.Containerfile, platformString(platform), err)
+		return Image{}, fmt.Errorf("building %s for %s: %w", opts.Containerfile, platforms.String(platform), err)
 	}
 	return Image{ID: id, Platform: platform}, nil
-}
-
-func platformString(p ocispec.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
 }
 
 // hardUlimits raises nothing: RUN would otherwise ask for 1048576 open files

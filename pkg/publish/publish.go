@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/pkg/platforms"
 	"github.com/mcbuild/mcbuild/pkg/index"
 )
 
@@ -85,7 +85,7 @@ func Publish(ctx context.Context, store storage.Store, img Image, repo string, f
 	for i, f := range fs {
 		g.Go(func() error {
 			start := time.Now()
-			platform := platformString(img.Platform)
+			platform := platforms.String(img.Platform)
 			logf("pushing %s %s to %s", platform, f, repo)
 			desc, err := pushVariant(gctx, srcRef, destRef, f, opts, func(done, total int) {
 				logf("  %s %s: %d of %d blobs pushed (%s)", platform, f, done, total, time.Since(start).Round(time.Second))
@@ -219,7 +219,3 @@ func CheckLayers(manifestBytes []byte, f formats.Format) error {
 
 // ChunkedManifestChecksumAnnotation marks a zstd:chunked layer (its TOC digest).
 const ChunkedManifestChecksumAnnotation = "io.github.containers.zstd-chunked.manifest-checksum"
-
-func platformString(p ocispec.Platform) string {
-	return strings.TrimSuffix(p.OS+"/"+p.Architecture+"/"+p.Variant, "/")
-}
