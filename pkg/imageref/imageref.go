@@ -178,3 +178,12 @@ func (r Ref) WithDigest(d digest.Digest) string {
 func (r Ref) TaggedWithDigest(d digest.Digest) string {
 	return r.Tagged() + "@" + d.String()
 }
+
+// Reference is what to resolve in the repository: the digest when there is
+// one (it pins the content), else the tag.
+func (r Ref) Reference() string {
+	if r.Digest != "" {
+		return r.Digest.String()
+	}
+	return r.Tag
+}

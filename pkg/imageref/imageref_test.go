@@ -197,3 +197,20 @@ func isPlain(s string) bool {
 	}
 	return true
 }
+
+func TestReference(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"127.0.0.1:5000/a/b:v1", "v1"},
+		{"127.0.0.1:5000/a/b", "latest"},
+		{"127.0.0.1:5000/a/b:v1@sha256:" + strings.Repeat("ab", 32), "sha256:" + strings.Repeat("ab", 32)},
+	}
+	for _, tc := range tests {
+		r, err := Parse(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Reference(); got != tc.want {
+			t.Errorf("Parse(%q).Reference() = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -59,19 +59,19 @@ var (
 )
 
 // Merge resolves each reference (a tag or digest in target, or for a remote
-// repository a full reference into it), collects the image manifests of all
-// of them with Collect and assembles one index with Assemble. It returns the
-// index and Collect's warnings (skipped non-image entries). Error messages
+// repository a full reference into it) and collects the image manifests of
+// all of them with Collect, checking that Assemble accepts them. It returns
+// the entries and Collect's warnings (skipped non-image entries). Error messages
 // name inputs by their reference.
-func Merge(ctx context.Context, target oras.ReadOnlyTarget, refs ...string) (ocispec.Index, []string, error) {
+func Merge(ctx context.Context, target oras.ReadOnlyTarget, refs ...string) ([]Entry, []string, error) {
 	if len(refs) == 0 {
-		return ocispec.Index{}, nil, errors.New("index: merge: no inputs")
+		return nil, nil, errors.New("index: merge: no inputs")
 	}
 	roots := make([]ocispec.Descriptor, len(refs))
 	for i, ref := range refs {
 		d, err := target.Resolve(ctx, ref)
 		if err != nil {
-			return ocispec.Index{}, nil, fmt.Errorf("index: merge: resolving %q: %w", ref, err)
+			return nil, nil, fmt.Errorf("index: merge: resolving %q: %w", ref, err)
 		}
 		d.Annotations = maps.Clone(d.Annotations)
 		if d.Annotations == nil {
@@ -82,10 +82,13 @@ func Merge(ctx context.Context, target oras.ReadOnlyTarget, refs ...string) (oci
 	}
 	entries, warnings, err := Collect(ctx, target, roots)
 	if err != nil {
-		return ocispec.Index{}, warnings, err
+		return nil, warnings, err
 	}
-	idx, err := Assemble(entries)
-	return idx, warnings, err
+	// Refuse now what Assemble would refuse later, before anything is pushed.
+	if _, err := Assemble(entries); err != nil {
+		return nil, warnings, err
+	}
+	return entries, warnings, nil
 }
 
 // Collect walks the roots (each an image index or an image manifest, as

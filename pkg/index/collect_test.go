@@ -508,7 +508,8 @@ func TestMerge(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			idx, warns, err := Merge(context.Background(), b.target, tc.refs...)
+			entries, warns, err := Merge(context.Background(), b.target, tc.refs...)
+			idx, _ := Assemble(entries)
 			if len(tc.parts) > 0 {
 				if err == nil {
 					t.Fatalf("Merge = %+v, want error", idx)

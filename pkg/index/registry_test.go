@@ -48,7 +48,11 @@ func TestMergeOnRegistries(t *testing.T) {
 			armIdx := b.index(on(armGz, "linux/arm64"))
 
 			// Merge: a tag, a full reference, and a digest.
-			idx, warns, err := Merge(ctx, repo, "amd64", repoName+":arm64-zstd", armIdx.Digest.String())
+			entries, warns, err := Merge(ctx, repo, "amd64", repoName+":arm64-zstd", armIdx.Digest.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			idx, err := Assemble(entries)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +98,7 @@ func TestMergeOnRegistries(t *testing.T) {
 			}
 
 			// Collecting the merged index again gives the same entries.
-			entries, warns, err := Collect(ctx, repo, []ocispec.Descriptor{resolved})
+			entries, warns, err = Collect(ctx, repo, []ocispec.Descriptor{resolved})
 			if err != nil {
 				t.Fatal(err)
 			}
