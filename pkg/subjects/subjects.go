@@ -1,0 +1,292 @@
+// Package subjects builds, pushes, finds, reads and verifies mcbuild's
+// subjects artifact: an OCI artifact attached (by `subject`) to a published
+// image index that lists the index and every manifest it holds, so that
+// provenance tools (Tekton Chains) and policy checks can see every digest a
+// build produced. The format is described for users in docs/subjects.md.
+package subjects
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+	orasregistry "oras.land/oras-go/v2/registry"
+
+	"github.com/mcbuild/mcbuild/pkg/index"
+	"github.com/mcbuild/mcbuild/pkg/platforms"
+)
+
+const (
+	// ArtifactType is the artifactType of the subjects manifest and the
+	// media type of its one layer.
+	ArtifactType = "application/vnd.mcbuild.subjects.v1+json"
+	// AnnotationPlatform is the entry annotation holding os/arch[/variant].
+	AnnotationPlatform = "platform"
+	// AnnotationCompression is the entry annotation holding the layer
+	// compression format (gzip, zstd, zstd:chunked).
+	AnnotationCompression = "compression"
+	// MaxSize bounds every document this package reads (manifest, layer,
+	// index): larger ones are refused as untrusted input.
+	MaxSize = 4 << 20
+)
+
+// Subject is one entry of the document: an in-toto v1 ResourceDescriptor.
+type Subject struct {
+	// Name is the repository without tag or digest, e.g. "quay.io/ns/app".
+	Name string `json:"name"`
+	// Digest maps algorithm to hex, e.g. {"sha256": "<64 hex>"}.
+	Digest map[string]string `json:"digest"`
+	// MediaType of the manifest or index.
+	MediaType string `json:"mediaType,omitempty"`
+	// Annotations: "platform" and "compression" for image manifests.
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Document is the JSON content of the subjects layer.
+type Document struct {
+	Subjects []Subject `json:"subjects"`
+}
+
+// New builds the document for an index pushed to repo: the index first, then
+// the manifests in the order given (the index's order). A tag or digest on
+// repo is dropped.
+func New(repo string, indexDesc ocispec.Descriptor, manifests []index.Entry) Document {
+	name := repo
+	if ref, err := orasregistry.ParseReference(repo); err == nil {
+		name = ref.Registry + "/" + ref.Repository
+	}
+	doc := Document{Subjects: []Subject{{
+		Name:      name,
+		Digest:    digestMap(indexDesc.Digest),
+		MediaType: indexDesc.MediaType,
+	}}}
+	for _, e := range manifests {
+		s := Subject{
+			Name:        name,
+			Digest:      digestMap(e.Descriptor.Digest),
+			MediaType:   e.Descriptor.MediaType,
+			Annotations: map[string]string{},
+		}
+		if p := e.Descriptor.Platform; p != nil {
+			s.Annotations[AnnotationPlatform] = platforms.String(*p)
+		}
+		if e.Format != "" {
+			s.Annotations[AnnotationCompression] = string(e.Format)
+		}
+		if len(s.Annotations) == 0 {
+			s.Annotations = nil
+		}
+		doc.Subjects = append(doc.Subjects, s)
+	}
+	return doc
+}
+
+func digestMap(d digest.Digest) map[string]string {
+	return map[string]string{d.Algorithm().String(): d.Encoded()}
+}
+
+// DigestOf returns the sha256 digest of an entry ("" if it has none).
+func (s Subject) DigestOf() digest.Digest {
+	h, ok := s.Digest["sha256"]
+	if !ok {
+		return ""
+	}
+	return digest.NewDigestFromEncoded(digest.SHA256, h)
+}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Validate checks the document's schema: at least one entry, and every entry
+// has a name and a sha256 digest of 64 lower-case hex digits.
+func (d Document) Validate() error {
+	if len(d.Subjects) == 0 {
+		return errors.New("subjects document: no entries")
+	}
+	for i, s := range d.Subjects {
+		if s.Name == "" {
+			return fmt.Errorf("subjects document: entry %d has no name", i)
+		}
+		h, ok := s.Digest["sha256"]
+		if !ok {
+			return fmt.Errorf("subjects document: entry %d (%s) has no sha256 digest", i, s.Name)
+		}
+		if !sha256Hex.MatchString(h) {
+			return fmt.Errorf("subjects document: entry %d (%s) has a malformed sha256 digest %q", i, s.Name, truncate(h, 80))
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// pack returns the artifact's layer and manifest bytes. Deterministic: the
+// same document and subject give the same bytes (no created annotation).
+func pack(doc Document, subject ocispec.Descriptor) (layer []byte, layerDesc ocispec.Descriptor, manifest []byte, manifestDesc ocispec.Descriptor, err error) {
+	layer, err = json.Marshal(doc)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, nil, ocispec.Descriptor{}, err
+	}
+	layerDesc = content.NewDescriptorFromBytes(ArtifactType, layer)
+	m := ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: ArtifactType,
+		Config:       emptyConfig(),
+		Layers:       []ocispec.Descriptor{layerDesc},
+		Subject: &ocispec.Descriptor{
+			MediaType: subject.MediaType,
+			Digest:    subject.Digest,
+			Size:      subject.Size,
+		},
+	}
+	manifest, err = json.Marshal(m)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, nil, ocispec.Descriptor{}, err
+	}
+	manifestDesc = content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, manifest)
+	manifestDesc.ArtifactType = ArtifactType
+	return layer, layerDesc, manifest, manifestDesc, nil
+}
+
+// emptyConfig is the OCI empty descriptor without the embedded data field.
+func emptyConfig() ocispec.Descriptor {
+	return ocispec.Descriptor{
+		MediaType: ocispec.MediaTypeEmptyJSON,
+		Digest:    ocispec.DescriptorEmptyJSON.Digest,
+		Size:      ocispec.DescriptorEmptyJSON.Size,
+	}
+}
+
+// Push pushes the subjects artifact for subject (the index): the empty
+// config blob, the document layer and the manifest, by digest. With an oras
+// remote.Repository as target the registry's referrers API is used, or the
+// "sha256-<hex>" fallback tag is updated when there is none. It returns the
+// artifact's manifest descriptor (artifactType set).
+func Push(ctx context.Context, target oras.Target, doc Document, subject ocispec.Descriptor) (ocispec.Descriptor, error) {
+	if err := doc.Validate(); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if got := doc.Subjects[0].DigestOf(); got != subject.Digest {
+		return ocispec.Descriptor{}, fmt.Errorf("subjects document: first entry is %s, want the subject %s", got, subject.Digest)
+	}
+	return push(ctx, target, doc, subject)
+}
+
+// push is Push without the checks (tests use it to push tampered documents).
+func push(ctx context.Context, target oras.Target, doc Document, subject ocispec.Descriptor) (ocispec.Descriptor, error) {
+	layer, layerDesc, manifest, desc, err := pack(doc, subject)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	blobs := []struct {
+		desc ocispec.Descriptor
+		data []byte
+		what string
+	}{
+		{emptyConfig(), []byte("{}"), "empty config"},
+		{layerDesc, layer, "subjects layer"},
+		{desc, manifest, "subjects manifest"},
+	}
+	for _, b := range blobs {
+		if b.what != "subjects manifest" {
+			// Blobs: skip what the registry already has.
+			ok, err := target.Exists(ctx, b.desc)
+			if err == nil && ok {
+				continue
+			}
+		}
+		if err := target.Push(ctx, b.desc, bytes.NewReader(b.data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+			return ocispec.Descriptor{}, fmt.Errorf("pushing %s %s: %w", b.what, b.desc.Digest, err)
+		}
+	}
+	return desc, nil
+}
+
+// fetchLimited fetches desc after checking its size against MaxSize; the
+// content is verified against the descriptor's size and digest.
+func fetchLimited(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor, what string) ([]byte, error) {
+	if desc.Size < 0 || desc.Size > MaxSize {
+		return nil, fmt.Errorf("%s %s: size %d is outside 0..%d", what, desc.Digest, desc.Size, MaxSize)
+	}
+	if err := desc.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: invalid digest %q: %w", what, truncate(string(desc.Digest), 80), err)
+	}
+	b, err := content.FetchAll(ctx, f, desc)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s %s: %w", what, desc.Digest, err)
+	}
+	return b, nil
+}
+
+// Fetch reads and validates the subjects artifact desc: an OCI image
+// manifest of artifactType ArtifactType with the empty config, exactly one
+// layer of media type ArtifactType and a subject; the layer must hold a valid
+// document. Sizes are bounded by MaxSize and digests are verified.
+func Fetch(ctx context.Context, target content.Fetcher, desc ocispec.Descriptor) (Document, ocispec.Manifest, error) {
+	var m ocispec.Manifest
+	if desc.MediaType != ocispec.MediaTypeImageManifest {
+		return Document{}, m, fmt.Errorf("%s is a %q, not an OCI image manifest: not a subjects artifact", desc.Digest, desc.MediaType)
+	}
+	raw, err := fetchLimited(ctx, target, desc, "subjects manifest")
+	if err != nil {
+		return Document{}, m, err
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return Document{}, m, fmt.Errorf("subjects manifest %s: invalid JSON: %w", desc.Digest, err)
+	}
+	switch {
+	case m.SchemaVersion != 2:
+		return Document{}, m, fmt.Errorf("subjects manifest %s: schemaVersion %d, want 2", desc.Digest, m.SchemaVersion)
+	case m.MediaType != ocispec.MediaTypeImageManifest:
+		return Document{}, m, fmt.Errorf("subjects manifest %s: mediaType %q, want %q", desc.Digest, m.MediaType, ocispec.MediaTypeImageManifest)
+	case m.ArtifactType != ArtifactType:
+		return Document{}, m, fmt.Errorf("%s has artifactType %q, not %q: not a subjects artifact", desc.Digest, m.ArtifactType, ArtifactType)
+	case m.Config.MediaType != ocispec.MediaTypeEmptyJSON:
+		return Document{}, m, fmt.Errorf("subjects manifest %s: config mediaType %q, want %q", desc.Digest, m.Config.MediaType, ocispec.MediaTypeEmptyJSON)
+	case len(m.Layers) != 1:
+		return Document{}, m, fmt.Errorf("subjects manifest %s: %d layers, want exactly 1", desc.Digest, len(m.Layers))
+	case m.Layers[0].MediaType != ArtifactType:
+		return Document{}, m, fmt.Errorf("subjects manifest %s: layer mediaType %q, want %q", desc.Digest, m.Layers[0].MediaType, ArtifactType)
+	case m.Subject == nil:
+		return Document{}, m, fmt.Errorf("subjects manifest %s: no subject", desc.Digest)
+	}
+	layer, err := fetchLimited(ctx, target, m.Layers[0], "subjects layer")
+	if err != nil {
+		return Document{}, m, err
+	}
+	doc, err := decode(layer)
+	if err != nil {
+		return Document{}, m, fmt.Errorf("subjects artifact %s: %w", desc.Digest, err)
+	}
+	return doc, m, nil
+}
+
+func decode(b []byte) (Document, error) {
+	var doc Document
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil {
+		return Document{}, fmt.Errorf("subjects document: invalid JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Document{}, errors.New("subjects document: data after the JSON object")
+	}
+	if err := doc.Validate(); err != nil {
+		return Document{}, err
+	}
+	return doc, nil
+}

@@ -1,0 +1,231 @@
+package subjects
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+
+	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/pkg/platforms"
+)
+
+// Kind classifies a Mismatch.
+type Kind string
+
+const (
+	// KindSubject: the document's first entry is not the artifact's subject.
+	KindSubject Kind = "subject"
+	// KindMissing: a manifest or index is not in the registry.
+	KindMissing Kind = "missing"
+	// KindNotInSubjects: the index lists a manifest the document does not.
+	KindNotInSubjects Kind = "not-in-subjects"
+	// KindNotInIndex: the document lists a digest the index does not.
+	KindNotInIndex Kind = "not-in-index"
+	// KindDiffers: an entry's media type, platform, compression or name does
+	// not match the index.
+	KindDiffers Kind = "differs"
+	// KindDuplicate: the document lists a digest more than once.
+	KindDuplicate Kind = "duplicate"
+)
+
+// Mismatch is one difference between a subjects artifact and the registry.
+type Mismatch struct {
+	Kind     Kind
+	Digest   digest.Digest
+	Platform string // os/arch[/variant] when known
+	Detail   string // for KindSubject and KindDiffers
+}
+
+// String describes the mismatch for humans.
+func (m Mismatch) String() string {
+	d := string(m.Digest)
+	if m.Platform != "" {
+		d += " (" + m.Platform + ")"
+	}
+	switch m.Kind {
+	case KindMissing:
+		return "missing in registry: " + d
+	case KindNotInSubjects:
+		return "listed in the index but not in the subjects: " + d
+	case KindNotInIndex:
+		return "in the subjects but not in the index: " + d
+	case KindDuplicate:
+		return "listed more than once in the subjects: " + d
+	case KindSubject:
+		return "first subject is not the artifact's subject (the index): " + m.Detail
+	default:
+		return d + ": " + m.Detail
+	}
+}
+
+// Verify checks the subjects artifact artifactDesc against the registry:
+//   - the document's first entry is the artifact's subject (the index), and
+//     the index exists;
+//   - the entries are exactly the index plus every manifest it lists (index
+//     children that are indexes are listed too, and their children, one
+//     level), with matching mediaType and, where the entry has them,
+//     platform and compression annotations (compression is checked against
+//     the index's zstd annotation: zstd and zstd:chunked look the same
+//     there);
+//   - every manifest the index lists exists in the registry.
+//
+// An error is returned when the artifact cannot be read or is malformed; an
+// empty slice means it matches.
+func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc ocispec.Descriptor) ([]Mismatch, error) {
+	doc, m, err := Fetch(ctx, target, artifactDesc)
+	if err != nil {
+		return nil, err
+	}
+	var out []Mismatch
+	subj := *m.Subject
+	first := doc.Subjects[0]
+	if first.DigestOf() != subj.Digest {
+		out = append(out, Mismatch{Kind: KindSubject, Digest: first.DigestOf(),
+			Detail: fmt.Sprintf("the first entry is %s, the subject is %s", first.DigestOf(), subj.Digest)})
+	}
+	name := first.Name
+	ok, err := target.Exists(ctx, subj)
+	if err != nil {
+		return nil, fmt.Errorf("checking index %s: %w", subj.Digest, err)
+	}
+	if !ok {
+		return append(out, Mismatch{Kind: KindMissing, Digest: subj.Digest}), nil
+	}
+	want := []ocispec.Descriptor{subj}
+	if isIndex(subj.MediaType) {
+		children, err := fetchIndex(ctx, target, subj)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range children {
+			want = append(want, c)
+			if !isIndex(c.MediaType) {
+				continue
+			}
+			ok, err := target.Exists(ctx, c)
+			if err != nil {
+				return nil, fmt.Errorf("checking index %s: %w", c.Digest, err)
+			}
+			if !ok {
+				continue // reported as missing below
+			}
+			grand, err := fetchIndex(ctx, target, c)
+			if err != nil {
+				return nil, err
+			}
+			want = append(want, grand...)
+		}
+	}
+
+	// Entries of the document by digest; duplicates reported once each.
+	listed := map[digest.Digest]Subject{}
+	for _, s := range doc.Subjects {
+		d := s.DigestOf()
+		if _, dup := listed[d]; dup {
+			out = append(out, Mismatch{Kind: KindDuplicate, Digest: d, Platform: s.Annotations[AnnotationPlatform]})
+			continue
+		}
+		listed[d] = s
+	}
+	inIndex := map[digest.Digest]bool{}
+	for i, w := range want {
+		if inIndex[w.Digest] {
+			continue // the same manifest under two indexes
+		}
+		inIndex[w.Digest] = true
+		plat := ""
+		if w.Platform != nil {
+			plat = platforms.String(*w.Platform)
+		}
+		if i > 0 {
+			ok, err := target.Exists(ctx, w)
+			if err != nil {
+				return nil, fmt.Errorf("checking %s: %w", w.Digest, err)
+			}
+			if !ok {
+				out = append(out, Mismatch{Kind: KindMissing, Digest: w.Digest, Platform: plat})
+			}
+		}
+		s, ok := listed[w.Digest]
+		if !ok {
+			out = append(out, Mismatch{Kind: KindNotInSubjects, Digest: w.Digest, Platform: plat})
+			continue
+		}
+		for _, detail := range compare(s, w, name) {
+			out = append(out, Mismatch{Kind: KindDiffers, Digest: w.Digest, Platform: plat, Detail: detail})
+		}
+	}
+	for _, s := range doc.Subjects {
+		if d := s.DigestOf(); !inIndex[d] {
+			inIndex[d] = true // report once
+			out = append(out, Mismatch{Kind: KindNotInIndex, Digest: d, Platform: s.Annotations[AnnotationPlatform]})
+		}
+	}
+	return out, nil
+}
+
+// compare lists how entry s differs from the index's descriptor w.
+func compare(s Subject, w ocispec.Descriptor, name string) []string {
+	var diffs []string
+	if s.Name != name {
+		diffs = append(diffs, fmt.Sprintf("name is %q, the first entry's is %q", s.Name, name))
+	}
+	if s.MediaType != "" && w.MediaType != "" && s.MediaType != w.MediaType {
+		diffs = append(diffs, fmt.Sprintf("mediaType is %s in the subjects but %s in the index", s.MediaType, w.MediaType))
+	}
+	if p, ok := s.Annotations[AnnotationPlatform]; ok {
+		got := "<none>"
+		if w.Platform != nil {
+			got = platforms.String(*w.Platform)
+		}
+		if w.Platform == nil || !platforms.Equal(parsePlatform(p), *w.Platform) {
+			diffs = append(diffs, fmt.Sprintf("platform is %s in the subjects but %s in the index", p, got))
+		}
+	}
+	if c, ok := s.Annotations[AnnotationCompression]; ok {
+		zstdInIndex := w.Annotations[formats.AnnotationZstd] == "true"
+		if formats.Format(c).IsZstd() != zstdInIndex {
+			idx := "gzip (no zstd annotation)"
+			if zstdInIndex {
+				idx = "zstd (" + formats.AnnotationZstd + ")"
+			}
+			diffs = append(diffs, fmt.Sprintf("compression is %s in the subjects but %s in the index", c, idx))
+		}
+	}
+	return diffs
+}
+
+func parsePlatform(s string) ocispec.Platform {
+	parts := strings.SplitN(s, "/", 3)
+	p := ocispec.Platform{OS: parts[0]}
+	if len(parts) > 1 {
+		p.Architecture = parts[1]
+	}
+	if len(parts) > 2 {
+		p.Variant = parts[2]
+	}
+	return p
+}
+
+// fetchIndex fetches (bounded, verified) an index and returns its children.
+func fetchIndex(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	raw, err := fetchLimited(ctx, f, desc, "index")
+	if err != nil {
+		return nil, err
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, fmt.Errorf("index %s: invalid JSON: %w", desc.Digest, err)
+	}
+	for _, c := range idx.Manifests {
+		if err := c.Digest.Validate(); err != nil {
+			return nil, fmt.Errorf("index %s: child with invalid digest: %w", desc.Digest, err)
+		}
+	}
+	return idx.Manifests, nil
+}
