@@ -1,0 +1,57 @@
+# mcbuild: build, test and demo. Every target installs what it needs.
+SHELL := /bin/bash
+GO ?= go
+# buildah as a library: openpgp instead of gpgme, no btrfs headers; cgo is
+# required (chroot isolation relies on storage's cgo constructor).
+TAGS := containers_image_openpgp exclude_graphdriver_btrfs
+export CGO_ENABLED := 1
+GOFLAGS_TAGS := -tags "$(TAGS)"
+
+TOOLS := $(CURDIR)/bin/tools
+REGISTRY_VERSION := v3.1.2
+REGISTRY_BIN := $(TOOLS)/registry
+ROOTFS := $(CURDIR)/examples/busybox-base/rootfs
+ARCHES := amd64 arm64
+APT_PACKAGES := busybox-static qemu-user-static binfmt-support skopeo curl
+
+.PHONY: all build test unit integration demo deps apt-deps rootfs binfmt vet fmt clean bench
+
+all: build
+
+build: ## bin/mcbuild
+	$(GO) build $(GOFLAGS_TAGS) -o bin/mcbuild ./cmd/mcbuild
+
+apt-deps: ## Debian packages the tests and the demo use
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(REGISTRY_BIN):
+	cd /tmp && GOFLAGS= GOBIN=$(TOOLS) $(GO) install github.com/distribution/distribution/v3/cmd/registry@$(REGISTRY_VERSION)
+
+rootfs: apt-deps ## busybox root filesystems per architecture (no docker.io here)
+	hack/busybox-rootfs.sh $(ROOTFS) $(ARCHES)
+
+binfmt: apt-deps ## qemu emulation for foreign-architecture RUN steps
+	hack/qemu-binfmt.sh $(ARCHES)
+
+deps: apt-deps $(REGISTRY_BIN) rootfs binfmt
+
+vet:
+	$(GO) vet $(GOFLAGS_TAGS) ./...
+	@out=$$(gofmt -l cmd pkg internal test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: deps vet build ## every test: unit and integration against real loopback registries
+	MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild \
+	  $(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 20m ./...
+
+demo: deps build ## loopback registry, example build, results and index table
+	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild hack/demo.sh
+
+fmt:
+	gofmt -w cmd pkg internal
+
+clean:
+	rm -rf bin .cache

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+	"go.podman.io/image/v5/types"
+
+	"github.com/mcbuild/mcbuild/pkg/build"
+	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/pkg/imageref"
+	"github.com/mcbuild/mcbuild/pkg/index"
+	"github.com/mcbuild/mcbuild/pkg/platforms"
+	"github.com/mcbuild/mcbuild/pkg/publish"
+	"github.com/mcbuild/mcbuild/pkg/registry"
+	"github.com/mcbuild/mcbuild/pkg/results"
+)
+
+type buildFlags struct {
+	image, file, contextDir, platforms, formats string
+	buildArgs                                   []string
+	buildArgsFile                               string
+	labels, annotations, secrets                []string
+	target, sourceDateEpoch                     string
+	storageDriver, root, runRoot, isolation     string
+	zstdLevel                                   int
+	resultsFlags
+}
+
+// resultsFlags are shared by the commands that finish a release.
+type resultsFlags struct {
+	resultsDir    string
+	resultsBudget int
+}
+
+func (r *resultsFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&r.resultsDir, "results-dir", "", "directory to write Tekton results into (e.g. /tekton/results); empty writes none")
+	cmd.Flags().IntVar(&r.resultsBudget, "results-budget", results.DefaultBudget, "bytes the step's results may take in Tekton's termination message; IMAGES is left out when it would not fit")
+}
+
+func (r *resultsFlags) validate() error {
+	if r.resultsBudget <= 0 {
+		return fmt.Errorf("--results-budget %d: must be a positive number of bytes (Tekton's default is %d)", r.resultsBudget, results.DefaultBudget)
+	}
+	return results.CheckWritable(r.resultsDir)
+}
+
+func newBuildCommand(g *globalFlags) *cobra.Command {
+	f := &buildFlags{}
+	cmd := &cobra.Command{
+		Use:   "build --image REGISTRY/REPO[:TAG] [flags]",
+		Short: "Build per platform, push every compression variant, the index and the subjects artifact",
+		Example: `  mcbuild build --image registry.example/ns/app:v1 --context . \
+    --platform linux/amd64,linux/arm64 --compression-formats gzip,zstd:chunked \
+    --results-dir /tekton/results`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBuild(cmd, g, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.image, "image", "", "destination REGISTRY/REPO[:TAG] for the index (required; the tag defaults to latest)")
+	fl.StringVarP(&f.file, "file", "f", "", "Containerfile to build (default: Containerfile, else Dockerfile, in the context)")
+	fl.StringVar(&f.contextDir, "context", ".", "build context directory")
+	fl.StringVar(&f.platforms, "platform", "", "comma-separated os/arch[/variant] list to build (default: the host's platform)")
+	fl.StringVar(&f.formats, "compression-formats", formats.Default, "comma-separated layer compression formats to publish: gzip, zstd, zstd:chunked")
+	fl.IntVar(&f.zstdLevel, "zstd-level", publish.DefaultZstdLevel, "compression level for zstd and zstd:chunked layers (upstream's zstd:chunked default is 10, about 4x slower)")
+	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (KEY alone takes the value from the environment); repeatable")
+	fl.StringVar(&f.buildArgsFile, "build-args-file", "", "file of KEY=VALUE build arguments, one per line (# comments); --build-arg wins")
+	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE; repeatable")
+	fl.StringArrayVar(&f.annotations, "annotation", nil, "manifest annotation KEY=VALUE; repeatable")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "build secret id=ID,src=PATH for RUN --mount=type=secret (buildah's syntax); repeatable")
+	fl.StringVar(&f.target, "target", "", "build stage to stop at")
+	fl.StringVar(&f.sourceDateEpoch, "source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "seconds since the epoch to pin every timestamp to, for reproducible digests (default $SOURCE_DATE_EPOCH)")
+	fl.StringVar(&f.storageDriver, "storage-driver", "", "containers/storage driver: vfs or overlay (default: storage.conf's)")
+	fl.StringVar(&f.root, "root", "", "containers/storage root directory (default: storage.conf's)")
+	fl.StringVar(&f.runRoot, "runroot", "", "containers/storage run root directory (default: storage.conf's)")
+	fl.StringVar(&f.isolation, "isolation", "chroot", "how RUN steps are isolated: chroot (no OCI runtime needed) or oci")
+	f.resultsFlags.register(cmd)
+	_ = cmd.MarkFlagRequired("image")
+	return cmd
+}
+
+// buildPlan is the validated form of buildFlags.
+type buildPlan struct {
+	dest      imageref.Ref
+	platforms []ocispec.Platform
+	formats   []formats.Format
+	build     build.Options
+	store     build.StoreOptions
+}
+
+func (f *buildFlags) plan() (buildPlan, []string, error) {
+	var p buildPlan
+	var warnings []string
+	var err error
+	if p.dest, err = imageref.ParseTagged(f.image); err != nil {
+		return p, nil, err
+	}
+	if p.formats, warnings, err = formats.Parse(f.formats); err != nil {
+		return p, nil, err
+	}
+	if f.platforms == "" {
+		p.platforms = []ocispec.Platform{platforms.Host()}
+	} else if p.platforms, err = platforms.Parse(f.platforms); err != nil {
+		return p, nil, err
+	}
+	if f.zstdLevel < 1 || f.zstdLevel > 20 {
+		return p, nil, fmt.Errorf("--zstd-level %d: valid levels are 1 to 20 (default %d)", f.zstdLevel, publish.DefaultZstdLevel)
+	}
+	contextDir, err := filepath.Abs(f.contextDir)
+	if err != nil {
+		return p, nil, err
+	}
+	containerfile, err := build.ResolveContainerfile(contextDir, f.file)
+	if err != nil {
+		return p, nil, err
+	}
+	args, err := build.ParseArgs(f.buildArgsFile, f.buildArgs, os.LookupEnv)
+	if err != nil {
+		return p, nil, err
+	}
+	for _, kv := range []struct {
+		flag string
+		vals []string
+	}{{"--label", f.labels}, {"--annotation", f.annotations}} {
+		for _, v := range kv.vals {
+			if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+				return p, nil, fmt.Errorf("%s %q: want KEY=VALUE", kv.flag, v)
+			}
+		}
+	}
+	for _, s := range f.secrets {
+		if err := build.CheckSecret(s); err != nil {
+			return p, nil, err
+		}
+	}
+	var epoch *time.Time
+	if f.sourceDateEpoch != "" {
+		secs, err := strconv.ParseInt(f.sourceDateEpoch, 10, 64)
+		if err != nil || secs < 0 {
+			return p, nil, fmt.Errorf("--source-date-epoch / SOURCE_DATE_EPOCH %q: want a non-negative number of seconds since 1970-01-01 UTC", f.sourceDateEpoch)
+		}
+		t := time.Unix(secs, 0).UTC()
+		epoch = &t
+	}
+	p.build = build.Options{
+		ContextDir: contextDir, Containerfile: containerfile, Args: args,
+		Labels: f.labels, Annotations: f.annotations, Target: f.target,
+		SourceDateEpoch: epoch, Isolation: f.isolation, Secrets: f.secrets,
+	}
+	if err := p.build.Validate(); err != nil {
+		return p, nil, err
+	}
+	p.store = build.StoreOptions{Driver: f.storageDriver, Root: f.root, RunRoot: f.runRoot}
+	if err := p.store.Validate(); err != nil {
+		return p, nil, err
+	}
+	return p, warnings, f.resultsFlags.validate()
+}
+
+func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
+	ctx := cmd.Context()
+	stderr := cmd.ErrOrStderr()
+	started := time.Now()
+	plan, warnings, err := f.plan()
+	if err != nil {
+		return err
+	}
+	ropts := g.registryOptions()
+	if err := ropts.Validate(); err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "Warning:", w)
+	}
+	warnTLS(cmd, g)
+	if err := registry.Ping(ctx, plan.dest.Registry, ropts); err != nil {
+		return err
+	}
+	repo, err := registry.Repository(ctx, plan.dest.Repository, ropts)
+	if err != nil {
+		return err
+	}
+
+	store, err := build.OpenStore(plan.store)
+	if err != nil {
+		return err
+	}
+	defer func() { _, _ = store.Shutdown(false) }()
+	scratch, err := os.MkdirTemp(store.RunRoot(), "mcbuild-")
+	if err != nil {
+		return fmt.Errorf("creating a scratch directory under %s: %w", store.RunRoot(), err)
+	}
+	defer os.RemoveAll(scratch)
+
+	sys := systemContext(g, filepath.Join(scratch, "blob-info-cache"))
+	plan.build.SystemContext, plan.build.TmpDir, plan.build.Log = sys, filepath.Join(scratch, "tmp"), stderr
+	popts := publish.Options{
+		SystemContext: sys, ZstdLevel: f.zstdLevel, BlobInfoCacheDir: sys.BlobInfoCacheDir,
+		Log: stderr, ProgressInterval: 10 * time.Second,
+	}
+
+	phases := phaseTimes{}
+	var entries []index.Entry
+	for _, platform := range plan.platforms {
+		t0 := time.Now()
+		fmt.Fprintf(stderr, "building %s for %s\n", plan.build.Containerfile, platforms.String(platform))
+		img, err := build.Build(ctx, store, plan.build, platform)
+		if err != nil {
+			return err
+		}
+		phases.add("build", time.Since(t0))
+		t0 = time.Now()
+		published, err := publish.Publish(ctx, store, publish.Image{ID: img.ID, Platform: platform}, plan.dest.Repository, plan.formats, popts)
+		if err != nil {
+			return err
+		}
+		phases.add("publish", time.Since(t0))
+		entries = append(entries, published...)
+	}
+	return finishRelease(cmd, repo, plan.dest, entries, f.resultsFlags, phases, started)
+}
+
+// systemContext carries the registry flags to containers/image.
+func systemContext(g *globalFlags, blobInfoCacheDir string) *types.SystemContext {
+	sys := &types.SystemContext{
+		AuthFilePath:     g.registryOptions().ResolveAuthFile(),
+		DockerCertPath:   g.certDir,
+		BlobInfoCacheDir: blobInfoCacheDir,
+	}
+	if !g.tlsVerify {
+		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
+		sys.OCIInsecureSkipTLSVerify = true
+	}
+	return sys
+}
+
+func warnTLS(cmd *cobra.Command, g *globalFlags) {
+	if !g.tlsVerify {
+		fmt.Fprintln(cmd.ErrOrStderr(), "Warning: --tls-verify=false: registry certificates are not verified and plain HTTP is accepted")
+	}
+}

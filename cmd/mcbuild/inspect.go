@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/mcbuild/mcbuild/pkg/index"
+	"github.com/mcbuild/mcbuild/pkg/platforms"
+	"github.com/mcbuild/mcbuild/pkg/summary"
+)
+
+func newInspectCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect REF",
+		Short: "Show an index as a table: platform, compression, digest, size (manifest + config + layers)",
+		Args:  exactlyOneRef,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			repo, ref, err := openRef(cmd, g, args[0])
+			if err != nil {
+				return err
+			}
+			root, err := repo.Resolve(ctx, ref.Reference())
+			if err != nil {
+				return fmt.Errorf("resolving %s: %w", ref, err)
+			}
+			entries, warnings, err := index.Collect(ctx, repo, []ocispec.Descriptor{root})
+			if err != nil {
+				return err
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", w)
+			}
+			rows := []summary.Row{{Platform: "(" + shortType(root.MediaType) + ")", Compression: "-", Digest: root.Digest.String(), Size: root.Size}}
+			for _, e := range entries {
+				size, err := index.ImageSize(ctx, repo, e.Descriptor)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, summary.Row{Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: size})
+			}
+			summary.Table(cmd.OutOrStdout(), rows)
+			return nil
+		},
+	}
+}
+
+func shortType(mediaType string) string {
+	switch mediaType {
+	case ocispec.MediaTypeImageIndex, "application/vnd.docker.distribution.manifest.list.v2+json":
+		return "index"
+	}
+	return "manifest"
+}

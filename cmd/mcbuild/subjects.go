@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcbuild/mcbuild/pkg/imageref"
+	"github.com/mcbuild/mcbuild/pkg/registry"
+	"github.com/mcbuild/mcbuild/pkg/subjects"
+	"oras.land/oras-go/v2/registry/remote"
+)
+
+func newSubjectsCommand(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "subjects",
+		Short: "Read and verify subjects artifacts",
+	}
+	var asJSON bool
+	show := &cobra.Command{
+		Use:   "show REF",
+		Short: "Print the entries of a subjects artifact (REF: the artifact, or the index it describes)",
+		Args:  exactlyOneRef,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, ref, err := openRef(cmd, g, args[0])
+			if err != nil {
+				return err
+			}
+			desc, err := subjects.ResolveArtifact(cmd.Context(), repo, ref.Reference())
+			if err != nil {
+				return err
+			}
+			doc, _, err := subjects.Fetch(cmd.Context(), repo, desc)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(doc)
+			}
+			fmt.Fprintf(out, "subjects artifact %s\n", ref.WithDigest(desc.Digest))
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tDIGEST\tMEDIA TYPE\tPLATFORM\tCOMPRESSION")
+			for _, s := range doc.Subjects {
+				fmt.Fprintf(tw, "%s\tsha256:%s\t%s\t%s\t%s\n", s.Name, s.Digest["sha256"], s.MediaType, orDash(s.Annotations["platform"]), orDash(s.Annotations["compression"]))
+			}
+			return tw.Flush()
+		},
+	}
+	show.Flags().BoolVar(&asJSON, "json", false, "print the subjects document as JSON")
+	verify := &cobra.Command{
+		Use:   "verify REF",
+		Short: "Check that a subjects artifact lists exactly the index and its manifests, all present in the registry",
+		Long: `verify accepts the subjects artifact's reference or the reference of the index
+it describes (found through the referrers API or the sha256-<hex> fallback
+tag). It exits non-zero and lists every mismatch.`,
+		Args: exactlyOneRef,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, ref, err := openRef(cmd, g, args[0])
+			if err != nil {
+				return err
+			}
+			desc, err := subjects.ResolveArtifact(cmd.Context(), repo, ref.Reference())
+			if err != nil {
+				return err
+			}
+			mismatches, err := subjects.Verify(cmd.Context(), repo, desc)
+			if err != nil {
+				return err
+			}
+			if len(mismatches) > 0 {
+				for _, m := range mismatches {
+					fmt.Fprintln(cmd.ErrOrStderr(), "mismatch:", m.String())
+				}
+				return fmt.Errorf("subjects artifact %s: %d mismatch(es)", ref.WithDigest(desc.Digest), len(mismatches))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "subjects artifact %s matches its index and every manifest is present\n", ref.WithDigest(desc.Digest))
+			return nil
+		},
+	}
+	cmd.AddCommand(show, verify)
+	return cmd
+}
+
+func exactlyOneRef(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%s takes exactly one image reference (REGISTRY/REPO[:TAG][@DIGEST]), got %d arguments", cmd.CommandPath(), len(args))
+	}
+	return nil
+}
+
+// openRef parses a user reference and opens its repository.
+func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, error) {
+	ref, err := imageref.Parse(s)
+	if err != nil {
+		return nil, ref, err
+	}
+	ropts := g.registryOptions()
+	if err := ropts.Validate(); err != nil {
+		return nil, ref, err
+	}
+	repo, err := registry.Repository(cmd.Context(), ref.Repository, ropts)
+	return repo, ref, err
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}

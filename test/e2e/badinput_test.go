@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mcbuild/mcbuild/internal/testregistry"
+)
+
+// TestBadInput: every bad input is refused with an error naming the value,
+// a non-zero exit, no tag, and no result file.
+func TestBadInput(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	repoName := reg.Repo("e2e/bad")
+	dir := contextFiles(t, copyContainerfile)
+	failing := contextFiles(t, "FROM scratch\nCOPY rootfs/amd64/ /\nRUN echo about to fail && exit 3\n", "amd64")
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string // after "build --tls-verify=false"
+		want []string // substrings of stderr
+	}{
+		{"unknown format", []string{"--compression-formats", "zstd:chunky"}, []string{`"zstd:chunky"`, "gzip, zstd, zstd:chunked"}},
+		{"duplicate format", []string{"--compression-formats", "gzip,gzip"}, []string{`"gzip" is listed twice`}},
+		{"empty formats", []string{"--compression-formats", ""}, []string{"empty list"}},
+		{"zstd and zstd:chunked", []string{"--compression-formats", "zstd,zstd:chunked"}, []string{"cannot both"}},
+		{"digest image", []string{"--image", repoName + "@sha256:" + strings.Repeat("a", 64)}, []string{"digest"}},
+		{"malformed image", []string{"--image", "127.0.0.1:1/UPPER/case:v1"}, []string{"UPPER/case"}},
+		{"malformed platform", []string{"--platform", "linux"}, []string{`"linux"`, "os/arch"}},
+		{"missing containerfile", []string{"--file", "Nope.containerfile"}, []string{"Nope.containerfile"}},
+		{"missing context", []string{"--context", "/nonexistent/ctx"}, []string{"/nonexistent/ctx"}},
+		{"unwritable results dir", []string{"--results-dir", filepath.Join(notDir, "results")}, []string{notDir}},
+		{"unreachable registry", []string{"--image", "127.0.0.1:1/e2e/bad:v1"}, []string{"127.0.0.1:1"}},
+		{"bad source date epoch", []string{"--source-date-epoch", "yesterday"}, []string{`"yesterday"`}},
+		{"bad storage driver", []string{"--storage-driver", "btrfs"}, []string{`"btrfs"`, "vfs, overlay"}},
+		{"bad isolation", []string{"--isolation", "vm"}, []string{`"vm"`, "chroot"}},
+		{"failing RUN", []string{"--context", failing, "--platform", "linux/amd64"}, []string{"exit status 3", "RUN echo about to fail"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resultsDir := t.TempDir()
+			args := []string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir, "--results-dir", resultsDir}
+			args = append(append(args, storageFlags(t)...), tc.args...) // later flags win
+			r := run(t, nil, args...)
+			if r.code == 0 {
+				t.Fatalf("exit 0, want failure; stdout:\n%s", r.stdout)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
+				}
+			}
+			if got := tags(t, openRepo(t, repoName)); len(got) != 0 {
+				t.Errorf("tags left behind: %v", got)
+			}
+			if files, _ := os.ReadDir(resultsDir); len(files) != 0 {
+				t.Errorf("result files written on failure: %v", files)
+			}
+		})
+	}
+}
+
+// TestRefusedCredentials: a registry with htpasswd auth refuses a wrong
+// password with a clear message that never prints the password; the right
+// one works.
+func TestRefusedCredentials(t *testing.T) {
+	const user, password = "builder", "s3cret-Pa55word"
+	reg := testregistry.StartDistribution(t, testregistry.WithHtpasswd(user, password))
+	dir := contextFiles(t, copyContainerfile)
+	authFile := func(pass string) string {
+		p := filepath.Join(t.TempDir(), "auth.json")
+		auth := map[string]any{"auths": map[string]any{reg.Host: map[string]string{
+			"auth": b64(user + ":" + pass),
+		}}}
+		b, _ := json.Marshal(auth)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	wrong := "wrong-" + password
+	args := append([]string{"build", "--tls-verify=false", "--image", reg.Repo("e2e/auth") + ":v1", "--context", dir,
+		"--platform", "linux/amd64"}, storageFlags(t)...)
+	r := run(t, nil, append(args, "--authfile", authFile(wrong))...)
+	if r.code == 0 || !strings.Contains(r.stderr, reg.Host) || !strings.Contains(strings.ToLower(r.stderr), "credentials") {
+		t.Errorf("wrong password: exit %d, stderr:\n%s\nwant a failure naming the registry and the credentials", r.code, r.stderr)
+	}
+	for _, secret := range []string{wrong, b64(user + ":" + wrong)} {
+		if strings.Contains(r.stderr+r.stdout, secret) {
+			t.Errorf("output contains the credential %q", secret)
+		}
+	}
+	r = run(t, []string{"REGISTRY_AUTH_FILE=" + authFile(password)}, args...)
+	if r.code != 0 {
+		t.Errorf("right password via REGISTRY_AUTH_FILE: exit %d\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr+r.stdout, password) {
+		t.Error("output contains the password")
+	}
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

@@ -1,0 +1,283 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/mcbuild/mcbuild/internal/testregistry"
+	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/pkg/results"
+	"github.com/mcbuild/mcbuild/pkg/subjects"
+)
+
+// runContainerfile has a RUN step, so the arm64 build runs busybox under qemu.
+const runContainerfile = `FROM scratch
+ARG TARGETARCH
+COPY rootfs/${TARGETARCH}/ /
+RUN mkdir -p /srv && echo "built on $(uname -m)" > /srv/built.txt
+COPY hello.txt /srv/hello.txt
+`
+
+// copyContainerfile has no RUN: any platform builds without emulation.
+const copyContainerfile = `FROM scratch
+COPY hello.txt /hello.txt
+`
+
+var gzipFirst = []formats.Format{formats.Gzip, formats.ZstdChunked}
+
+// TestBuildTwoPlatforms is the main flow on a registry without the referrers
+// API: two platforms (arm64 RUN under qemu), both formats, index, subjects
+// (found through the fallback tag), results, verify, and Debian's skopeo.
+func TestBuildTwoPlatforms(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	repoName := reg.Repo("e2e/two")
+	dir := contextFiles(t, runContainerfile, "amd64", "arm64")
+	resultsDir := t.TempDir()
+	args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir,
+		"--platform", "linux/amd64,linux/arm64", "--results-dir", resultsDir}, storageFlags(t)...)
+	r := mustRun(t, nil, args...)
+
+	repo := openRepo(t, repoName)
+	idx, entries := checkIndex(t, repo, "v1", []string{"linux/amd64", "linux/arm64"}, gzipFirst)
+	res := readResults(t, resultsDir)
+	wantImages := []string{repoName + "@" + idx.Digest.String()}
+	for _, e := range entries {
+		wantImages = append(wantImages, repoName+"@"+e.desc.Digest.String())
+	}
+	want := map[string]string{
+		"IMAGE_URL":    repoName + ":v1",
+		"IMAGE_DIGEST": idx.Digest.String(),
+		"IMAGE_REF":    repoName + ":v1@" + idx.Digest.String(),
+		"IMAGES":       strings.Join(wantImages, ","),
+	}
+	for k, v := range want {
+		if res[k] != v {
+			t.Errorf("result %s = %q, want %q", k, res[k], v)
+		}
+	}
+	if len(res) != 5 || !strings.HasPrefix(res["SUBJECTS_REF"], repoName+"@sha256:") {
+		t.Fatalf("results %v: want the five results with SUBJECTS_REF", res)
+	}
+	checkSubjects(t, repo, repoName, res["SUBJECTS_REF"], idx, entries)
+
+	// distribution has no referrers API: the artifact is found via the fallback tag.
+	fallback := "sha256-" + idx.Digest.Encoded()
+	if got := tags(t, repo); strings.Join(got, ",") != strings.Join(sortedCopy([]string{"v1", fallback}), ",") {
+		t.Errorf("tags %v, want exactly v1 and the referrers fallback tag %s (no temporary tags)", got, fallback)
+	}
+	found, err := subjects.Find(context.Background(), repo, idx)
+	if err != nil || "@"+found.Digest.String() != res["SUBJECTS_REF"][len(repoName):] {
+		t.Errorf("subjects.Find from the index = %v, %v; want %s", found.Digest, err, res["SUBJECTS_REF"])
+	}
+
+	// The human summary names every manifest.
+	for _, e := range entries {
+		if !strings.Contains(r.stdout, e.desc.Digest.String()) {
+			t.Errorf("summary lacks %s:\n%s", e.desc.Digest, r.stdout)
+		}
+	}
+	v := mustRun(t, nil, "subjects", "verify", "--tls-verify=false", repoName+":v1")
+	if !strings.Contains(v.stdout, "matches") {
+		t.Errorf("subjects verify output: %s", v.stdout)
+	}
+	insp := mustRun(t, nil, "inspect", "--tls-verify=false", repoName+":v1")
+	for _, w := range []string{"linux/amd64", "linux/arm64", "gzip", "zstd:chunked"} {
+		if !strings.Contains(insp.stdout, w) {
+			t.Errorf("inspect output lacks %q:\n%s", w, insp.stdout)
+		}
+	}
+
+	// Debian's skopeo 1.9.3 takes the first entry for its platform: gzip.
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		t.Fatal("skopeo not installed: `make test` installs it")
+	}
+	dest := t.TempDir()
+	cmd := exec.Command(skopeo, "--override-os", "linux", "--override-arch", "arm64", "copy", "--src-tls-verify=false",
+		"docker://"+repoName+":v1", "dir:"+dest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(dest, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := digest.FromBytes(raw); got != entries[2].desc.Digest {
+		t.Errorf("skopeo pulled %s for linux/arm64, want the gzip entry %s", got, entries[2].desc.Digest)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// TestBuildReferrersAPI: one platform on olareg, which has the referrers API,
+// with the formats given zstd:chunked first (the index still puts gzip first).
+func TestBuildReferrersAPI(t *testing.T) {
+	reg := testregistry.StartOlareg(t)
+	repoName := reg.Repo("e2e/one")
+	dir := contextFiles(t, runContainerfile, "amd64")
+	resultsDir := t.TempDir()
+	args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":latest", "--context", dir,
+		"--platform", "linux/amd64", "--compression-formats", "zstd:chunked,gzip", "--results-dir", resultsDir}, storageFlags(t)...)
+	mustRun(t, nil, args...)
+	repo := openRepo(t, repoName)
+	idx, entries := checkIndex(t, repo, "latest", []string{"linux/amd64"}, gzipFirst)
+	res := readResults(t, resultsDir)
+	checkSubjects(t, repo, repoName, res["SUBJECTS_REF"], idx, entries)
+	var listed []string
+	err := repo.Referrers(context.Background(), idx, subjects.ArtifactType, func(refs []ocispec.Descriptor) error {
+		for _, r := range refs {
+			listed = append(listed, r.Digest.String())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || repoName+"@"+listed[0] != res["SUBJECTS_REF"] {
+		t.Errorf("referrers API lists %v, want exactly %s", listed, res["SUBJECTS_REF"])
+	}
+	for _, tag := range tags(t, repo) {
+		if tag != "latest" {
+			t.Errorf("unexpected tag %q: the referrers API needs no fallback tag, and no temporary tags may remain", tag)
+		}
+	}
+}
+
+// TestDeterminism: the same inputs and SOURCE_DATE_EPOCH give the same digests,
+// even from two separate stores.
+func TestDeterminism(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	dir := contextFiles(t, runContainerfile, "amd64")
+	var digests []string
+	for _, tag := range []string{"a", "b"} {
+		resultsDir := t.TempDir()
+		args := append([]string{"build", "--tls-verify=false", "--image", reg.Repo("e2e/repro") + ":" + tag, "--context", dir,
+			"--platform", "linux/amd64", "--results-dir", resultsDir}, storageFlags(t)...)
+		mustRun(t, []string{"SOURCE_DATE_EPOCH=1700000000"}, args...)
+		res := readResults(t, resultsDir)
+		digests = append(digests, res["IMAGE_DIGEST"]+" "+strings.SplitN(res["SUBJECTS_REF"], "@", 2)[1])
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("two builds with the same SOURCE_DATE_EPOCH differ: %q vs %q", digests[0], digests[1])
+	}
+}
+
+// TestResultsBudgetTwentyPlatforms: 20 platforms x 2 formats do not fit the
+// 4096-byte termination message with IMAGES, so it is left out with a warning
+// naming SUBJECTS_REF, and what is written fits.
+func TestResultsBudgetTwentyPlatforms(t *testing.T) {
+	platforms := []string{
+		"linux/amd64", "linux/amd64/v2", "linux/amd64/v3", "linux/arm/v5", "linux/arm/v6", "linux/arm/v7", "linux/arm64",
+		"linux/386", "linux/ppc64le", "linux/ppc64", "linux/s390x", "linux/riscv64", "linux/mips64le", "linux/mips64",
+		"linux/mipsle", "linux/mips", "linux/loong64", "freebsd/amd64", "freebsd/arm64", "netbsd/amd64",
+	}
+	reg := testregistry.StartDistribution(t)
+	repoName := reg.Repo("e2e/many-platforms")
+	dir := contextFiles(t, copyContainerfile)
+	resultsDir := t.TempDir()
+	args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir,
+		"--platform", strings.Join(platforms, ","), "--results-dir", resultsDir}, storageFlags(t)...)
+	r := mustRun(t, nil, args...)
+	res := readResults(t, resultsDir)
+	if _, ok := res["IMAGES"]; ok {
+		t.Errorf("IMAGES written for 40 manifests; it cannot fit the budget")
+	}
+	if res["SUBJECTS_REF"] == "" || !strings.Contains(r.stderr, "SUBJECTS_REF") {
+		t.Errorf("want SUBJECTS_REF written and a warning naming it; stderr:\n%s", r.stderr)
+	}
+	encoded, err := results.Encode(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(encoded) > results.DefaultBudget {
+		t.Errorf("results take %d bytes, over %d", len(encoded), results.DefaultBudget)
+	}
+	repo := openRepo(t, repoName)
+	idx, entries := checkIndex(t, repo, "v1", platforms, gzipFirst)
+	checkSubjects(t, repo, repoName, res["SUBJECTS_REF"], idx, entries)
+}
+
+// TestIndexMerge is the matrix flow: two single-platform builds under
+// per-platform tags, then `mcbuild index` merges them (flattening their
+// indexes) into one gzip-first index with its own subjects artifact.
+func TestIndexMerge(t *testing.T) {
+	reg := testregistry.StartOlareg(t)
+	repoName := reg.Repo("e2e/matrix")
+	dir := contextFiles(t, copyContainerfile)
+	var from []string
+	for _, p := range []string{"linux/arm64", "linux/amd64"} {
+		resultsDir := t.TempDir()
+		tag := "v1-" + strings.ReplaceAll(p, "/", "-")
+		args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":" + tag, "--context", dir,
+			"--platform", p, "--results-dir", resultsDir}, storageFlags(t)...)
+		mustRun(t, nil, args...)
+		from = append(from, readResults(t, resultsDir)["IMAGE_REF"])
+	}
+	resultsDir := t.TempDir()
+	mustRun(t, nil, "index", "--tls-verify=false", "--image", repoName+":v1", "--from", from[0], "--from", from[1], "--results-dir", resultsDir)
+	repo := openRepo(t, repoName)
+	idx, entries := checkIndex(t, repo, "v1", []string{"linux/arm64", "linux/amd64"}, gzipFirst)
+	res := readResults(t, resultsDir)
+	if res["IMAGE_DIGEST"] != idx.Digest.String() {
+		t.Errorf("IMAGE_DIGEST %s, want %s", res["IMAGE_DIGEST"], idx.Digest)
+	}
+	checkSubjects(t, repo, repoName, res["SUBJECTS_REF"], idx, entries)
+	// The comma-list form of --from gives the same index.
+	mustRun(t, nil, "index", "--tls-verify=false", "--image", repoName+":v1-again", "--from", strings.Join(from, ","))
+	again, err := repo.Resolve(context.Background(), "v1-again")
+	if err != nil || again.Digest != idx.Digest {
+		t.Errorf("comma-list --from gave %v (%v), want %s", again.Digest, err, idx.Digest)
+	}
+}
+
+// TestSubjectsVerifyTampered: verify fails, listing the mismatch, on an
+// artifact that leaves a manifest out.
+func TestSubjectsVerifyTampered(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	repoName := reg.Repo("e2e/tamper")
+	dir := contextFiles(t, copyContainerfile)
+	resultsDir := t.TempDir()
+	mustRun(t, nil, append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir,
+		"--platform", "linux/amd64", "--results-dir", resultsDir}, storageFlags(t)...)...)
+	repo := openRepo(t, repoName)
+	ctx := context.Background()
+	res := readResults(t, resultsDir)
+	good, err := repo.Resolve(ctx, res["SUBJECTS_REF"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, m, err := subjects.Fetch(ctx, repo, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := doc.Subjects[len(doc.Subjects)-1]
+	doc.Subjects = doc.Subjects[:len(doc.Subjects)-1]
+	bad, err := subjects.Push(ctx, repo, doc, *m.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, nil, "subjects", "verify", "--tls-verify=false", repoName+"@"+bad.Digest.String())
+	if r.code == 0 || !strings.Contains(r.stderr, dropped.Digest["sha256"]) {
+		t.Errorf("verify of a tampered artifact: exit %d, stderr:\n%s\nwant non-zero naming %s", r.code, r.stderr, dropped.Digest["sha256"])
+	}
+	if r := run(t, nil, "subjects", "verify", "--tls-verify=false", res["SUBJECTS_REF"]); r.code != 0 {
+		t.Errorf("verify of the genuine artifact failed: %s", r.stderr)
+	}
+}
