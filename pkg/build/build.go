@@ -139,14 +139,18 @@ func Build(ctx context.Context, store storage.Store, opts Options, platform ocis
 		args[k] = v
 	}
 	bo := define.BuildOptions{
-		ContextDirectory:        opts.ContextDir,
-		PullPolicy:              define.PullIfMissing,
-		Args:                    args,
-		Labels:                  opts.Labels,
-		Annotations:             opts.Annotations,
-		Target:                  opts.Target,
-		Isolation:               isolation,
-		Layers:                  true,
+		ContextDirectory: opts.ContextDir,
+		PullPolicy:       define.PullIfMissing,
+		Args:             args,
+		Labels:           opts.Labels,
+		Annotations:      opts.Annotations,
+		Target:           opts.Target,
+		Isolation:        isolation,
+		Layers:           true,
+		// The layer cache matches on os/arch but not the variant: arm/v7
+		// would silently reuse arm/v6's image. Each platform builds once
+		// per run anyway, so there is nothing to gain from it.
+		NoCache:                 true,
 		RemoveIntermediateCtrs:  true,
 		ForceRmIntermediateCtrs: true,
 		OutputFormat:            define.OCIv1ImageManifest,
