@@ -18,21 +18,18 @@ import (
 // client builds the auth-decorated, retrying client for host (and the
 // repository path, "" for registry-wide requests) and reports whether the
 // host is spoken to over plain HTTP.
-func client(ctx context.Context, host, path string, o Options) (*auth.Client, *authFile, bool, error) {
+func client(ctx context.Context, host, path string, o Options) (*auth.Client, credentials, bool, error) {
+	af := newCredentials(o.ResolveAuthFile())
 	if err := o.Validate(); err != nil {
-		return nil, nil, false, err
-	}
-	af, err := loadAuthFile(o.ResolveAuthFile())
-	if err != nil {
-		return nil, nil, false, err
+		return nil, af, false, err
 	}
 	t, err := transport(host, o)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, af, false, err
 	}
 	plain, err := usePlainHTTP(ctx, host, o, t)
 	if err != nil {
-		return nil, nil, false, describe(host, err)
+		return nil, af, false, describe(host, err)
 	}
 	c := &auth.Client{
 		Client:     &http.Client{Transport: retry.NewTransport(t)},
@@ -100,7 +97,7 @@ func Ping(ctx context.Context, host string, o Options) error {
 			return noCredentials(host, af)
 		case errors.As(err, &er) && (er.StatusCode == http.StatusUnauthorized || er.StatusCode == http.StatusForbidden):
 			// The token service refused the credentials.
-			if !af.hasCredential(ctx, urlHost, "") {
+			if !af.has(urlHost) {
 				return noCredentials(host, af)
 			}
 			return refused(host, er.StatusCode, af)
@@ -113,7 +110,7 @@ func Ping(ctx context.Context, host string, o Options) error {
 	case resp.StatusCode == http.StatusOK:
 		return nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		if !af.hasCredential(ctx, urlHost, "") {
+		if !af.has(urlHost) {
 			return noCredentials(host, af)
 		}
 		return refused(host, resp.StatusCode, af)
@@ -124,19 +121,12 @@ func Ping(ctx context.Context, host string, o Options) error {
 	}
 }
 
-func where(af *authFile) string {
-	if af.path == "" {
-		return "no auth file found (use --authfile or REGISTRY_AUTH_FILE)"
-	}
-	return "auth file " + af.path
+func noCredentials(host string, af credentials) error {
+	return fmt.Errorf("registry %s requires authentication (401) and there are no credentials for it in %s", host, af.where())
 }
 
-func noCredentials(host string, af *authFile) error {
-	return fmt.Errorf("registry %s requires authentication (401) and there are no credentials for it: %s", host, where(af))
-}
-
-func refused(host string, code int, af *authFile) error {
-	return fmt.Errorf("registry %s: credentials refused (%d); check the entry for it in %s", host, code, strings.TrimPrefix(where(af), "auth file "))
+func refused(host string, code int, af credentials) error {
+	return fmt.Errorf("registry %s: credentials refused (%d); check the entry for it in %s", host, code, af.where())
 }
 
 // describe turns a connection-level error into a message naming the registry.
