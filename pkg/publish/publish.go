@@ -23,8 +23,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/platforms"
 	"github.com/mcbuild/mcbuild/pkg/index"
+	"github.com/mcbuild/mcbuild/pkg/platforms"
 )
 
 // DefaultZstdLevel is the zstd level used for zstd and zstd:chunked layers.
