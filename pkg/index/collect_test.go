@@ -34,7 +34,7 @@ func runCollectCases(t *testing.T, tests []collectCase) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBuilder(t, memory.New())
 			roots, want := tc.setup(b)
-			entries, warns, err := Collect(context.Background(), b.target, roots)
+			entries, warns, err := Collect(context.Background(), b.Target, roots)
 			if len(tc.parts) > 0 {
 				if err == nil {
 					t.Fatalf("Collect = %v, want error", summary(entries))
@@ -73,9 +73,9 @@ func TestCollectFlattening(t *testing.T) {
 				amdZc := on(b.chunkedImage("linux/amd64"), "linux/amd64")
 				armGz := on(b.gzipImage("linux/arm64"), "linux/arm64/v8")
 				s390Gz := on(b.gzipImage("linux/s390x"), "linux/s390x")
-				inner := b.index(amdZc, amdGz)
-				deep := b.index(b.index(s390Gz))
-				root := b.index(inner, armGz, deep)
+				inner := b.Index(amdZc, amdGz)
+				deep := b.Index(b.Index(s390Gz))
+				root := b.Index(inner, armGz, deep)
 				return []ocispec.Descriptor{root}, []string{
 					"linux/amd64 zstd:chunked " + short(amdZc),
 					"linux/amd64 gzip " + short(amdGz),
@@ -95,26 +95,26 @@ func TestCollectFlattening(t *testing.T) {
 			name: "descriptor platform wins over config",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				m := on(b.gzipImage("linux/amd64"), "linux/riscv64")
-				return []ocispec.Descriptor{b.index(m)}, []string{"linux/riscv64 gzip " + short(m)}
+				return []ocispec.Descriptor{b.Index(m)}, []string{"linux/riscv64 gzip " + short(m)}
 			},
 		},
 		{
 			name: "index child without platform gets it from config",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				m := b.gzipImage("linux/arm64/v8")
-				return []ocispec.Descriptor{b.index(m)}, []string{"linux/arm64 gzip " + short(m)}
+				return []ocispec.Descriptor{b.Index(m)}, []string{"linux/arm64 gzip " + short(m)}
 			},
 		},
 		{
 			name: "docker manifest list and schema2 manifest",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
-				m := b.pushJSON(MediaTypeDockerManifest, ocispec.Manifest{
+				m := b.JSON(MediaTypeDockerManifest, ocispec.Manifest{
 					Versioned: specs.Versioned{SchemaVersion: 2},
 					MediaType: MediaTypeDockerManifest,
-					Config:    b.config(mediaTypeDockerConfig, "linux/amd64"),
-					Layers:    []ocispec.Descriptor{b.layer("application/vnd.docker.image.rootfs.diff.tar.gzip", false)},
+					Config:    b.Config(mediaTypeDockerConfig, "linux/amd64"),
+					Layers:    []ocispec.Descriptor{b.Layer("application/vnd.docker.image.rootfs.diff.tar.gzip", false)},
 				})
-				list := b.pushJSON(MediaTypeDockerManifestList, ocispec.Index{
+				list := b.JSON(MediaTypeDockerManifestList, ocispec.Index{
 					Versioned: specs.Versioned{SchemaVersion: 2},
 					MediaType: MediaTypeDockerManifestList,
 					Manifests: []ocispec.Descriptor{m},
@@ -128,7 +128,7 @@ func TestCollectFlattening(t *testing.T) {
 				amdGz := on(b.gzipImage("linux/amd64"), "linux/amd64")
 				amdZc := on(b.chunkedImage("linux/amd64"), "linux/amd64")
 				armZc := b.chunkedImage("linux/arm64")
-				return []ocispec.Descriptor{b.index(amdGz, amdZc), armZc}, []string{
+				return []ocispec.Descriptor{b.Index(amdGz, amdZc), armZc}, []string{
 					"linux/amd64 gzip " + short(amdGz),
 					"linux/amd64 zstd:chunked " + short(amdZc),
 					"linux/arm64 zstd:chunked " + short(armZc),
@@ -139,21 +139,21 @@ func TestCollectFlattening(t *testing.T) {
 			name: "four index levels are accepted",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				m := on(b.gzipImage("linux/amd64"), "linux/amd64")
-				return []ocispec.Descriptor{b.index(b.index(b.index(b.index(m))))}, []string{"linux/amd64 gzip " + short(m)}
+				return []ocispec.Descriptor{b.Index(b.Index(b.Index(b.Index(m))))}, []string{"linux/amd64 gzip " + short(m)}
 			},
 		},
 		{
 			name: "five index levels are refused",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				m := on(b.gzipImage("linux/amd64"), "linux/amd64")
-				return []ocispec.Descriptor{b.index(b.index(b.index(b.index(b.index(m)))))}, nil
+				return []ocispec.Descriptor{b.Index(b.Index(b.Index(b.Index(b.Index(m)))))}, nil
 			},
 			parts: []string{"nested more than 4 levels"},
 		},
 		{
 			name: "empty index",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
-				return []ocispec.Descriptor{b.index()}, nil
+				return []ocispec.Descriptor{b.Index()}, nil
 			},
 			parts: []string{"lists no manifests"},
 		},
@@ -180,8 +180,8 @@ func TestCollectFormats(t *testing.T) {
 		}, "gzip")},
 		{name: "docker and foreign gzip", setup: single("windows/amd64", func(b *builder) []ocispec.Descriptor {
 			return []ocispec.Descriptor{
-				b.layer("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", false),
-				b.layer("application/vnd.docker.image.rootfs.diff.tar.gzip", false),
+				b.Layer("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", false),
+				b.Layer("application/vnd.docker.image.rootfs.diff.tar.gzip", false),
 			}
 		}, "gzip")},
 		{name: "zstd:chunked when every layer has the checksum", setup: single("linux/amd64", func(b *builder) []ocispec.Descriptor {
@@ -204,7 +204,7 @@ func TestCollectFormats(t *testing.T) {
 		{
 			name: "uncompressed",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
-				return []ocispec.Descriptor{b.image("linux/amd64", b.layer(ocispec.MediaTypeImageLayer, false))}, nil
+				return []ocispec.Descriptor{b.image("linux/amd64", b.Layer(ocispec.MediaTypeImageLayer, false))}, nil
 			},
 			parts: []string{"uncompressed", ocispec.MediaTypeImageLayer},
 		},
@@ -219,11 +219,11 @@ func TestCollectFormats(t *testing.T) {
 			name: "manifest without config",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				// an index body (no mediaType field) served as a manifest
-				m := b.pushJSON(ocispec.MediaTypeImageManifest, map[string]any{
+				m := b.JSON(ocispec.MediaTypeImageManifest, map[string]any{
 					"schemaVersion": 2,
 					"manifests":     []ocispec.Descriptor{on(b.gzipImage("linux/amd64"), "linux/amd64")},
 				})
-				return []ocispec.Descriptor{b.index(on(m, "linux/amd64"))}, nil
+				return []ocispec.Descriptor{b.Index(on(m, "linux/amd64"))}, nil
 			},
 			parts: []string{"malformed", "config has no media type"},
 		},
@@ -231,7 +231,7 @@ func TestCollectFormats(t *testing.T) {
 			name: "zstd annotation on gzip layers",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				m := annotate(on(b.gzipImage("linux/amd64"), "linux/amd64"), formats.AnnotationZstd, "true")
-				return []ocispec.Descriptor{b.index(m)}, nil
+				return []ocispec.Descriptor{b.Index(m)}, nil
 			},
 			parts: []string{"gzip layers", formats.AnnotationZstd},
 		},
@@ -241,7 +241,7 @@ func TestCollectFormats(t *testing.T) {
 func TestCollectErrorNamesManifest(t *testing.T) {
 	b := newBuilder(t, memory.New())
 	m := b.image("linux/amd64", b.gzipLayer(), b.zstdLayer())
-	_, _, err := Collect(context.Background(), b.target, []ocispec.Descriptor{b.index(on(m, "linux/amd64"))})
+	_, _, err := Collect(context.Background(), b.Target, []ocispec.Descriptor{b.Index(on(m, "linux/amd64"))})
 	if err == nil || !strings.Contains(err.Error(), m.Digest.String()) {
 		t.Fatalf("error %v does not name manifest %s", err, m.Digest)
 	}
@@ -254,7 +254,7 @@ func TestCollectDuplicates(t *testing.T) {
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				amd := on(b.gzipImage("linux/amd64"), "linux/amd64")
 				arm := on(b.gzipImage("linux/arm64"), "linux/arm64")
-				return []ocispec.Descriptor{b.index(amd, arm), b.index(amd)}, []string{
+				return []ocispec.Descriptor{b.Index(amd, arm), b.Index(amd)}, []string{
 					"linux/amd64 gzip " + short(amd),
 					"linux/arm64 gzip " + short(arm),
 				}
@@ -264,7 +264,7 @@ func TestCollectDuplicates(t *testing.T) {
 			name: "same manifest as index child and as root",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				m := b.chunkedImage("linux/arm64")
-				return []ocispec.Descriptor{b.index(on(m, "linux/arm64/v8")), m}, []string{"linux/arm64 zstd:chunked " + short(m)}
+				return []ocispec.Descriptor{b.Index(on(m, "linux/arm64/v8")), m}, []string{"linux/arm64 zstd:chunked " + short(m)}
 			},
 		},
 		{
@@ -272,7 +272,7 @@ func TestCollectDuplicates(t *testing.T) {
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				one := on(b.gzipImage("linux/amd64"), "linux/amd64")
 				two := b.gzipImage("linux/amd64")
-				root := b.index(one)
+				root := b.Index(one)
 				root.Annotations = map[string]string{ocispec.AnnotationRefName: "quay.io/x/a:amd64"}
 				return []ocispec.Descriptor{root, two}, nil
 			},
@@ -282,7 +282,7 @@ func TestCollectDuplicates(t *testing.T) {
 			name: "one digest under two platforms",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				m := b.gzipImage("linux/amd64")
-				return []ocispec.Descriptor{b.index(on(m, "linux/amd64"), on(m, "linux/arm64"))}, nil
+				return []ocispec.Descriptor{b.Index(on(m, "linux/amd64"), on(m, "linux/arm64"))}, nil
 			},
 			parts: []string{"listed as linux/amd64 gzip", "as linux/arm64 gzip"},
 		},
@@ -295,15 +295,15 @@ func TestCollectSkipsNonImages(t *testing.T) {
 			name: "buildkit attestation",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				amd := on(b.gzipImage("linux/amd64"), "linux/amd64")
-				att := b.pushJSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
+				att := b.JSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
 					Versioned: specs.Versioned{SchemaVersion: 2},
 					MediaType: ocispec.MediaTypeImageManifest,
-					Config:    b.config(ocispec.MediaTypeImageConfig, ""),
-					Layers:    []ocispec.Descriptor{b.layer("application/vnd.in-toto+json", false)},
+					Config:    b.Config(ocispec.MediaTypeImageConfig, ""),
+					Layers:    []ocispec.Descriptor{b.Layer("application/vnd.in-toto+json", false)},
 				})
 				att = annotate(on(att, "unknown/unknown"), AnnotationDockerReferenceType, attestation)
 				att = annotate(att, "vnd.docker.reference.digest", amd.Digest.String())
-				return []ocispec.Descriptor{b.index(amd, att)}, []string{"linux/amd64 gzip " + short(amd)}
+				return []ocispec.Descriptor{b.Index(amd, att)}, []string{"linux/amd64 gzip " + short(amd)}
 			},
 			warns: []string{attestation},
 		},
@@ -312,7 +312,7 @@ func TestCollectSkipsNonImages(t *testing.T) {
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				amd := on(b.gzipImage("linux/amd64"), "linux/amd64")
 				unk := on(b.gzipImage(""), "unknown/unknown")
-				return []ocispec.Descriptor{b.index(unk, amd)}, []string{"linux/amd64 gzip " + short(amd)}
+				return []ocispec.Descriptor{b.Index(unk, amd)}, []string{"linux/amd64 gzip " + short(amd)}
 			},
 			warns: []string{"unknown/unknown"},
 		},
@@ -320,15 +320,15 @@ func TestCollectSkipsNonImages(t *testing.T) {
 			name: "artifact manifest and foreign media type",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				amd := on(b.gzipImage("linux/amd64"), "linux/amd64")
-				sbom := b.pushJSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
+				sbom := b.JSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
 					Versioned:    specs.Versioned{SchemaVersion: 2},
 					MediaType:    ocispec.MediaTypeImageManifest,
 					ArtifactType: "application/spdx+json",
 					Config:       ocispec.DescriptorEmptyJSON,
-					Layers:       []ocispec.Descriptor{b.layer("application/spdx+json", false)},
+					Layers:       []ocispec.Descriptor{b.Layer("application/spdx+json", false)},
 				})
-				blob := b.layer("application/octet-stream", false)
-				return []ocispec.Descriptor{b.index(amd, sbom, blob)}, []string{"linux/amd64 gzip " + short(amd)}
+				blob := b.Layer("application/octet-stream", false)
+				return []ocispec.Descriptor{b.Index(amd, sbom, blob)}, []string{"linux/amd64 gzip " + short(amd)}
 			},
 			warns: []string{"application/spdx+json", "application/octet-stream"},
 		},
@@ -336,14 +336,14 @@ func TestCollectSkipsNonImages(t *testing.T) {
 			name: "index with only attestations",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
 				att := annotate(on(b.gzipImage(""), "unknown/unknown"), AnnotationDockerReferenceType, attestation)
-				return []ocispec.Descriptor{b.index(att)}, nil
+				return []ocispec.Descriptor{b.Index(att)}, nil
 			},
 			parts: []string{"contains no image manifest"},
 		},
 		{
 			name: "root artifact is an error",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
-				return []ocispec.Descriptor{b.pushJSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
+				return []ocispec.Descriptor{b.JSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
 					Versioned:    specs.Versioned{SchemaVersion: 2},
 					MediaType:    ocispec.MediaTypeImageManifest,
 					ArtifactType: "application/vnd.example",
@@ -356,7 +356,7 @@ func TestCollectSkipsNonImages(t *testing.T) {
 		{
 			name: "root of a foreign media type is an error",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
-				return []ocispec.Descriptor{b.layer(ocispec.MediaTypeImageLayerGzip, false)}, nil
+				return []ocispec.Descriptor{b.Layer(ocispec.MediaTypeImageLayerGzip, false)}, nil
 			},
 			parts: []string{"not an image manifest or index"},
 		},
@@ -370,7 +370,7 @@ func TestCollectEntryDescriptor(t *testing.T) {
 	root := b.chunkedImage("linux/arm64/v8")
 	named := annotate(root, ocispec.AnnotationRefName, "reg/x:arm64")
 	named = annotate(named, "org.example.root", "2")
-	entries, _, err := Collect(context.Background(), b.target, []ocispec.Descriptor{b.index(child), named})
+	entries, _, err := Collect(context.Background(), b.Target, []ocispec.Descriptor{b.Index(child), named})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,8 +402,8 @@ func TestCollectUntrusted(t *testing.T) {
 	store := memory.New()
 	b := newBuilder(t, store)
 	m := on(b.gzipImage("linux/amd64"), "linux/amd64")
-	good := b.index(m)
-	other := b.index(on(b.gzipImage("linux/arm64"), "linux/arm64"))
+	good := b.Index(m)
+	other := b.Index(on(b.gzipImage("linux/arm64"), "linux/arm64"))
 	substitute := content.FetcherFunc(func(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
 		if d.Digest == good.Digest {
 			d = other // a registry answering with other content
@@ -437,7 +437,7 @@ func TestCollectUntrusted(t *testing.T) {
 		{name: "media type contradicts content", fetcher: ignoreMediaType, root: liar, parts: []string{"content says", ocispec.MediaTypeImageIndex}},
 		{name: "no media type", fetcher: ignoreMediaType, root: noMediaType, parts: []string{"no media type"}},
 		// an index never pushed to this store
-		{name: "missing", fetcher: store, root: newBuilder(t, memory.New()).index(m, m), parts: []string{"fetching manifest", "not found"}},
+		{name: "missing", fetcher: store, root: newBuilder(t, memory.New()).Index(m, m), parts: []string{"fetching manifest", "not found"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -484,12 +484,12 @@ func TestMerge(t *testing.T) {
 	b := newBuilder(t, memory.New())
 	amdGz := on(b.gzipImage("linux/amd64"), "linux/amd64")
 	amdZc := on(b.chunkedImage("linux/amd64"), "linux/amd64")
-	b.tag(b.index(amdZc, amdGz), "amd64")
+	b.Tag(b.Index(amdZc, amdGz), "amd64")
 	armZc := b.chunkedImage("linux/arm64")
-	b.tag(armZc, "arm64-zstd")
+	b.Tag(armZc, "arm64-zstd")
 	armGz := b.gzipImage("linux/arm64")
-	b.tag(armGz, "arm64-gzip")
-	b.tag(b.gzipImage("linux/arm64"), "arm64-rebuilt")
+	b.Tag(armGz, "arm64-gzip")
+	b.Tag(b.gzipImage("linux/arm64"), "arm64-rebuilt")
 
 	tests := []struct {
 		name  string
@@ -508,7 +508,7 @@ func TestMerge(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			entries, warns, err := Merge(context.Background(), b.target, tc.refs...)
+			entries, warns, err := Merge(context.Background(), b.Target, tc.refs...)
 			idx, _ := Assemble(entries)
 			if len(tc.parts) > 0 {
 				if err == nil {

@@ -41,11 +41,11 @@ func TestMergeOnRegistries(t *testing.T) {
 			amdGz := on(b.gzipImage("linux/amd64"), "linux/amd64")
 			amdZc := annotate(on(b.chunkedImage("linux/amd64"), "linux/amd64"), formats.AnnotationZstd, "true")
 			att := annotate(on(b.gzipImage(""), "unknown/unknown"), AnnotationDockerReferenceType, attestation)
-			b.tag(b.index(amdZc, att, amdGz), "amd64")
+			b.Tag(b.Index(amdZc, att, amdGz), "amd64")
 			armZc := b.chunkedImage("linux/arm64/v8")
-			b.tag(armZc, "arm64-zstd")
+			b.Tag(armZc, "arm64-zstd")
 			armGz := b.gzipImage("linux/arm64")
-			armIdx := b.index(on(armGz, "linux/arm64"))
+			armIdx := b.Index(on(armGz, "linux/arm64"))
 
 			// Merge: a tag, a full reference, and a digest.
 			entries, warns, err := Merge(ctx, repo, "amd64", repoName+":arm64-zstd", armIdx.Digest.String())

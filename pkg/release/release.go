@@ -12,7 +12,8 @@ import (
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/registry"
 
 	"github.com/mcbuild/mcbuild/pkg/imageref"
 	"github.com/mcbuild/mcbuild/pkg/index"
@@ -23,8 +24,8 @@ import (
 
 // Options configure where results go.
 type Options struct {
-	ResultsDir    string
-	ResultsBudget int
+	ResultsDir    string // "" writes no results
+	ResultsBudget int    // 0 means results.DefaultBudget
 	Log           io.Writer
 }
 
@@ -38,9 +39,16 @@ type Outcome struct {
 	Phases   map[string]time.Duration
 }
 
+// Target is where a release is published: a registry repository (oras
+// remote.Repository) that can push manifests by digest and by tag.
+type Target interface {
+	oras.Target
+	registry.ReferencePusher
+}
+
 // Finish publishes the index of entries to dest (whose tag is moved last but
 // one; results are written last).
-func Finish(ctx context.Context, repo *remote.Repository, dest imageref.Ref, entries []index.Entry, opts Options) (Outcome, error) {
+func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index.Entry, opts Options) (Outcome, error) {
 	out := Outcome{Phases: map[string]time.Duration{}}
 	logf := func(format string, a ...any) {
 		if opts.Log != nil {
@@ -85,29 +93,31 @@ func Finish(ctx context.Context, repo *remote.Repository, dest imageref.Ref, ent
 	logf("pushed subjects artifact %s@%s (%d entries)", dest.Repository, subjDesc.Digest, len(doc.Subjects))
 	out.Phases["subjects"] = time.Since(start)
 
-	if err := repo.PushReference(ctx, idxDesc, bytes.NewReader(raw), dest.Tag); err != nil {
-		return out, fmt.Errorf("tagging %s as %s: %w", idxDesc.Digest, dest.Tagged(), err)
-	}
-	logf("tagged %s", dest.TaggedWithDigest(idxDesc.Digest))
-
 	set := results.Set{
 		ImageURL:    dest.Tagged(),
 		ImageDigest: idxDesc.Digest.String(),
 		ImageRef:    dest.TaggedWithDigest(idxDesc.Digest),
 		SubjectsRef: dest.WithDigest(subjDesc.Digest),
+		Images:      []string{dest.WithDigest(idxDesc.Digest)},
 	}
-	set.Images = append(set.Images, dest.WithDigest(idxDesc.Digest))
 	for _, e := range ordered {
 		set.Images = append(set.Images, dest.WithDigest(e.Descriptor.Digest))
 	}
-	budget := opts.ResultsBudget
-	if budget == 0 {
-		budget = results.DefaultBudget
-	}
-	warnings, err := results.Write(opts.ResultsDir, set, budget)
+	// Checked before the tag moves: a budget failure must leave it in place.
+	planned, err := results.Plan(set, opts.ResultsBudget)
 	if err != nil {
+		return out, fmt.Errorf("results for %s: %w", dest.Tagged(), err)
+	}
+
+	if err := repo.PushReference(ctx, idxDesc, bytes.NewReader(raw), dest.Tag); err != nil {
+		return out, fmt.Errorf("tagging %s as %s: %w", idxDesc.Digest, dest.Tagged(), err)
+	}
+	logf("tagged %s", dest.TaggedWithDigest(idxDesc.Digest))
+
+	if err := planned.Write(opts.ResultsDir); err != nil {
 		return out, fmt.Errorf("writing results to %s: %w", opts.ResultsDir, err)
 	}
+	warnings := planned.Warnings
 	out.Index, out.Entries, out.Subjects, out.Results, out.Warnings = idxDesc, ordered, subjDesc, set, warnings
 	return out, nil
 }

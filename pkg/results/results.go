@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,68 +123,93 @@ func CheckWritable(dir string) error {
 	return nil
 }
 
-// Write writes s as results into dir: IMAGE_URL, IMAGE_DIGEST, IMAGE_REF and
-// SUBJECTS_REF always, and IMAGES when all five together fit in budget bytes
-// of termination message (EncodedSize). When IMAGES does not fit it is left
-// out (and an IMAGES file left by an earlier run is removed, so no stale
-// digests are read) and a warning says so; when even the other four do not
-// fit, nothing is written and an error is returned. Each file is written to
-// a temporary file in dir and renamed, so a reader never sees a partial
-// value. An empty dir writes nothing; a budget of 0 means DefaultBudget.
-func Write(dir string, s Set, budget int) (warnings []string, err error) {
-	if dir == "" {
-		return nil, nil
-	}
+// Planned is a Set checked against the budget: exactly the files Write will
+// write. Planning before publishing the tag means a budget failure is found
+// while nothing user-visible has changed yet.
+type Planned struct {
+	values       map[string]string
+	removeImages bool
+	// Warnings say what was left out and why.
+	Warnings []string
+}
+
+// Values returns the results that will be written, by name.
+func (p Planned) Values() map[string]string { return maps.Clone(p.values) }
+
+// Plan decides which results of s are written: IMAGE_URL, IMAGE_DIGEST,
+// IMAGE_REF and SUBJECTS_REF always, and IMAGES when all five together fit in
+// budget bytes of termination message (EncodedSize). When IMAGES does not fit
+// it is left out with a warning; when even the other four do not fit, or
+// there is no SUBJECTS_REF to list the digests instead, Plan fails. A budget
+// of 0 means DefaultBudget.
+func Plan(s Set, budget int) (Planned, error) {
 	if budget == 0 {
 		budget = DefaultBudget
 	}
 	if budget < 0 {
-		return nil, fmt.Errorf("results budget %d: want a positive number of bytes, e.g. %d", budget, DefaultBudget)
+		return Planned{}, fmt.Errorf("results budget %d: want a positive number of bytes, e.g. %d", budget, DefaultBudget)
 	}
 	if err := s.validate(); err != nil {
-		return nil, err
+		return Planned{}, err
 	}
-
 	values := map[string]string{
 		ImageURL:    s.ImageURL,
 		ImageDigest: s.ImageDigest,
 		ImageRef:    s.ImageRef,
 		SubjectsRef: s.SubjectsRef,
 	}
-	all := map[string]string{Images: strings.Join(s.Images, ",")}
-	for k, v := range values {
-		all[k] = v
+	all := maps.Clone(values)
+	all[Images] = strings.Join(s.Images, ",")
+	size := EncodedSize(all)
+	if size <= budget {
+		return Planned{values: all}, nil
 	}
-	removeImages := false
-	if size := EncodedSize(all); size <= budget {
-		values = all
-	} else {
-		without := EncodedSize(values)
-		if without > budget {
-			return nil, fmt.Errorf("results do not fit: %s, %s, %s and %s alone take %d bytes of the %d-byte termination message budget (%d with %s); nothing written",
-				ImageURL, ImageDigest, ImageRef, SubjectsRef, without, budget, size, Images)
-		}
-		if s.SubjectsRef == "" {
-			return nil, fmt.Errorf("%s does not fit: all results would take %d bytes of the %d-byte termination message budget, and there is no %s listing the digests instead; nothing written",
-				Images, size, budget, SubjectsRef)
-		}
-		removeImages = true
-		warnings = append(warnings, fmt.Sprintf("%s left out: all results would take %d bytes of the %d-byte termination message budget; every digest is listed in the subjects artifact %s=%s",
-			Images, size, budget, SubjectsRef, s.SubjectsRef))
+	if without := EncodedSize(values); without > budget {
+		return Planned{}, fmt.Errorf("results do not fit: %s, %s, %s and %s alone take %d bytes of the %d-byte termination message budget (%d with %s)",
+			ImageURL, ImageDigest, ImageRef, SubjectsRef, without, budget, size, Images)
 	}
+	if s.SubjectsRef == "" {
+		return Planned{}, fmt.Errorf("%s does not fit: all results would take %d bytes of the %d-byte termination message budget, and there is no %s listing the digests instead",
+			Images, size, budget, SubjectsRef)
+	}
+	return Planned{values: values, removeImages: true, Warnings: []string{fmt.Sprintf(
+		"%s left out: all results would take %d bytes of the %d-byte termination message budget; every digest is listed in the subjects artifact %s=%s",
+		Images, size, budget, SubjectsRef, s.SubjectsRef)}}, nil
+}
 
+// Write writes the planned results into dir (nothing when dir is empty).
+// Each file is written to a temporary file in dir and renamed, so a reader
+// never sees a partial value; an IMAGES file left by an earlier run is
+// removed when IMAGES was left out, so no stale digests are read.
+func (p Planned) Write(dir string) error {
+	if dir == "" {
+		return nil
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("results dir %q cannot be created: %w", dir, err)
+		return fmt.Errorf("results dir %q cannot be created: %w", dir, err)
 	}
-	if err := writeAll(dir, values); err != nil {
-		return nil, err
+	if err := writeAll(dir, p.values); err != nil {
+		return err
 	}
-	if removeImages {
+	if p.removeImages {
 		if err := os.Remove(filepath.Join(dir, Images)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return warnings, fmt.Errorf("removing stale %s result: %w", Images, err)
+			return fmt.Errorf("removing stale %s result: %w", Images, err)
 		}
 	}
-	return warnings, nil
+	return nil
+}
+
+// Write plans s against budget and writes it into dir: Plan, then
+// Planned.Write. An empty dir writes nothing (and checks nothing).
+func Write(dir string, s Set, budget int) (warnings []string, err error) {
+	if dir == "" {
+		return nil, nil
+	}
+	p, err := Plan(s, budget)
+	if err != nil {
+		return nil, fmt.Errorf("%w; nothing written", err)
+	}
+	return p.Warnings, p.Write(dir)
 }
 
 func (s Set) validate() error {

@@ -4,87 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 
+	"github.com/mcbuild/mcbuild/internal/testimage"
 	"github.com/mcbuild/mcbuild/pkg/formats"
 	"github.com/mcbuild/mcbuild/pkg/index"
 )
-
-// builder pushes tiny images and indexes for tests.
-type builder struct {
-	t      testing.TB
-	target oras.Target
-}
-
-func (b *builder) push(mt string, data []byte) ocispec.Descriptor {
-	b.t.Helper()
-	d := content.NewDescriptorFromBytes(mt, data)
-	if err := b.target.Push(context.Background(), d, bytes.NewReader(data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-		b.t.Fatalf("push %s: %v", mt, err)
-	}
-	return d
-}
-
-func (b *builder) pushJSON(mt string, v any) ocispec.Descriptor {
-	b.t.Helper()
-	data, err := json.Marshal(v)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return b.push(mt, data)
-}
-
-func parsePlat(s string) *ocispec.Platform {
-	p := parsePlatform(s)
-	return &p
-}
-
-// image pushes a one-layer image for platform whose layers are in format f;
-// seed makes distinct images.
-func (b *builder) image(platform string, f formats.Format, seed string) index.Entry {
-	b.t.Helper()
-	p := parsePlat(platform)
-	cfg := b.pushJSON(ocispec.MediaTypeImageConfig, map[string]any{
-		"os": p.OS, "architecture": p.Architecture, "variant": p.Variant,
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{digest.FromString(seed).String()}},
-	})
-	mt := ocispec.MediaTypeImageLayerGzip
-	if f.IsZstd() {
-		mt = ocispec.MediaTypeImageLayerZstd
-	}
-	layer := b.push(mt, []byte(fmt.Sprintf("layer %s %s %s", platform, f, seed)))
-	m := b.pushJSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    cfg,
-		Layers:    []ocispec.Descriptor{layer},
-	})
-	m.Platform = p
-	if f.IsZstd() {
-		m.Annotations = map[string]string{formats.AnnotationZstd: "true"}
-	}
-	return index.Entry{Descriptor: m, Format: f}
-}
-
-// index pushes an OCI index of the children, in order.
-func (b *builder) index(children ...ocispec.Descriptor) ocispec.Descriptor {
-	b.t.Helper()
-	return b.pushJSON(ocispec.MediaTypeImageIndex, ocispec.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: children,
-	})
-}
 
 // fixture is a published index: amd64 and arm64, gzip and zstd:chunked each.
 type fixture struct {
@@ -92,19 +24,20 @@ type fixture struct {
 	entries []index.Entry
 }
 
+// newFixture pushes the fixture; the same seed gives the same digests.
 func newFixture(t testing.TB, target oras.Target, seed string) fixture {
-	b := &builder{t: t, target: target}
-	entries := []index.Entry{
-		b.image("linux/amd64", formats.Gzip, seed),
-		b.image("linux/arm64", formats.Gzip, seed),
-		b.image("linux/amd64", formats.ZstdChunked, seed),
-		b.image("linux/arm64", formats.ZstdChunked, seed),
-	}
+	b := testimage.Seeded(t, target, seed)
+	var entries []index.Entry
 	var descs []ocispec.Descriptor
-	for _, e := range entries {
-		descs = append(descs, e.Descriptor)
+	for _, v := range []struct {
+		platform string
+		format   formats.Format
+	}{{"linux/amd64", formats.Gzip}, {"linux/arm64", formats.Gzip}, {"linux/amd64", formats.ZstdChunked}, {"linux/arm64", formats.ZstdChunked}} {
+		d := b.Image(v.platform, v.format)
+		entries = append(entries, index.Entry{Descriptor: d, Format: v.format})
+		descs = append(descs, d)
 	}
-	return fixture{index: b.index(descs...), entries: entries}
+	return fixture{index: b.Index(descs...), entries: entries}
 }
 
 // mapFetcher serves bytes by digest without checking them (an untrusted

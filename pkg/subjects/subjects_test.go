@@ -13,6 +13,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 
+	"github.com/mcbuild/mcbuild/internal/testimage"
 	"github.com/mcbuild/mcbuild/pkg/formats"
 	"github.com/mcbuild/mcbuild/pkg/index"
 )
@@ -296,8 +297,8 @@ func TestFindMemoryGraph(t *testing.T) {
 	ctx := context.Background()
 	store := memory.New()
 	fx := newFixture(t, store, "find")
-	b := &builder{t: t, target: store}
-	b.pushJSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
+	b := testimage.New(t, store)
+	b.JSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
 		ArtifactType: "application/vnd.example.sbom", Config: emptyConfig(),
 		Layers: []ocispec.Descriptor{emptyConfig()}, Subject: &fx.index,

@@ -13,6 +13,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 
+	"github.com/mcbuild/mcbuild/internal/testimage"
 	"github.com/mcbuild/mcbuild/pkg/formats"
 	"github.com/mcbuild/mcbuild/pkg/index"
 )
@@ -99,12 +100,12 @@ func TestVerifyTampered(t *testing.T) {
 func TestVerifyNestedIndex(t *testing.T) {
 	ctx := context.Background()
 	store := memory.New()
-	b := &builder{t: t, target: store}
-	amd := b.image("linux/amd64", formats.Gzip, "nested")
-	arm := b.image("linux/arm64", formats.Gzip, "nested")
-	s390 := b.image("linux/s390x", formats.Gzip, "nested")
-	inner := b.index(arm.Descriptor, s390.Descriptor)
-	outer := b.index(amd.Descriptor, inner)
+	b := testimage.New(t, store)
+	amd := index.Entry{Descriptor: b.Image("linux/amd64", formats.Gzip), Format: formats.Gzip}
+	arm := index.Entry{Descriptor: b.Image("linux/arm64", formats.Gzip), Format: formats.Gzip}
+	s390 := index.Entry{Descriptor: b.Image("linux/s390x", formats.Gzip), Format: formats.Gzip}
+	inner := b.Index(arm.Descriptor, s390.Descriptor)
+	outer := b.Index(amd.Descriptor, inner)
 	innerEntry := index.Entry{Descriptor: inner}
 
 	tests := []struct {
@@ -142,12 +143,12 @@ func TestVerifyNestedIndex(t *testing.T) {
 func TestVerifyMissingInStore(t *testing.T) {
 	ctx := context.Background()
 	store := memory.New()
-	b := &builder{t: t, target: store}
-	amd := b.image("linux/amd64", formats.Gzip, "present")
+	b := testimage.New(t, store)
+	amd := index.Entry{Descriptor: b.Image("linux/amd64", formats.Gzip), Format: formats.Gzip}
 	ghost := amd
 	ghost.Descriptor = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("ghost"), Size: 5,
 		Platform: &ocispec.Platform{OS: "linux", Architecture: "arm64"}}
-	idx := b.index(amd.Descriptor, ghost.Descriptor)
+	idx := b.Index(amd.Descriptor, ghost.Descriptor)
 	art, err := Push(ctx, store, New("r.example/a", idx, []index.Entry{amd, ghost}), idx)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,127 @@
+package build
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseArgs(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "args")
+	if err := os.WriteFile(file, []byte("# comment\n\nA=from-file\nB=file b\nFROM_ENV\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) (string, bool) {
+		v, ok := map[string]string{"FROM_ENV": "env value", "C": "c env"}[k]
+		return v, ok
+	}
+	tests := []struct {
+		name  string
+		file  string
+		flags []string
+		want  map[string]string
+		err   string
+	}{
+		{name: "flags", flags: []string{"A=1", "B=x=y", "EMPTY="}, want: map[string]string{"A": "1", "B": "x=y", "EMPTY": ""}},
+		{name: "file then flags win", file: file, flags: []string{"A=flag"}, want: map[string]string{"A": "flag", "B": "file b", "FROM_ENV": "env value"}},
+		{name: "bare key from env", flags: []string{"C", "UNSET"}, want: map[string]string{"C": "c env"}},
+		{name: "empty key", flags: []string{"=v"}, err: `"=v"`},
+		{name: "space in key", flags: []string{"A B=1"}, err: `"A B=1"`},
+		{name: "missing file", file: filepath.Join(dir, "nope"), err: "nope"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseArgs(tc.file, tc.flags, env)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("ParseArgs = %v, %v; want error mentioning %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("ParseArgs = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckSecret(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(src, []byte("s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		spec string
+		err  string
+	}{
+		{spec: "id=tok,src=" + src},
+		{spec: "id=tok,env=HOME,type=env"},
+		{spec: "src=" + src, err: "id= is required"},
+		{spec: "id=tok,src=/nonexistent/secret", err: "/nonexistent/secret"},
+		{spec: "tok", err: "want id=ID,src=PATH"},
+	}
+	for _, tc := range tests {
+		err := CheckSecret(tc.spec)
+		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("CheckSecret(%q) = %v, want error %q", tc.spec, err, tc.err)
+		}
+	}
+}
+
+func TestResolveContainerfile(t *testing.T) {
+	ctx := t.TempDir()
+	both := t.TempDir()
+	for _, f := range []string{filepath.Join(ctx, "Dockerfile"), filepath.Join(both, "Dockerfile"), filepath.Join(both, "Containerfile"), filepath.Join(ctx, "sub.containerfile")} {
+		if err := os.WriteFile(f, []byte("FROM scratch\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, context, file, want, err string
+	}{
+		{name: "Dockerfile fallback", context: ctx, want: filepath.Join(ctx, "Dockerfile")},
+		{name: "Containerfile preferred", context: both, want: filepath.Join(both, "Containerfile")},
+		{name: "relative to context", context: ctx, file: "sub.containerfile", want: filepath.Join(ctx, "sub.containerfile")},
+		{name: "absolute", context: both, file: filepath.Join(ctx, "Dockerfile"), want: filepath.Join(ctx, "Dockerfile")},
+		{name: "missing file", context: ctx, file: "Nope", err: "Nope"},
+		{name: "missing context", context: "/nonexistent/ctx", err: "/nonexistent/ctx"},
+		{name: "context is a file", context: filepath.Join(ctx, "Dockerfile"), err: "not a directory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ResolveContainerfile(tc.context, tc.file)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %q, %v; want error mentioning %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateOptions(t *testing.T) {
+	if err := (StoreOptions{Driver: "btrfs"}).Validate(); err == nil || !strings.Contains(err.Error(), "vfs, overlay") {
+		t.Errorf("driver btrfs: %v", err)
+	}
+	for _, d := range []string{"", "vfs", "overlay"} {
+		if err := (StoreOptions{Driver: d}).Validate(); err != nil {
+			t.Errorf("driver %q: %v", d, err)
+		}
+	}
+	if err := (Options{Isolation: "vm", Containerfile: "/x"}).Validate(); err == nil || !strings.Contains(err.Error(), "chroot, oci") {
+		t.Errorf("isolation vm: %v", err)
+	}
+	if err := (Options{Containerfile: "rel"}).Validate(); err == nil {
+		t.Error("relative containerfile accepted")
+	}
+}
