@@ -179,7 +179,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		fmt.Fprintln(stderr, "Warning:", w)
 	}
 	warnTLS(cmd, g)
-	if err := registry.Ping(ctx, plan.dest.Registry, ropts); err != nil {
+	if err := registry.Ping(ctx, plan.dest.Repository, ropts); err != nil {
 		return err
 	}
 	repo, err := registry.Repository(ctx, plan.dest.Repository, ropts)

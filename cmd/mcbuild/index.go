@@ -75,7 +75,7 @@ func runIndex(cmd *cobra.Command, g *globalFlags, f *indexFlags) error {
 		return err
 	}
 	warnTLS(cmd, g)
-	if err := registry.Ping(ctx, dest.Registry, ropts); err != nil {
+	if err := registry.Ping(ctx, dest.Repository, ropts); err != nil {
 		return err
 	}
 	repo, err := registry.Repository(ctx, dest.Repository, ropts)

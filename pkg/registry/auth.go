@@ -51,9 +51,9 @@ func (c credentials) credentialFunc(path string) auth.CredentialFunc {
 	}
 }
 
-// has reports whether any credential is configured for host.
-func (c credentials) has(host string) bool {
-	cred, err := c.lookup(host, "")
+// has reports whether a credential is configured for host and path.
+func (c credentials) has(host, path string) bool {
+	cred, err := c.lookup(host, path)
 	return err == nil && cred != auth.EmptyCredential
 }
 

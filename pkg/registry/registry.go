@@ -68,16 +68,18 @@ func Repository(ctx context.Context, repo string, o Options) (*remote.Repository
 	}, nil
 }
 
-// Ping checks, before any build work, that host answers the registry API
-// (GET /v2/) and that the configured credentials, if any, are accepted. Its
-// errors name the registry and never contain a secret.
-func Ping(ctx context.Context, host string, o Options) error {
-	host = strings.TrimSuffix(host, "/")
-	if host == "" || strings.Contains(host, "/") {
-		return fmt.Errorf("registry %q: give a host[:port] without a path", host)
+// Ping checks, before any build work, that the registry of target
+// ("host[:port]" or "host[:port]/repository") answers the registry API (GET
+// /v2/) and accepts the credentials configured for target: a repository's
+// own auth entry counts, as it will for the push. Its errors name the
+// registry and never contain a secret.
+func Ping(ctx context.Context, target string, o Options) error {
+	host, path, _ := strings.Cut(strings.TrimSuffix(target, "/"), "/")
+	if host == "" {
+		return fmt.Errorf("registry %q: give host[:port] or host[:port]/repository", target)
 	}
 	urlHost := orasregistry.Reference{Registry: host}.Host()
-	c, af, plain, err := client(ctx, urlHost, "", o)
+	c, af, plain, err := client(ctx, urlHost, path, o)
 	if err != nil {
 		return err
 	}
@@ -97,7 +99,7 @@ func Ping(ctx context.Context, host string, o Options) error {
 			return noCredentials(host, af)
 		case errors.As(err, &er) && (er.StatusCode == http.StatusUnauthorized || er.StatusCode == http.StatusForbidden):
 			// The token service refused the credentials.
-			if !af.has(urlHost) {
+			if !af.has(urlHost, path) {
 				return noCredentials(host, af)
 			}
 			return refused(host, er.StatusCode, af)
@@ -110,7 +112,7 @@ func Ping(ctx context.Context, host string, o Options) error {
 	case resp.StatusCode == http.StatusOK:
 		return nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		if !af.has(urlHost) {
+		if !af.has(urlHost, path) {
 			return noCredentials(host, af)
 		}
 		return refused(host, resp.StatusCode, af)

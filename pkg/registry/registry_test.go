@@ -308,13 +308,14 @@ func TestBasicAuth(t *testing.T) {
 		{"right credentials", good, "ns/app", "", true},
 		{"wrong credentials", bad, "ns/app", "credentials refused (401)", false},
 		{"no credentials for the host", empty, "ns/app", "requires authentication (401)", false},
-		{"repository-scoped entry", scoped, "ns/scoped", "credentials refused (401)", true},
+		// Ping uses the repository's credentials, as the push will.
+		{"repository-scoped entry", scoped, "ns/scoped", "", true},
 		{"repository-scoped entry, other repo", scoped, "ns/app", "credentials refused (401)", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := Options{AuthFile: tt.authFile}
-			err := Ping(ctx, reg.Host, o)
+			err := Ping(ctx, reg.Repo(tt.repo), o)
 			if tt.pingErr == "" && err != nil {
 				t.Fatalf("Ping = %v", err)
 			}
