@@ -18,8 +18,10 @@ APT_PACKAGES := busybox-static qemu-user-static binfmt-support skopeo curl
 
 all: build
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build: ## bin/mcbuild
-	$(GO) build $(GOFLAGS_TAGS) -o bin/mcbuild ./cmd/mcbuild
+	$(GO) build $(GOFLAGS_TAGS) -ldflags "-X main.buildVersion=$(VERSION)" -o bin/mcbuild ./cmd/mcbuild
 
 apt-deps: ## Debian packages the tests and the demo use
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

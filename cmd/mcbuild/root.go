@@ -1,6 +1,8 @@
 package main
 
 import (
+	"runtime/debug"
+
 	"github.com/spf13/cobra"
 
 	"github.com/mcbuild/mcbuild/pkg/registry"
@@ -28,6 +30,7 @@ index where each platform's gzip entry comes first, and pushes a "subjects"
 artifact listing every digest, whose reference it writes as a Tekton result.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
 	pf := root.PersistentFlags()
 	pf.BoolVar(&g.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates when talking to registries")
@@ -35,4 +38,18 @@ artifact listing every digest, whose reference it writes as a Tekton result.`,
 	pf.StringVar(&g.certDir, "cert-dir", "", "directory of *.crt CA certificates (and *.cert/*.key client pairs) for registries")
 	root.AddCommand(newBuildCommand(g), newIndexCommand(g), newSubjectsCommand(g), newInspectCommand(g))
 	return root
+}
+
+// version is set with -ldflags "-X main.buildVersion=..." by release builds;
+// otherwise the module version Go recorded, or "dev".
+var buildVersion = ""
+
+func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
 }
