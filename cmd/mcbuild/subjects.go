@@ -6,6 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/mcbuild/mcbuild/pkg/imageref"
@@ -25,11 +26,7 @@ func newSubjectsCommand(g *globalFlags) *cobra.Command {
 		Short: "Print the entries of a subjects artifact (REF: the artifact, or the index it describes)",
 		Args:  exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref, err := openRef(cmd, g, args[0])
-			if err != nil {
-				return err
-			}
-			desc, err := subjects.ResolveArtifact(cmd.Context(), repo, ref.Reference())
+			repo, ref, desc, err := openSubjects(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
@@ -61,11 +58,7 @@ it describes (found through the referrers API or the sha256-<hex> fallback
 tag). It exits non-zero and lists every mismatch.`,
 		Args: exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref, err := openRef(cmd, g, args[0])
-			if err != nil {
-				return err
-			}
-			desc, err := subjects.ResolveArtifact(cmd.Context(), repo, ref.Reference())
+			repo, ref, desc, err := openSubjects(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
@@ -106,6 +99,17 @@ func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, 
 	}
 	repo, err := registry.Repository(cmd.Context(), ref.Repository, ropts)
 	return repo, ref, err
+}
+
+// openSubjects opens REF's repository and finds the subjects artifact REF
+// names, directly or as the index it describes.
+func openSubjects(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, ocispec.Descriptor, error) {
+	repo, ref, err := openRef(cmd, g, s)
+	if err != nil {
+		return nil, ref, ocispec.Descriptor{}, err
+	}
+	desc, err := subjects.ResolveArtifact(cmd.Context(), repo, ref.Reference())
+	return repo, ref, desc, err
 }
 
 func orDash(s string) string {
