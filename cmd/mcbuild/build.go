@@ -20,6 +20,7 @@ import (
 	"github.com/mcbuild/mcbuild/pkg/publish"
 	"github.com/mcbuild/mcbuild/pkg/registry"
 	"github.com/mcbuild/mcbuild/pkg/results"
+	"github.com/mcbuild/mcbuild/pkg/summary"
 )
 
 type buildFlags struct {
@@ -37,16 +38,23 @@ type buildFlags struct {
 type resultsFlags struct {
 	resultsDir    string
 	resultsBudget int
+	summaryJSON   string
 }
 
 func (r *resultsFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.resultsDir, "results-dir", "", "directory to write Tekton results into (e.g. /tekton/results); empty writes none")
 	cmd.Flags().IntVar(&r.resultsBudget, "results-budget", results.DefaultBudget, "bytes the step's results may take in Tekton's termination message; IMAGES is left out when it would not fit")
+	cmd.Flags().StringVar(&r.summaryJSON, "summary-json", "", "also write the summary (digests, sizes, seconds per phase) as JSON to this file")
 }
 
 func (r *resultsFlags) validate() error {
 	if r.resultsBudget <= 0 {
 		return fmt.Errorf("--results-budget %d: must be a positive number of bytes (Tekton's default is %d)", r.resultsBudget, results.DefaultBudget)
+	}
+	if r.summaryJSON != "" {
+		if err := results.CheckWritable(filepath.Dir(r.summaryJSON)); err != nil {
+			return fmt.Errorf("--summary-json %s: %w", r.summaryJSON, err)
+		}
 	}
 	return results.CheckWritable(r.resultsDir)
 }
@@ -205,7 +213,8 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		Log: stderr, ProgressInterval: 10 * time.Second,
 	}
 
-	phases := phaseTimes{}
+	var phases summary.Phases
+	popts.Pushed = func(e index.Entry, took time.Duration) { phases.AddPublishFormat(string(e.Format), took) }
 	var entries []index.Entry
 	for _, platform := range plan.platforms {
 		t0 := time.Now()
@@ -214,13 +223,13 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		if err != nil {
 			return err
 		}
-		phases.add("build", time.Since(t0))
+		phases.Build += time.Since(t0).Seconds()
 		t0 = time.Now()
 		published, err := publish.Publish(ctx, store, publish.Image{ID: img.ID, Platform: platform}, plan.dest.Repository, plan.formats, popts)
 		if err != nil {
 			return err
 		}
-		phases.add("publish", time.Since(t0))
+		phases.Publish += time.Since(t0).Seconds()
 		entries = append(entries, published...)
 	}
 	return finishRelease(cmd, repo, plan.dest, entries, f.resultsFlags, phases, started)

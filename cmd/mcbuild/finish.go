@@ -14,59 +14,47 @@ import (
 	"github.com/mcbuild/mcbuild/pkg/summary"
 )
 
-// phaseTimes accumulates wall time per phase, in the order phases first ran.
-type phaseTimes struct {
-	names []string
-	took  map[string]time.Duration
-}
-
-func (p *phaseTimes) add(name string, d time.Duration) {
-	if p.took == nil {
-		p.took = map[string]time.Duration{}
-	}
-	if _, ok := p.took[name]; !ok {
-		p.names = append(p.names, name)
-	}
-	p.took[name] += d
-}
-
 // finishRelease pushes index and subjects, moves the tag, writes results and
-// prints the human summary: shared by `build` and `index`.
-func finishRelease(cmd *cobra.Command, repo *remote.Repository, dest imageref.Ref, entries []index.Entry, rf resultsFlags, phases phaseTimes, started time.Time) error {
-	stderr, stdout := cmd.ErrOrStderr(), cmd.OutOrStdout()
-	out, err := release.Finish(cmd.Context(), repo, dest, entries, release.Options{
+// reports what was published: shared by `build` and `index`.
+func finishRelease(cmd *cobra.Command, repo *remote.Repository, dest imageref.Ref, entries []index.Entry, rf resultsFlags, phases summary.Phases, started time.Time) error {
+	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
+	out, err := release.Finish(ctx, repo, dest, entries, release.Options{
 		ResultsDir: rf.resultsDir, ResultsBudget: rf.resultsBudget, Log: stderr,
 	})
 	if err != nil {
 		return err
 	}
-	phases.add("index", out.Phases["index"])
-	phases.add("subjects", out.Phases["subjects"])
+	phases.Index, phases.Subjects = out.Phases["index"].Seconds(), out.Phases["subjects"].Seconds()
 	for _, w := range out.Warnings {
 		fmt.Fprintln(stderr, "Warning:", w)
 	}
-	rows := make([]summary.Row, 0, len(out.Entries)+1)
-	rows = append(rows, summary.Row{Platform: "(index)", Compression: "-", Digest: out.Index.Digest.String(), Size: out.Index.Size})
+	report := summary.Report{
+		ImageRef: out.Results.ImageRef, IndexDigest: out.Index.Digest.String(), IndexSize: out.Index.Size,
+		SubjectsRef: out.Results.SubjectsRef, Warnings: out.Warnings,
+	}
 	for _, e := range out.Entries {
-		size, err := index.ImageSize(cmd.Context(), repo, e.Descriptor)
+		size, err := index.ImageSize(ctx, repo, e.Descriptor)
 		if err != nil { // everything is published by now; the size is only shown
 			fmt.Fprintln(stderr, "Warning: reading the size of", e.Descriptor.Digest, "back:", err)
-			size = e.Descriptor.Size
+			size = -1
 		}
-		rows = append(rows, summary.Row{Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: size})
+		report.Manifests = append(report.Manifests, summary.Row{
+			Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format),
+			Digest: e.Descriptor.Digest.String(), Size: size,
+		})
 	}
+	phases.Total = time.Since(started).Seconds()
+	report.Phases = phases
+	stdout := cmd.OutOrStdout()
 	fmt.Fprintln(stdout)
-	summary.Table(stdout, rows)
-	fmt.Fprintln(stdout)
-	fmt.Fprintf(stdout, "IMAGE_REF     %s\n", out.Results.ImageRef)
-	fmt.Fprintf(stdout, "SUBJECTS_REF  %s\n", out.Results.SubjectsRef)
+	if err := report.Print(stdout); err != nil {
+		return err
+	}
 	if rf.resultsDir != "" {
 		fmt.Fprintf(stdout, "results written to %s\n", rf.resultsDir)
 	}
-	fmt.Fprint(stdout, "time:")
-	for _, n := range phases.names {
-		fmt.Fprintf(stdout, " %s %.1fs,", n, phases.took[n].Seconds())
+	if rf.summaryJSON != "" {
+		return report.WriteJSON(rf.summaryJSON)
 	}
-	fmt.Fprintf(stdout, " total %.1fs\n", time.Since(started).Seconds())
 	return nil
 }

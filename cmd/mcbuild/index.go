@@ -10,6 +10,7 @@ import (
 	"github.com/mcbuild/mcbuild/pkg/imageref"
 	"github.com/mcbuild/mcbuild/pkg/index"
 	"github.com/mcbuild/mcbuild/pkg/registry"
+	"github.com/mcbuild/mcbuild/pkg/summary"
 )
 
 type indexFlags struct {
@@ -89,7 +90,6 @@ func runIndex(cmd *cobra.Command, g *globalFlags, f *indexFlags) error {
 	for _, w := range warnings {
 		fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", w)
 	}
-	phases := phaseTimes{}
-	phases.add("collect", time.Since(started))
+	phases := summary.Phases{Collect: time.Since(started).Seconds()}
 	return finishRelease(cmd, repo, dest, entries, f.resultsFlags, phases, started)
 }

@@ -45,6 +45,9 @@ type Options struct {
 	Log io.Writer
 	// ProgressInterval, if set, prints a progress line per running variant.
 	ProgressInterval time.Duration
+	// Pushed, if set, is called after each variant is pushed with the
+	// wall time its push took (variants of one image push concurrently).
+	Pushed func(e index.Entry, took time.Duration)
 }
 
 // Image names one stored image and the platform it was built for.
@@ -95,6 +98,9 @@ func Publish(ctx context.Context, store storage.Store, img Image, repo string, f
 			}
 			desc.Platform = &img.Platform
 			entries[i] = index.Entry{Descriptor: desc, Format: f}
+			if opts.Pushed != nil {
+				opts.Pushed(entries[i], time.Since(start))
+			}
 			logf("pushed %s %s as %s@%s (%d bytes manifest) in %s", platform, f, repo, desc.Digest, desc.Size, time.Since(start).Round(time.Millisecond))
 			return nil
 		})

@@ -10,10 +10,10 @@ import (
 
 // Row is one pushed manifest.
 type Row struct {
-	Platform    string // os/arch[/variant]
-	Compression string // gzip, zstd, zstd:chunked
-	Digest      string // full manifest digest
-	Size        int64  // bytes; negative when unknown
+	Platform    string `json:"platform"`    // os/arch[/variant]
+	Compression string `json:"compression"` // gzip, zstd, zstd:chunked
+	Digest      string `json:"digest"`      // full manifest digest
+	Size        int64  `json:"size"`        // bytes a client downloads; negative when unknown
 }
 
 // Table writes rows as an aligned table with the header

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/mcbuild/mcbuild/pkg/formats"
 	"github.com/mcbuild/mcbuild/pkg/results"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
+	"github.com/mcbuild/mcbuild/pkg/summary"
 )
 
 // runContainerfile has a RUN step, so the arm64 build runs busybox under qemu.
@@ -40,8 +42,9 @@ func TestBuildTwoPlatforms(t *testing.T) {
 	repoName := reg.Repo("e2e/two")
 	dir := contextFiles(t, runContainerfile, "amd64", "arm64")
 	resultsDir := t.TempDir()
+	summaryJSON := filepath.Join(t.TempDir(), "summary.json")
 	args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir,
-		"--platform", "linux/amd64,linux/arm64", "--results-dir", resultsDir}, storageFlags(t)...)
+		"--platform", "linux/amd64,linux/arm64", "--results-dir", resultsDir, "--summary-json", summaryJSON}, storageFlags(t)...)
 	r := mustRun(t, nil, args...)
 
 	repo := openRepo(t, repoName)
@@ -77,11 +80,30 @@ func TestBuildTwoPlatforms(t *testing.T) {
 		t.Errorf("subjects.Find from the index = %v, %v; want %s", found.Digest, err, res["SUBJECTS_REF"])
 	}
 
-	// The human summary names every manifest.
+	// The human summary names every manifest; the JSON one too, with phases.
 	for _, e := range entries {
 		if !strings.Contains(r.stdout, e.desc.Digest.String()) {
 			t.Errorf("summary lacks %s:\n%s", e.desc.Digest, r.stdout)
 		}
+	}
+	var report summary.Report
+	raw, err := os.ReadFile(summaryJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &report); err != nil {
+		t.Fatal(err)
+	}
+	if report.IndexDigest != idx.Digest.String() || len(report.Manifests) != len(entries) {
+		t.Errorf("summary JSON index %s with %d manifests, want %s with %d", report.IndexDigest, len(report.Manifests), idx.Digest, len(entries))
+	}
+	for i, m := range report.Manifests {
+		if m.Digest != entries[i].desc.Digest.String() || m.Size <= entries[i].desc.Size {
+			t.Errorf("summary JSON manifest %d = %+v, want digest %s and a size counting config and layers", i, m, entries[i].desc.Digest)
+		}
+	}
+	if p := report.Phases; p.Build <= 0 || p.Publish <= 0 || p.PublishByFormat["gzip"] <= 0 || p.PublishByFormat["zstd:chunked"] <= 0 || p.Total < p.Build+p.Publish {
+		t.Errorf("summary JSON phases %+v: want build, publish (per format) and a total covering them", p)
 	}
 	v := mustRun(t, nil, "subjects", "verify", "--tls-verify=false", repoName+":v1")
 	if !strings.Contains(v.stdout, "matches") {
@@ -105,7 +127,7 @@ func TestBuildTwoPlatforms(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("skopeo copy: %v\n%s", err, out)
 	}
-	raw, err := os.ReadFile(filepath.Join(dest, "manifest.json"))
+	raw, err = os.ReadFile(filepath.Join(dest, "manifest.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

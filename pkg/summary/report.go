@@ -1,0 +1,113 @@
+package summary
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Phases are the wall-clock seconds each phase of a run took. Builds and
+// pushes of several platforms add up; the formats of one platform are pushed
+// concurrently, so PublishByFormat shares can add up to more than Publish.
+type Phases struct {
+	Build           float64            `json:"build_seconds"`
+	Publish         float64            `json:"publish_seconds"`
+	PublishByFormat map[string]float64 `json:"publish_format_seconds,omitempty"`
+	Collect         float64            `json:"collect_seconds,omitempty"` // mcbuild index: reading the inputs
+	Index           float64            `json:"index_seconds"`
+	Subjects        float64            `json:"subjects_seconds"`
+	Total           float64            `json:"total_seconds"`
+}
+
+// AddPublishFormat records the wall time of one format's push.
+func (p *Phases) AddPublishFormat(format string, d time.Duration) {
+	if p.PublishByFormat == nil {
+		p.PublishByFormat = map[string]float64{}
+	}
+	p.PublishByFormat[format] += d.Seconds()
+}
+
+// Report is everything one run published, for people (Print) and for tools
+// (WriteJSON, --summary-json).
+type Report struct {
+	ImageRef    string   `json:"image_ref"`
+	IndexDigest string   `json:"index_digest"`
+	IndexSize   int64    `json:"index_size"`
+	SubjectsRef string   `json:"subjects_ref"`
+	Manifests   []Row    `json:"manifests"`
+	Phases      Phases   `json:"phases"`
+	Warnings    []string `json:"warnings,omitempty"`
+}
+
+// Print writes the table of the index and its manifests, the two references
+// a pipeline passes on, and the time per phase.
+func (r Report) Print(w io.Writer) error {
+	rows := append([]Row{{Platform: "(index)", Compression: "-", Digest: r.IndexDigest, Size: r.IndexSize}}, r.Manifests...)
+	if err := Table(w, rows); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nIMAGE_REF     %s\nSUBJECTS_REF  %s\ntime: %s\n", r.ImageRef, r.SubjectsRef, r.Phases.String())
+	return err
+}
+
+// String renders the phases that ran, e.g. "build 3.6s, publish 0.3s
+// (gzip 0.1s, zstd:chunked 0.3s), index 0.0s, subjects 0.0s, total 4.0s".
+func (p Phases) String() string {
+	var parts []string
+	add := func(name string, secs float64, always bool) {
+		if always || secs > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.1fs", name, secs))
+		}
+	}
+	add("collect", p.Collect, false)
+	add("build", p.Build, false)
+	if p.Publish > 0 {
+		s := fmt.Sprintf("publish %.1fs", p.Publish)
+		if len(p.PublishByFormat) > 0 {
+			names := make([]string, 0, len(p.PublishByFormat))
+			for n := range p.PublishByFormat {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			shares := make([]string, len(names))
+			for i, n := range names {
+				shares[i] = fmt.Sprintf("%s %.1fs", n, p.PublishByFormat[n])
+			}
+			s += " (" + strings.Join(shares, ", ") + ")"
+		}
+		parts = append(parts, s)
+	}
+	add("index", p.Index, true)
+	add("subjects", p.Subjects, true)
+	add("total", p.Total, true)
+	return strings.Join(parts, ", ")
+}
+
+// WriteJSON writes r to path atomically (temporary file and rename).
+func (r Report) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing summary %s: %w", path, err)
+	}
+	_, werr := tmp.Write(append(data, '\n'))
+	cerr := tmp.Close()
+	if werr != nil || cerr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing summary %s: %w", path, errors.Join(werr, cerr))
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing summary %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,67 @@
+package summary
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPhasesString(t *testing.T) {
+	tests := []struct {
+		p    Phases
+		want string
+	}{
+		{Phases{Build: 3.61, Publish: 0.3, Index: 0.01, Subjects: 0.02, Total: 4},
+			"build 3.6s, publish 0.3s, index 0.0s, subjects 0.0s, total 4.0s"},
+		{Phases{Collect: 0.5, Index: 0.1, Subjects: 0.1, Total: 0.8},
+			"collect 0.5s, index 0.1s, subjects 0.1s, total 0.8s"},
+		{Phases{Build: 1, Publish: 2, PublishByFormat: map[string]float64{"zstd:chunked": 1.9, "gzip": 0.4}, Total: 3},
+			"build 1.0s, publish 2.0s (gzip 0.4s, zstd:chunked 1.9s), index 0.0s, subjects 0.0s, total 3.0s"},
+	}
+	for _, tc := range tests {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	var p Phases
+	p.AddPublishFormat("gzip", 1500*time.Millisecond)
+	p.AddPublishFormat("gzip", 500*time.Millisecond)
+	p.Build = 2.5
+	r := Report{ImageRef: "r.example/a:v1@sha256:1", IndexDigest: "sha256:1", SubjectsRef: "r.example/a@sha256:2",
+		Manifests: []Row{{Platform: "linux/amd64", Compression: "gzip", Digest: "sha256:3", Size: 42}}, Phases: p}
+	path := filepath.Join(t.TempDir(), "summary.json")
+	if err := r.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	phases := doc["phases"].(map[string]any)
+	if phases["build_seconds"] != 2.5 || phases["publish_format_seconds"].(map[string]any)["gzip"] != 2.0 {
+		t.Errorf("phases = %v", phases)
+	}
+	if m := doc["manifests"].([]any)[0].(map[string]any); m["digest"] != "sha256:3" || m["size"] != 42.0 {
+		t.Errorf("manifests = %v", doc["manifests"])
+	}
+	var out bytes.Buffer
+	if err := r.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"(index)", "linux/amd64", "SUBJECTS_REF  r.example/a@sha256:2", "build 2.5s"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("Print output lacks %q:\n%s", w, out.String())
+		}
+	}
+}
