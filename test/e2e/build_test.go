@@ -303,3 +303,26 @@ func TestSubjectsVerifyTampered(t *testing.T) {
 		t.Errorf("verify of the genuine artifact failed: %s", r.stderr)
 	}
 }
+
+// TestIsolation: --isolation oci runs RUN in its own PID namespace through
+// runc (the RUN is PID 1 there); chroot, the default, needs no runtime.
+func TestIsolation(t *testing.T) {
+	reg := testregistry.StartOlareg(t)
+	dir := contextFiles(t, "FROM scratch\nCOPY rootfs/amd64/ /\nRUN echo \"pid1=$(cat /proc/1/comm)\"\n", "amd64")
+	tests := []struct{ isolation, pid1 string }{
+		{"oci", "pid1=sh"},
+		{"chroot", "pid1="},
+	}
+	for _, tc := range tests {
+		t.Run(tc.isolation, func(t *testing.T) {
+			r := mustRun(t, nil, append([]string{"build", "--tls-verify=false", "--image", reg.Repo("e2e/isolation") + ":" + tc.isolation,
+				"--context", dir, "--platform", "linux/amd64", "--isolation", tc.isolation}, storageFlags(t)...)...)
+			if !strings.Contains(r.stderr, tc.pid1) {
+				t.Errorf("RUN output lacks %q:\n%s", tc.pid1, r.stderr)
+			}
+			if tc.isolation == "chroot" && strings.Contains(r.stderr, "pid1=sh") {
+				t.Errorf("chroot isolation ran RUN as PID 1 of a new namespace")
+			}
+		})
+	}
+}
