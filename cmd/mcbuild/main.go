@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"go.podman.io/buildah"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -22,14 +24,46 @@ func main() {
 	}
 	// buildah and containers/image log through logrus; their info lines are noise here.
 	logrus.SetLevel(logrus.WarnLevel)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go stopOnSignal(cancel)
 	err := newRootCommand().ExecuteContext(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
-		if errors.Is(err, context.Canceled) {
-			os.Exit(130)
-		}
-		os.Exit(1)
+	if err == nil {
+		return
 	}
+	var sig interrupted
+	if errors.As(context.Cause(ctx), &sig) {
+		msg := err.Error()
+		if !strings.Contains(msg, sig.Error()) {
+			msg = sig.Error() + ": " + msg
+		}
+		fmt.Fprintln(os.Stderr, "Error:", msg)
+		os.Exit(128 + int(sig.signal))
+	}
+	fmt.Fprintln(os.Stderr, "Error:", err)
+	if errors.Is(err, context.Canceled) {
+		os.Exit(130)
+	}
+	os.Exit(1)
+}
+
+// interrupted is the cancellation cause when SIGINT or SIGTERM stops mcbuild.
+// It is a context.Canceled, so code that checks for cancellation sees one.
+type interrupted struct{ signal syscall.Signal }
+
+func (i interrupted) Error() string        { return "interrupted by " + unix.SignalName(i.signal) }
+func (i interrupted) Is(target error) bool { return target == context.Canceled }
+
+// stopOnSignal cancels the run on the first SIGINT or SIGTERM: the current
+// phase stops (RUN steps are killed, see pkg/build), buildah removes its
+// working containers and mounts, deferred clean-ups run, and the process
+// exits with 128+signal. A second signal gets the default action (the
+// process dies at once, skipping clean-up), so a stuck clean-up can still be
+// cut short.
+func stopOnSignal(cancel context.CancelCauseFunc) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	sig := (<-sigs).(syscall.Signal)
+	signal.Reset(os.Interrupt, syscall.SIGTERM)
+	fmt.Fprintf(os.Stderr, "mcbuild: %s received: stopping and cleaning up (send it again to stop at once, without clean-up)\n", unix.SignalName(sig))
+	cancel(interrupted{signal: sig})
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/buildah/define"
@@ -173,11 +174,30 @@ func Build(ctx context.Context, store storage.Store, opts Options, platform ocis
 		bo.SourceDateEpoch = &t
 		bo.RewriteTimestamp = true
 	}
+	stopKilling := killRunsOnCancel(ctx)
 	id, _, err := imagebuildah.BuildDockerfiles(ctx, store, bo, opts.Containerfile)
+	stopKilling()
 	if err != nil {
+		if ctx.Err() != nil {
+			// A cancelled RUN surfaces as whatever its process died of
+			// ("exit status 1", "signal: terminated"); report the
+			// cancellation itself, so callers see context.Canceled.
+			return Image{}, fmt.Errorf("building %s for %s: %w (stopped at: %s)", opts.Containerfile, platforms.String(platform), context.Cause(ctx), shorten(err.Error(), 160))
+		}
 		return Image{}, fmt.Errorf("building %s for %s: %w", opts.Containerfile, platforms.String(platform), err)
 	}
 	return Image{ID: id, Platform: platform}, nil
+}
+
+// shorten cuts s to at most n bytes (on a rune boundary), marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // hardUlimits raises nothing: RUN would otherwise ask for 1048576 open files
