@@ -14,12 +14,14 @@
 //     storage, deletion enabled). It HAS the OCI 1.1 referrers API.
 //
 // Both speak plain HTTP, so clients must use them with TLS verification off
-// (oras-go: remote.Repository.PlainHTTP = true). Both are stopped by
-// t.Cleanup.
+// (oras-go: remote.Repository.PlainHTTP = true), unless a distribution
+// registry is started [WithTLS] (see [NewTLS] for a CA and a certificate made
+// for the test). Both are stopped by t.Cleanup.
 package testregistry
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -42,7 +44,7 @@ import (
 type Registry struct {
 	// Host is "127.0.0.1:<port>", the registry part of a reference.
 	Host string
-	// URL is "http://127.0.0.1:<port>".
+	// URL is "http://127.0.0.1:<port>" ("https://" when started WithTLS).
 	URL string
 	// PID is the process id of a distribution registry (0 for olareg).
 	PID int
@@ -55,7 +57,14 @@ func (r *Registry) Repo(name string) string { return r.Host + "/" + name }
 type Option func(*distOptions)
 
 type distOptions struct {
-	htpasswd map[string]string
+	htpasswd        map[string]string
+	tlsCert, tlsKey string
+}
+
+// WithTLS makes the distribution registry serve HTTPS only, with this PEM
+// certificate (chain) and key (http.tls.certificate and http.tls.key).
+func WithTLS(certFile, keyFile string) Option {
+	return func(o *distOptions) { o.tlsCert, o.tlsKey = certFile, keyFile }
 }
 
 // WithHtpasswd makes the distribution registry require basic auth with this
@@ -134,8 +143,12 @@ func StartDistribution(t testing.TB, opts ...Option) *Registry {
 	// A free port is picked, then released and given to the registry; another
 	// process may grab it in between, so a failed start is retried.
 	var lastErr error
+	tlsConf := ""
+	if o.tlsCert != "" {
+		tlsConf = fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", o.tlsCert, o.tlsKey)
+	}
 	for attempt := 0; attempt < 3; attempt++ {
-		r, err := startDistribution(t, bin, dir, attempt, auth)
+		r, err := startDistribution(t, bin, dir, attempt, tlsConf, auth)
 		if err == nil {
 			return r
 		}
@@ -145,7 +158,7 @@ func StartDistribution(t testing.TB, opts ...Option) *Registry {
 	return nil
 }
 
-func startDistribution(t testing.TB, bin, dir string, attempt int, auth string) (*Registry, error) {
+func startDistribution(t testing.TB, bin, dir string, attempt int, tlsConf, auth string) (*Registry, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -167,7 +180,7 @@ storage:
       enabled: false
 http:
   addr: %s
-%s`, storage, host, auth)
+%s%s`, storage, host, tlsConf, auth)
 	cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.yml", attempt))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -187,8 +200,13 @@ http:
 		<-exited
 	}
 	url := "http://" + host
-	deadline := time.Now().Add(20 * time.Second)
 	client := &http.Client{Timeout: time.Second}
+	if tlsConf != "" {
+		url = "https://" + host
+		// Readiness only: the test's own clients decide what to trust.
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec
+	}
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
 		case err := <-exited:
