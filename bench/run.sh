@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# make bench: fetch and build what the benchmark needs (nothing of it is
+# committed: bench/bin and bench/.cache are ignored), then run bench/bin/mcbench.
+#   - pigz and zstd (Debian) for the CLI floors; util-linux's unshare for arm d
+#   - netavark + aardvark-dns unpacked into bench/bin/netavark (not installed):
+#     the buildah CLI insists on them even for FROM scratch
+#   - the buildah 1.45 CLI from the Go module proxy (bench/buildah pins it)
+#   - bench/bin/mcbench (the harness; the root module, buildah's build tags)
+# Environment: BENCH_RUNS (3), BENCH_BIG=1, BENCH_ARMS (a,b,c,d,e),
+# BENCH_STORAGE_DRIVER (vfs), BENCH_WORK (/var/tmp); see bench/README.md.
+set -euo pipefail
+: "${REGISTRY_BIN:?}" "${MCBUILD:?}"
+GO=${GO:-go}
+cd "$(dirname "$0")/.."
+bin=bench/bin
+tags="containers_image_openpgp exclude_graphdriver_btrfs"
+export CGO_ENABLED=1
+mkdir -p "$bin"
+
+missing=""
+for p in pigz zstd util-linux; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+if [ ! -x "$bin/netavark/usr/lib/podman/netavark" ]; then
+  echo "fetching netavark and aardvark-dns (apt-get download, unpacked into $bin/netavark)"
+  tmp=$(mktemp -d) && chmod 755 "$tmp"  # apt-get download runs as _apt
+  (cd "$tmp" && apt-get download -qq netavark aardvark-dns)
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$bin/netavark"; done
+  rm -rf "$tmp"
+fi
+
+echo "building the buildah 1.45 CLI ($bin/buildah) and the harness ($bin/mcbench)"
+(cd bench/buildah && $GO build -tags "$tags" -o ../bin/buildah go.podman.io/buildah/cmd/buildah)
+$GO build -tags "$tags" -o "$bin/mcbench" ./bench/cmd/mcbench
+
+exec "$bin/mcbench" run -mcbuild "$MCBUILD" -registry "$REGISTRY_BIN" \
+  -buildah "$bin/buildah" -helpers "$bin/netavark/usr/lib/podman"
