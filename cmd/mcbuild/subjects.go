@@ -87,7 +87,9 @@ func exactlyOneRef(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// openRef parses a user reference and opens its repository.
+// openRef parses a user reference and opens its repository, after the same
+// preflight as build and index (registry.Ping), so an untrusted certificate,
+// plain HTTP or refused credentials get the same explanation and remedy.
 func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, error) {
 	ref, err := imageref.Parse(s)
 	if err != nil {
@@ -95,6 +97,9 @@ func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, 
 	}
 	ropts := g.registryOptions()
 	if err := ropts.Validate(); err != nil {
+		return nil, ref, err
+	}
+	if err := registry.Ping(cmd.Context(), ref.Repository, ropts); err != nil {
 		return nil, ref, err
 	}
 	repo, err := registry.Repository(cmd.Context(), ref.Repository, ropts)
