@@ -1,0 +1,276 @@
+package tekton
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/tektoncd/chains/pkg/artifacts"
+	"github.com/tektoncd/chains/pkg/chains/objects"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/termination"
+	"go.uber.org/zap"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/mcbuild/mcbuild/internal/testfixture"
+	"github.com/mcbuild/mcbuild/internal/testregistry"
+	"github.com/mcbuild/mcbuild/pkg/results"
+	"github.com/mcbuild/mcbuild/pkg/subjects"
+)
+
+// copyOnly builds without RUN, so any platform builds without emulation.
+var copyOnly = map[string]string{
+	"Containerfile": "FROM scratch\nCOPY hello.txt /\n",
+	"hello.txt":     "hello\n",
+}
+
+// twentyPlatforms differ in os, architecture or variant, so each gets its own
+// config and its own manifests.
+var twentyPlatforms = []string{
+	"linux/amd64", "linux/arm64", "linux/arm/v5", "linux/arm/v6", "linux/arm/v7", "linux/386", "linux/ppc64le",
+	"linux/ppc64", "linux/s390x", "linux/riscv64", "linux/mips64le", "linux/mips64", "linux/mipsle", "linux/mips",
+	"linux/loong64", "freebsd/amd64", "freebsd/arm64", "openbsd/amd64", "openbsd/arm64", "netbsd/amd64",
+}
+
+// TestBuildResultsAndChains runs the mcbuild Task's step for 1, 4 and 20
+// platforms: the termination message always fits Tekton's 4096 bytes, and
+// Chains extracts the index and every manifest while IMAGES fits, the index
+// alone (IMAGE_URL + IMAGE_DIGEST) with SUBJECTS_REF carrying every digest
+// when it does not.
+func TestBuildResultsAndChains(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	src := testfixture.Context(t, copyOnly)
+	for _, tc := range []struct {
+		name       string
+		platforms  []string
+		wantImages bool
+	}{
+		{"1-platform", []string{"linux/amd64"}, true},
+		{"4-platforms", []string{"linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x"}, true},
+		{"20-platforms", twentyPlatforms, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repoName := reg.Repo("tekton/" + tc.name)
+			out := simulate(t, taskRunSim{
+				TaskFile: buildTaskFile,
+				Params: v1.Params{
+					strParam("IMAGE", repoName+":v1"),
+					strParam("PLATFORM", strings.Join(tc.platforms, ",")),
+					strParam("TLSVERIFY", "false"),
+				},
+				Workspaces: map[string]string{"source": src},
+			})
+			if out.StepErr != nil {
+				t.Fatalf("%v\n%s", out.StepErr, out.Output)
+			}
+			checkMessage(t, out, tc.wantImages)
+			repo := openRepo(t, repoName)
+			idx, manifests := readIndex(t, repo, out.Results["IMAGE_DIGEST"])
+			if len(manifests) != 2*len(tc.platforms) {
+				t.Fatalf("index lists %d manifests, want %d", len(manifests), 2*len(tc.platforms))
+			}
+			want := []string{repoName + "@" + idx.Digest.String()}
+			if tc.wantImages {
+				for _, m := range manifests {
+					want = append(want, repoName+"@"+m.Digest.String())
+				}
+			}
+			if got := chainsTaskRunImages(t, out.TaskRun); !sameSet(got, want) {
+				t.Errorf("Chains extracts\n%s\nwant\n%s", joinLines(got), joinLines(want))
+			}
+			checkSubjects(t, repo, out.Results["SUBJECTS_REF"], idx, manifests)
+		})
+	}
+}
+
+// checkMessage: the termination message parses with Tekton's parser and holds
+// exactly the expected results plus StartedAt; the TaskRun's results match.
+func checkMessage(t *testing.T, out *taskRunOutcome, wantImages bool) {
+	t.Helper()
+	if len(out.Message) > termination.MaxContainerTerminationMessageLength {
+		t.Errorf("termination message %d bytes, over %d", len(out.Message), termination.MaxContainerTerminationMessageLength)
+	}
+	parsed, err := termination.ParseMessage(zap.NewNop().Sugar(), out.Message)
+	if err != nil {
+		t.Fatalf("termination message does not parse: %v\n%s", err, out.Message)
+	}
+	var keys []string
+	for _, r := range parsed {
+		keys = append(keys, r.Key)
+	}
+	want := []string{"IMAGE_DIGEST", "IMAGE_REF", "IMAGE_URL", "SUBJECTS_REF", "StartedAt"}
+	if wantImages {
+		want = append(want, "IMAGES")
+	}
+	if !sameSet(keys, want) {
+		t.Errorf("termination message keys %v, want %v", keys, want)
+	}
+	var trKeys []string
+	for k, v := range out.Results {
+		trKeys = append(trKeys, k)
+		if strings.HasSuffix(v, "\n") {
+			t.Errorf("result %s ends with a newline", k)
+		}
+	}
+	if !sameSet(trKeys, slices.DeleteFunc(want, func(s string) bool { return s == "StartedAt" })) {
+		t.Errorf("TaskRun results %v", trKeys)
+	}
+	if !wantImages && !strings.Contains(out.Output, "SUBJECTS_REF") {
+		t.Errorf("IMAGES left out without a warning naming SUBJECTS_REF:\n%s", out.Output)
+	}
+	values := map[string]string{}
+	for k, v := range out.Results {
+		values[k] = v
+	}
+	if n := results.EncodedSize(values); n > results.DefaultBudget {
+		t.Errorf("mcbuild's own size check says %d bytes, over %d", n, results.DefaultBudget)
+	}
+	t.Logf("termination message: %d bytes", len(out.Message))
+}
+
+// chainsTaskRunImages is what Chains would sign for this TaskRun: its OCI
+// artifact extraction over the TaskRun's results, as repo@digest.
+func chainsTaskRunImages(t *testing.T, tr *v1.TaskRun) []string {
+	t.Helper()
+	return digestNames(t, (&artifacts.OCIArtifact{}).ExtractObjects(context.Background(), objects.NewTaskRunObjectV1(tr)))
+}
+
+func digestNames(t *testing.T, objs []interface{}) []string {
+	t.Helper()
+	var out []string
+	for _, o := range objs {
+		d, ok := o.(name.Digest)
+		if !ok {
+			t.Fatalf("Chains extracted a %T, want name.Digest", o)
+		}
+		out = append(out, d.Name())
+	}
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	sort.Strings(a)
+	sort.Strings(b)
+	return slices.Equal(a, b)
+}
+
+func openRepo(t *testing.T, repoName string) *remote.Repository {
+	t.Helper()
+	repo, err := remote.NewRepository(repoName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.PlainHTTP = true
+	return repo
+}
+
+// readIndex fetches the index by digest and returns it and its manifests.
+func readIndex(t *testing.T, repo *remote.Repository, dgst string) (ocispec.Descriptor, []ocispec.Descriptor) {
+	t.Helper()
+	ctx := context.Background()
+	desc, err := repo.Resolve(ctx, dgst)
+	if err != nil {
+		t.Fatalf("resolving index %s: %v", dgst, err)
+	}
+	if desc.MediaType != ocispec.MediaTypeImageIndex {
+		t.Fatalf("%s is %s, want an OCI index", dgst, desc.MediaType)
+	}
+	raw, err := content.FetchAll(ctx, repo, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		t.Fatal(err)
+	}
+	return desc, idx.Manifests
+}
+
+// checkSubjects: SUBJECTS_REF is the artifact found from the index, it lists
+// the index then every manifest in index order, and Verify finds nothing amiss.
+func checkSubjects(t *testing.T, repo *remote.Repository, subjectsRef string, idx ocispec.Descriptor, manifests []ocispec.Descriptor) {
+	t.Helper()
+	ctx := context.Background()
+	repoName, dgst, ok := strings.Cut(subjectsRef, "@")
+	if !ok || repoName != repo.Reference.Registry+"/"+repo.Reference.Repository {
+		t.Fatalf("SUBJECTS_REF %q is not %s/%s@digest", subjectsRef, repo.Reference.Registry, repo.Reference.Repository)
+	}
+	found, err := subjects.ResolveArtifact(ctx, repo, idx.Digest.String())
+	if err != nil {
+		t.Fatalf("finding the subjects artifact from the index: %v", err)
+	}
+	if found.Digest.String() != dgst {
+		t.Errorf("artifact found from the index is %s, SUBJECTS_REF says %s", found.Digest, dgst)
+	}
+	doc, _, err := subjects.Fetch(ctx, repo, found)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{idx.Digest.String()}
+	for _, m := range manifests {
+		want = append(want, m.Digest.String())
+	}
+	var got []string
+	for _, s := range doc.Subjects {
+		got = append(got, s.DigestOf().String())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("subjects list\n%s\nwant the index then every manifest\n%s", joinLines(got), joinLines(want))
+	}
+	mismatches, err := subjects.Verify(ctx, repo, found)
+	if err != nil || len(mismatches) > 0 {
+		t.Errorf("subjects.Verify: %v %v", mismatches, err)
+	}
+}
+
+// TestDockerconfigSecret: a kubernetes.io/dockerconfigjson Secret bound to the
+// dockerconfig workspace (its key .dockerconfigjson) is what the build, index
+// and verify steps authenticate with against a registry that requires it; the
+// build fails without it.
+func TestDockerconfigSecret(t *testing.T) {
+	reg := testregistry.StartDistribution(t, testregistry.WithHtpasswd("builder", "s3cret"))
+	secret := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("builder:s3cret"))
+	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.Host, auth)
+	if err := os.WriteFile(filepath.Join(secret, ".dockerconfigjson"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := testfixture.Context(t, copyOnly)
+	image := reg.Repo("tekton/private") + ":v1"
+	params := v1.Params{strParam("IMAGE", image), strParam("PLATFORM", "linux/amd64"), strParam("TLSVERIFY", "false")}
+
+	denied := simulate(t, taskRunSim{TaskFile: buildTaskFile, Params: params, Workspaces: map[string]string{"source": src}})
+	if denied.StepErr == nil {
+		t.Fatalf("build without credentials succeeded against a registry requiring them:\n%s", denied.Output)
+	}
+	if !strings.Contains(strings.ToLower(denied.Output), "unauthorized") && !strings.Contains(strings.ToLower(denied.Output), "credentials") {
+		t.Errorf("want the build refused for credentials, got:\n%s", denied.Output)
+	}
+	build := simulate(t, taskRunSim{TaskFile: buildTaskFile, Params: params, Workspaces: map[string]string{"source": src, "dockerconfig": secret}})
+	if build.StepErr != nil {
+		t.Fatalf("build with the dockerconfig workspace: %v\n%s", build.StepErr, build.Output)
+	}
+	index := simulate(t, taskRunSim{TaskFile: indexTaskFile, Workspaces: map[string]string{"dockerconfig": secret}, Params: v1.Params{
+		strParam("IMAGE", reg.Repo("tekton/private")+":merged"), arrParam("IMAGES", build.Results["IMAGE_REF"]), strParam("TLSVERIFY", "false"),
+	}})
+	if index.StepErr != nil {
+		t.Fatalf("index with the dockerconfig workspace: %v\n%s", index.StepErr, index.Output)
+	}
+	verify := simulate(t, taskRunSim{TaskFile: verifyTaskFile, Workspaces: map[string]string{"dockerconfig": secret}, Params: v1.Params{
+		strParam("IMAGE_URL", index.Results["IMAGE_URL"]), strParam("IMAGE_DIGEST", index.Results["IMAGE_DIGEST"]), strParam("TLSVERIFY", "false"),
+	}})
+	if verify.StepErr != nil {
+		t.Fatalf("verify with the dockerconfig workspace: %v\n%s", verify.StepErr, verify.Output)
+	}
+}

@@ -1,0 +1,417 @@
+package tekton
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+
+	"github.com/mcbuild/mcbuild/pkg/platforms"
+)
+
+// fakeMcbuild is a stand-in mcbuild that records how the step called it: its
+// arguments (NUL-separated), its uid map and its /proc status.
+const fakeMcbuild = `#!/bin/sh
+printf '%s\0' "$@" >"$FAKE_MCBUILD_OUT/args"
+cat /proc/self/uid_map >"$FAKE_MCBUILD_OUT/uid_map"
+cat /proc/$$/status >"$FAKE_MCBUILD_OUT/status"
+printf '%s' "${TMPDIR-}" >"$FAKE_MCBUILD_OUT/tmpdir"
+`
+
+type fakeCall struct {
+	ran    bool
+	args   []string
+	uidMap string
+	status string
+	tmpDir string
+}
+
+// simulateFake runs sim with the stand-in mcbuild and returns its call.
+func simulateFake(t *testing.T, sim taskRunSim) (*taskRunOutcome, fakeCall) {
+	t.Helper()
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "mcbuild"), []byte(fakeMcbuild), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	outDir := t.TempDir()
+	sim.BinDir = bin
+	sim.Env = append(sim.Env, "FAKE_MCBUILD_OUT="+outDir)
+	out := simulate(t, sim)
+	var call fakeCall
+	raw, err := os.ReadFile(filepath.Join(outDir, "args"))
+	if err != nil {
+		return out, call
+	}
+	call.ran = true
+	call.args = strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+	uidMap, _ := os.ReadFile(filepath.Join(outDir, "uid_map"))
+	status, _ := os.ReadFile(filepath.Join(outDir, "status"))
+	tmpDir, _ := os.ReadFile(filepath.Join(outDir, "tmpdir"))
+	call.uidMap, call.status, call.tmpDir = string(uidMap), string(status), string(tmpDir)
+	return out, call
+}
+
+// posixShells are the shells a step image may have as /bin/sh: dash
+// (Debian), busybox ash (Alpine, distroless busybox) and bash (Fedora, UBI).
+// The scripts are POSIX sh and must behave the same in each.
+var posixShells = []struct {
+	name string
+	argv []string
+}{
+	{"dash", []string{"/bin/dash"}},
+	{"busybox", []string{"busybox", "sh"}},
+	{"bash", []string{"/bin/bash"}},
+}
+
+// forEachShell runs f once per shell in posixShells.
+func forEachShell(t *testing.T, f func(t *testing.T, shell []string)) {
+	for _, sh := range posixShells {
+		t.Run(sh.name, func(t *testing.T) {
+			if _, err := exec.LookPath(sh.argv[0]); err != nil {
+				t.Fatalf("%s not found (make test installs busybox-static): %v", sh.argv[0], err)
+			}
+			f(t, sh.argv)
+		})
+	}
+}
+
+// flagValue returns the value of the last --name VALUE or --name=VALUE.
+func flagValue(args []string, name string) (string, bool) {
+	val, ok := "", false
+	for i, a := range args {
+		switch {
+		case a == name && i+1 < len(args):
+			val, ok = args[i+1], true
+		case strings.HasPrefix(a, name+"="):
+			val, ok = strings.TrimPrefix(a, name+"="), true
+		}
+	}
+	return val, ok
+}
+
+func sourceWorkspace(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestBuildStepArguments: every param reaches mcbuild as the right flag, array
+// values with spaces and leading dashes intact, credentials and CA bundle
+// picked up, storage on the emptyDir, results next to the declared paths.
+func TestBuildStepArguments(t *testing.T) { forEachShell(t, testBuildStepArguments) }
+
+func testBuildStepArguments(t *testing.T, shell []string) {
+	src := sourceWorkspace(t)
+	auth := t.TempDir()
+	if err := os.WriteFile(filepath.Join(auth, ".dockerconfigjson"), []byte(`{"auths":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ca := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ca, "ca-bundle.crt"), []byte("not checked by the stand-in"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, call := simulateFake(t, taskRunSim{
+		TaskFile: buildTaskFile, Shell: shell,
+		Params: v1.Params{
+			strParam("IMAGE", "registry.example:5000/ns/app:v1"),
+			strParam("DOCKERFILE", "build/Containerfile"),
+			strParam("CONTEXT", "sub dir"),
+			strParam("PLATFORM", "linux/amd64,linux/arm64"),
+			strParam("COMPRESSION_FORMATS", "gzip"),
+			strParam("ZSTD_LEVEL", "7"),
+			arrParam("BUILD_ARGS", "A=1", "B=two words", "C=--not-a-marker", "ALONE"),
+			strParam("BUILD_ARGS_FILE", "args.env"),
+			arrParam("LABELS", "l1=one", "l2=x=y"),
+			arrParam("ANNOTATIONS", "org.opencontainers.image.title=a b"),
+			strParam("TARGET_STAGE", "final"),
+			strParam("TLSVERIFY", "false"),
+			strParam("STORAGE_DRIVER", "overlay"),
+			strParam("SOURCE_DATE_EPOCH", "1700000000"),
+			strParam("RESULTS_BUDGET", "8000"),
+		},
+		Workspaces: map[string]string{"source": src, "dockerconfig": auth},
+		Volumes:    map[string]string{"trusted-ca": ca},
+	})
+	if out.StepErr != nil || !call.ran {
+		t.Fatalf("step failed (%v) or mcbuild not run:\n%s", out.StepErr, out.Output)
+	}
+	vlc := filepath.Join(out.Root, "volumes", "varlibcontainers")
+	results := filepath.Join(out.Root, "tekton", "results")
+	want := []string{
+		"build", "--image", "registry.example:5000/ns/app:v1", "--context", "sub dir",
+		"--compression-formats", "gzip", "--zstd-level", "7", "--tls-verify=false",
+		"--results-dir", results, "--results-budget", "8000",
+		"--build-arg=A=1", "--build-arg=B=two words", "--build-arg=C=--not-a-marker", "--build-arg=ALONE",
+		"--label=l1=one", "--label=l2=x=y", "--annotation=org.opencontainers.image.title=a b",
+		"--file", "build/Containerfile", "--platform", "linux/amd64,linux/arm64",
+		"--build-args-file", "args.env", "--target", "final", "--source-date-epoch", "1700000000",
+		"--authfile", filepath.Join(auth, ".dockerconfigjson"), "--cert-dir", ca,
+		"--storage-driver", "overlay", "--root", vlc + "/storage", "--runroot", vlc + "/run",
+	}
+	if !slices.Equal(call.args, want) {
+		t.Errorf("mcbuild called with\n%s\nwant\n%s", joinLines(call.args), joinLines(want))
+	}
+	// mcbuild ran in a user namespace mapping root and 1-65536 to themselves,
+	// holding CAP_SYS_ADMIN there (which the pod does not have).
+	if f := strings.Fields(call.uidMap); !slices.Equal(f, []string{"0", "0", "1", "1", "1", "65536"}) {
+		t.Errorf("uid map %q, want 0 0 1 and 1 1 65536", call.uidMap)
+	}
+	if capEff(t, call.status)&(1<<21) == 0 {
+		t.Errorf("mcbuild lacks CAP_SYS_ADMIN in its user namespace:\n%s", call.status)
+	}
+	if call.tmpDir != vlc+"/tmp" {
+		t.Errorf("TMPDIR %q, want the emptyDir's %s", call.tmpDir, vlc+"/tmp")
+	}
+}
+
+// capEff returns the effective capability set of a /proc status.
+func capEff(t *testing.T, status string) uint64 {
+	t.Helper()
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			x, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return x
+		}
+	}
+	t.Fatalf("no CapEff in status:\n%s", status)
+	return 0
+}
+
+// TestBuildStepDefaults: with IMAGE alone, mcbuild gets the defaults and no
+// optional flag; an unbound dockerconfig workspace and a missing CA bundle
+// add nothing.
+func TestBuildStepDefaults(t *testing.T) {
+	out, call := simulateFake(t, taskRunSim{
+		TaskFile:   buildTaskFile,
+		Params:     v1.Params{strParam("IMAGE", "registry.example/app")},
+		Workspaces: map[string]string{"source": sourceWorkspace(t)},
+	})
+	if out.StepErr != nil || !call.ran {
+		t.Fatalf("step failed (%v) or mcbuild not run:\n%s", out.StepErr, out.Output)
+	}
+	tekton := filepath.Join(out.Root, "tekton")
+	vlc := filepath.Join(out.Root, "volumes", "varlibcontainers")
+	want := []string{
+		"build", "--image", "registry.example/app", "--context", ".",
+		"--compression-formats", "gzip,zstd:chunked", "--zstd-level", "3", "--tls-verify=true",
+		"--results-dir", filepath.Join(tekton, "results"), "--results-budget", "4096",
+		"--storage-driver", "vfs", "--root", vlc + "/storage", "--runroot", vlc + "/run",
+	}
+	if !slices.Equal(call.args, want) {
+		t.Errorf("mcbuild called with\n%s\nwant\n%s", joinLines(call.args), joinLines(want))
+	}
+}
+
+// TestAppendPlatform: IMAGE_APPEND_PLATFORM=true appends exactly what mcbuild's
+// pkg/platforms gives (Parse, then Suffix) to the tag, and the step refuses
+// what Parse refuses, before running mcbuild.
+func TestAppendPlatform(t *testing.T) { forEachShell(t, testAppendPlatform) }
+
+func testAppendPlatform(t *testing.T, shell []string) {
+	inputs := []string{
+		"linux/amd64", "linux/x86_64", "linux/amd64/v1", "linux/amd64/v2", "linux/arm64", "linux/aarch64",
+		"linux/arm64/v8", "linux/aarch64/8", "linux/arm64/9", "linux/arm", "linux/arm/7", "linux/arm/v7",
+		"linux/arm/v6", "linux/arm/5", "linux/armhf", "linux/armhf/v5", "linux/armel", "linux/i386",
+		"linux/386", "linux/ppc64le", "linux/s390x", "linux/riscv64", "macos/arm64", "windows/amd64",
+		"freebsd/arm64", "openbsd/amd64", "netbsd/arm/v7",
+		// refused
+		"", "linux", "linux/amd64,linux/arm64", "Linux/amd64", "linux/x86-64", "linux/amd64/v1/x",
+		"linux//amd64", "plan10/amd64", "linux/z80", "linux/arm/v7.1", "linux/amd64 ,",
+		// blanks around one platform are ignored
+		" linux/amd64", "linux/arm64\t",
+	}
+	src := sourceWorkspace(t)
+	for _, in := range inputs {
+		t.Run(strings.ReplaceAll(in, "/", "_"), func(t *testing.T) {
+			out, call := simulateFake(t, taskRunSim{
+				TaskFile: buildTaskFile, Shell: shell,
+				Params: v1.Params{
+					strParam("IMAGE", "127.0.0.1:5000/ns/app:v1"),
+					strParam("PLATFORM", in),
+					strParam("IMAGE_APPEND_PLATFORM", "true"),
+				},
+				Workspaces: map[string]string{"source": src},
+			})
+			parsed, err := platforms.Parse(in)
+			if err == nil && len(parsed) != 1 {
+				err = errMultiple
+			}
+			if err != nil {
+				if out.StepErr == nil || call.ran {
+					t.Fatalf("mcbuild refuses %q (%v) but the step ran it with %q", in, err, call.args)
+				}
+				return
+			}
+			if out.StepErr != nil || !call.ran {
+				t.Fatalf("step failed (%v) or mcbuild not run:\n%s", out.StepErr, out.Output)
+			}
+			got, _ := flagValue(call.args, "--image")
+			want := "127.0.0.1:5000/ns/app:v1-" + platforms.Suffix(parsed[0])
+			if got != want {
+				t.Errorf("PLATFORM %q: --image %q, want %q", in, got, want)
+			}
+			if p, _ := flagValue(call.args, "--platform"); p != in {
+				t.Errorf("--platform %q, want %q", p, in)
+			}
+		})
+	}
+}
+
+var errMultiple = os.ErrInvalid
+
+// TestAppendPlatformImageForms: the suffix goes on the tag, which defaults to
+// latest; a registry port is not a tag; a digest is refused; so is a value of
+// IMAGE_APPEND_PLATFORM other than true or false.
+func TestAppendPlatformImageForms(t *testing.T) {
+	src := sourceWorkspace(t)
+	for _, tc := range []struct{ image, appendP, want string }{
+		{"127.0.0.1:5000/ns/app", "true", "127.0.0.1:5000/ns/app:latest-linux-arm-v7"},
+		{"quay.io/ns/app:on-pr-abc", "true", "quay.io/ns/app:on-pr-abc-linux-arm-v7"},
+		{"quay.io/ns/app:v1", "false", "quay.io/ns/app:v1"},
+		{"quay.io/ns/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "true", ""},
+		{"quay.io/ns/app:v1", "yes", ""},
+	} {
+		out, call := simulateFake(t, taskRunSim{
+			TaskFile: buildTaskFile,
+			Params: v1.Params{
+				strParam("IMAGE", tc.image),
+				strParam("PLATFORM", "linux/arm/v7"),
+				strParam("IMAGE_APPEND_PLATFORM", tc.appendP),
+			},
+			Workspaces: map[string]string{"source": src},
+		})
+		if tc.want == "" {
+			if out.StepErr == nil || call.ran {
+				t.Errorf("IMAGE %s, IMAGE_APPEND_PLATFORM %s: step ran mcbuild, want a refusal", tc.image, tc.appendP)
+			}
+			continue
+		}
+		got, _ := flagValue(call.args, "--image")
+		if out.StepErr != nil || got != tc.want {
+			t.Errorf("IMAGE %s, IMAGE_APPEND_PLATFORM %s: --image %q (%v), want %q\n%s", tc.image, tc.appendP, got, out.StepErr, tc.want, out.Output)
+		}
+	}
+}
+
+// TestDockerconfigWorkspace: config.json is used when there is no
+// .dockerconfigjson; a bound workspace with neither fails the step.
+func TestDockerconfigWorkspace(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		ok   bool
+	}{{"config.json", true}, {"auth.json", false}} {
+		for _, taskFile := range []string{buildTaskFile, indexTaskFile, verifyTaskFile} {
+			auth := t.TempDir()
+			if err := os.WriteFile(filepath.Join(auth, tc.file), []byte(`{"auths":{}}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sim := taskRunSim{TaskFile: taskFile, Workspaces: map[string]string{"dockerconfig": auth}}
+			switch taskFile {
+			case buildTaskFile:
+				sim.Params = v1.Params{strParam("IMAGE", "quay.io/ns/app:v1")}
+				sim.Workspaces["source"] = sourceWorkspace(t)
+			case indexTaskFile:
+				sim.Params = v1.Params{strParam("IMAGE", "quay.io/ns/app:v1"), arrParam("IMAGES", "quay.io/ns/app:v1-linux-amd64@sha256:"+strings.Repeat("a", 64))}
+			case verifyTaskFile:
+				sim.Params = v1.Params{strParam("IMAGE_URL", "quay.io/ns/app:v1"), strParam("IMAGE_DIGEST", "sha256:"+strings.Repeat("b", 64))}
+			}
+			out, call := simulateFake(t, sim)
+			got, _ := flagValue(call.args, "--authfile")
+			if tc.ok && (out.StepErr != nil || got != filepath.Join(auth, tc.file)) {
+				t.Errorf("%s with %s: --authfile %q (%v)\n%s", taskFile, tc.file, got, out.StepErr, out.Output)
+			}
+			if !tc.ok && (out.StepErr == nil || call.ran) {
+				t.Errorf("%s with only %s: the step ran mcbuild, want a refusal", taskFile, tc.file)
+			}
+		}
+	}
+}
+
+// TestBuildStepNeedsSETFCAP: without SETFCAP (the one capability the step
+// adds) the user namespace cannot map root and the step fails before mcbuild.
+func TestBuildStepNeedsSETFCAP(t *testing.T) {
+	out, call := simulateFake(t, taskRunSim{
+		TaskFile:   buildTaskFile,
+		Params:     v1.Params{strParam("IMAGE", "quay.io/ns/app:v1")},
+		Workspaces: map[string]string{"source": sourceWorkspace(t)},
+		DropCaps:   []string{"SETFCAP"},
+	})
+	if out.StepErr == nil || call.ran {
+		t.Fatalf("without SETFCAP the step ran mcbuild:\n%s", out.Output)
+	}
+	if !strings.Contains(out.Output, "newuidmap") {
+		t.Errorf("want newuidmap's refusal in the output:\n%s", out.Output)
+	}
+}
+
+// TestIndexStepArguments: every IMAGES entry becomes one --from (empty ones,
+// from skipped matrix runs, are dropped); an empty IMAGES fails.
+func TestIndexStepArguments(t *testing.T) { forEachShell(t, testIndexStepArguments) }
+
+func testIndexStepArguments(t *testing.T, shell []string) {
+	a := "127.0.0.1:5000/ns/app:v1-linux-amd64@sha256:" + strings.Repeat("a", 64)
+	b := "127.0.0.1:5000/ns/app:v1-linux-arm64@sha256:" + strings.Repeat("b", 64)
+	out, call := simulateFake(t, taskRunSim{
+		TaskFile: indexTaskFile, Shell: shell,
+		Params: v1.Params{strParam("IMAGE", "127.0.0.1:5000/ns/app:v1"), arrParam("IMAGES", a, "", b), strParam("TLSVERIFY", "false")},
+	})
+	if out.StepErr != nil || !call.ran {
+		t.Fatalf("step failed (%v) or mcbuild not run:\n%s", out.StepErr, out.Output)
+	}
+	results := filepath.Join(out.Root, "tekton", "results")
+	want := []string{"index", "--image", "127.0.0.1:5000/ns/app:v1", "--tls-verify=false",
+		"--results-dir", results, "--results-budget", "4096", "--from", a, "--from", b}
+	if !slices.Equal(call.args, want) {
+		t.Errorf("mcbuild called with\n%s\nwant\n%s", joinLines(call.args), joinLines(want))
+	}
+	if capEff(t, call.status) != 0 {
+		t.Errorf("index step holds capabilities; it drops ALL:\n%s", call.status)
+	}
+	out, call = simulateFake(t, taskRunSim{
+		TaskFile: indexTaskFile, Shell: shell,
+		Params: v1.Params{strParam("IMAGE", "127.0.0.1:5000/ns/app:v1"), arrParam("IMAGES")},
+	})
+	if out.StepErr == nil || call.ran {
+		t.Errorf("empty IMAGES: step ran mcbuild:\n%s", out.Output)
+	}
+}
+
+// TestVerifyStepReference: IMAGE_URL's tag (and any digest) is replaced by
+// IMAGE_DIGEST; a registry port stays; a malformed digest fails.
+func TestVerifyStepReference(t *testing.T) { forEachShell(t, testVerifyStepReference) }
+
+func testVerifyStepReference(t *testing.T, shell []string) {
+	d := "sha256:" + strings.Repeat("c", 64)
+	for _, tc := range []struct{ url, digest, want string }{
+		{"127.0.0.1:5000/ns/app:v1", d, "127.0.0.1:5000/ns/app@" + d},
+		{"127.0.0.1:5000/ns/app", d, "127.0.0.1:5000/ns/app@" + d},
+		{"quay.io/ns/app:v1@sha256:" + strings.Repeat("0", 64), d, "quay.io/ns/app@" + d},
+		{"quay.io/ns/app:v1", "c", ""},
+	} {
+		out, call := simulateFake(t, taskRunSim{
+			TaskFile: verifyTaskFile, Shell: shell,
+			Params: v1.Params{strParam("IMAGE_URL", tc.url), strParam("IMAGE_DIGEST", tc.digest)},
+		})
+		if tc.want == "" {
+			if out.StepErr == nil || call.ran {
+				t.Errorf("IMAGE_DIGEST %q: step ran mcbuild", tc.digest)
+			}
+			continue
+		}
+		want := []string{"subjects", "verify", "--tls-verify=true", tc.want}
+		if out.StepErr != nil || !slices.Equal(call.args, want) {
+			t.Errorf("IMAGE_URL %s: mcbuild called with %q (%v), want %q\n%s", tc.url, call.args, out.StepErr, want, out.Output)
+		}
+	}
+}
