@@ -61,7 +61,6 @@ test: deps tekton-deps vet build ## every test: unit and integration against rea
 	cd test/tekton && MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild \
 	  $(GO) test -count=1 -timeout 15m ./...
 
-
 demo: deps build ## loopback registry, example build, results and index table
 	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild hack/demo.sh
 
