@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unicode"
 )
 
 // ParseArgs merges build arguments from a file of KEY=VALUE lines (blank lines
@@ -44,7 +45,9 @@ func ParseArgs(file string, flags []string, lookupEnv func(string) (string, bool
 func addArg(args map[string]string, spec string, lookupEnv func(string) (string, bool)) error {
 	key, value, hasValue := strings.Cut(spec, "=")
 	key = strings.TrimSpace(key)
-	if key == "" || strings.ContainsAny(key, " \t") {
+	// No blank or control character anywhere in the key: a --build-arg
+	// "A\nB=1" must not become an argument no ARG line can name.
+	if key == "" || strings.IndexFunc(key, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return fmt.Errorf("%q: want KEY=VALUE (or KEY to take it from the environment)", spec)
 	}
 	if !hasValue {

@@ -30,6 +30,9 @@ func TestParseArgs(t *testing.T) {
 		{name: "bare key from env", flags: []string{"C", "UNSET"}, want: map[string]string{"C": "c env"}},
 		{name: "empty key", flags: []string{"=v"}, err: `"=v"`},
 		{name: "space in key", flags: []string{"A B=1"}, err: `"A B=1"`},
+		// Found by FuzzParseArgs: a newline made a key no ARG line can name.
+		{name: "newline in key", flags: []string{"0\n0="}, err: `"0\n0="`},
+		{name: "control character in key", flags: []string{"A\x00B=1"}, err: "want KEY=VALUE"},
 		{name: "missing file", file: filepath.Join(dir, "nope"), err: "nope"},
 	}
 	for _, tc := range tests {
