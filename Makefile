@@ -75,3 +75,25 @@ fmt:
 
 clean:
 	rm -rf bin .cache
+
+# Fuzzing: every parser of outside input (compression formats, platform
+# lists, image references, the subjects document, index inputs, build-args
+# files, --secret specs), each for FUZZTIME. `go test ./...` (make test)
+# already replays the seeds and every testdata/fuzz crash as regression
+# tests. A longer hunt: make fuzz FUZZTIME=10m, or one target:
+#   go test -tags "$(TAGS)" -run '^$$' -fuzz '^FuzzCollect$$' -fuzztime 1h ./pkg/index
+# A crash is written to <pkg>/testdata/fuzz/<Target>/: commit it with the fix.
+FUZZTIME ?= 10s
+# Minimising each new "interesting" input may otherwise take up to 60s.
+FUZZMINIMIZETIME ?= 2s
+FUZZ_TARGETS := pkg/formats:FuzzParse pkg/platforms:FuzzParse pkg/imageref:FuzzParse \
+	pkg/index:FuzzAssemble pkg/index:FuzzCollect pkg/subjects:FuzzDecode pkg/subjects:FuzzFetch \
+	pkg/build:FuzzParseArgs pkg/build:FuzzCheckSecret
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 10s)
+	@failed=""; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "== $$pkg $$fn ($(FUZZTIME))"; \
+	  $(GO) test $(GOFLAGS_TAGS) -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) \
+	    -fuzzminimizetime $(FUZZMINIMIZETIME) ./$$pkg || failed="$$failed $$pkg:$$fn"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed"; exit 1; fi
