@@ -48,7 +48,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MCBUILD_BUSYBOX_ROOTFS") == "" {
 		os.Setenv("MCBUILD_BUSYBOX_ROOTFS", filepath.Join(repoRoot, "examples", "busybox-base", "rootfs"))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	for _, d := range tempDirs {
+		os.RemoveAll(d)
+	}
+	os.Exit(code)
 }
 
 // tektonContext carries the feature flags a Konflux-style cluster runs with:

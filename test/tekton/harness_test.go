@@ -99,8 +99,12 @@ var mcbuildBinDir = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	tempDirs = append(tempDirs, dir)
 	return dir, os.Symlink(bin, filepath.Join(dir, "mcbuild"))
 })
+
+// tempDirs are removed by TestMain when the tests end.
+var tempDirs []string
 
 // requireSimulationTools fails (never skips) when the machine lacks what the
 // simulation runs the step under.
