@@ -97,3 +97,11 @@ fuzz: ## run every fuzz target for FUZZTIME (default 10s)
 	    -fuzzminimizetime $(FUZZMINIMIZETIME) ./$$pkg || failed="$$failed $$pkg:$$fn"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed"; exit 1; fi
+
+# The step image (Containerfile, README "Step image"): bases made locally and
+# pushed to a loopback registry, then built with bin/mcbuild and pushed to
+# $(IMAGE). Slow (minutes); not part of `make test`.
+IMAGE ?= 127.0.0.1:5050/mcbuild/mcbuild:dev
+.PHONY: image
+image: apt-deps $(REGISTRY_BIN) build ## the step image, built with mcbuild itself, pushed to $(IMAGE)
+	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild IMAGE=$(IMAGE) VERSION=$(VERSION) GO=$(GO) hack/image.sh
