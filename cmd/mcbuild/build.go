@@ -210,7 +210,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 	plan.build.SystemContext, plan.build.TmpDir, plan.build.Log = sys, filepath.Join(scratch, "tmp"), stderr
 	popts := publish.Options{
 		SystemContext: sys, ZstdLevel: f.zstdLevel, BlobInfoCacheDir: sys.BlobInfoCacheDir,
-		Log: stderr, ProgressInterval: 10 * time.Second,
+		Log: stderr, ProgressInterval: 10 * time.Second, Registry: ropts,
 	}
 
 	var phases summary.Phases
@@ -232,7 +232,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		phases.Publish += time.Since(t0).Seconds()
 		entries = append(entries, published...)
 	}
-	return finishRelease(cmd, repo, plan.dest, entries, f.resultsFlags, phases, started)
+	return finishRelease(cmd, repo, ropts, plan.dest, entries, f.resultsFlags, phases, started)
 }
 
 // systemContext carries the registry flags to containers/image.

@@ -10,16 +10,17 @@ import (
 	"github.com/mcbuild/mcbuild/pkg/imageref"
 	"github.com/mcbuild/mcbuild/pkg/index"
 	"github.com/mcbuild/mcbuild/pkg/platforms"
+	"github.com/mcbuild/mcbuild/pkg/registry"
 	"github.com/mcbuild/mcbuild/pkg/release"
 	"github.com/mcbuild/mcbuild/pkg/summary"
 )
 
 // finishRelease pushes index and subjects, moves the tag, writes results and
 // reports what was published: shared by `build` and `index`.
-func finishRelease(cmd *cobra.Command, repo *remote.Repository, dest imageref.Ref, entries []index.Entry, rf resultsFlags, phases summary.Phases, started time.Time) error {
+func finishRelease(cmd *cobra.Command, repo *remote.Repository, ropts registry.Options, dest imageref.Ref, entries []index.Entry, rf resultsFlags, phases summary.Phases, started time.Time) error {
 	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
 	out, err := release.Finish(ctx, repo, dest, entries, release.Options{
-		ResultsDir: rf.resultsDir, ResultsBudget: rf.resultsBudget, Log: stderr,
+		ResultsDir: rf.resultsDir, ResultsBudget: rf.resultsBudget, Log: stderr, Registry: ropts,
 	})
 	if err != nil {
 		return err

@@ -91,5 +91,5 @@ func runIndex(cmd *cobra.Command, g *globalFlags, f *indexFlags) error {
 		fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", w)
 	}
 	phases := summary.Phases{Collect: time.Since(started).Seconds()}
-	return finishRelease(cmd, repo, dest, entries, f.resultsFlags, phases, started)
+	return finishRelease(cmd, repo, ropts, dest, entries, f.resultsFlags, phases, started)
 }

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -10,13 +14,61 @@ import (
 
 // globalFlags are the registry settings every subcommand shares.
 type globalFlags struct {
-	tlsVerify bool
-	authFile  string
-	certDir   string
+	tlsVerify      bool
+	authFile       string
+	certDir        string
+	retry          int
+	retryDelay     time.Duration
+	requestTimeout time.Duration
+	timeout        time.Duration
+	cancel         context.CancelFunc
 }
 
 func (g *globalFlags) registryOptions() registry.Options {
-	return registry.Options{AuthFile: g.authFile, TLSVerify: g.tlsVerify, CertDir: g.certDir, UserAgent: "mcbuild"}
+	o := registry.Options{AuthFile: g.authFile, TLSVerify: g.tlsVerify, CertDir: g.certDir, UserAgent: "mcbuild",
+		Retry: g.retry, RetryDelay: g.retryDelay, RequestTimeout: g.requestTimeout}
+	if g.requestTimeout == 0 {
+		o.RequestTimeout = -1 // --request-timeout 0: no bound
+	}
+	return o
+}
+
+// withTimeout checks the timeout flags and gives the command a deadline when
+// --timeout is set.
+func (g *globalFlags) withTimeout(cmd *cobra.Command) error {
+	if g.timeout < 0 {
+		return fmt.Errorf("--timeout %s: want a positive duration, or 0 for none", g.timeout)
+	}
+	if g.requestTimeout < 0 {
+		return fmt.Errorf("--request-timeout %s: want a positive duration, or 0 for none (default %s)", g.requestTimeout, registry.DefaultRequestTimeout)
+	}
+	if g.timeout > 0 {
+		ctx, cancel := context.WithTimeoutCause(cmd.Context(), g.timeout, fmt.Errorf("--timeout %s reached", g.timeout))
+		g.cancel = cancel
+		cmd.SetContext(ctx)
+	}
+	return nil
+}
+
+// explainTimeout wraps every subcommand's RunE so that an error caused by
+// --timeout names it.
+func explainTimeout(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		explainTimeout(c)
+	}
+	run := cmd.RunE
+	if run == nil {
+		return
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		err := run(cmd, args)
+		if err != nil && errors.Is(err, context.DeadlineExceeded) {
+			if cause := context.Cause(cmd.Context()); cause != nil && !errors.Is(cause, context.DeadlineExceeded) {
+				return fmt.Errorf("%w: %w", cause, err)
+			}
+		}
+		return err
+	}
 }
 
 func newRootCommand() *cobra.Command {
@@ -36,7 +88,13 @@ artifact listing every digest, whose reference it writes as a Tekton result.`,
 	pf.BoolVar(&g.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates when talking to registries")
 	pf.StringVar(&g.authFile, "authfile", "", "registry credentials file (default: $REGISTRY_AUTH_FILE, then the usual containers/docker auth files)")
 	pf.StringVar(&g.certDir, "cert-dir", "", "directory of *.crt CA certificates (and *.cert/*.key client pairs) for registries")
+	pf.IntVar(&g.retry, "retry", registry.DefaultRetry, "times to retry a registry operation that failed transiently (408, 429, 5xx, reset or timed-out connections); never 401, 403 or other 4xx")
+	pf.DurationVar(&g.retryDelay, "retry-delay", registry.DefaultRetryDelay, fmt.Sprintf("first wait before a retry; doubles each time, up to %s; a registry's Retry-After is honored up to %s", registry.MaxRetryDelay, registry.MaxRetryAfter))
+	pf.DurationVar(&g.requestTimeout, "request-timeout", registry.DefaultRequestTimeout, "abandon (and retry) a registry request that makes no progress for this long: no answer, no bytes moving; 0 for no bound")
+	pf.DurationVar(&g.timeout, "timeout", 0, "give up the whole command after this long (0: no limit)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return g.withTimeout(cmd) }
 	root.AddCommand(newBuildCommand(g), newIndexCommand(g), newSubjectsCommand(g), newInspectCommand(g))
+	explainTimeout(root)
 	return root
 }
 

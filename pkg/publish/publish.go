@@ -5,6 +5,7 @@ package publish
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/mcbuild/mcbuild/pkg/formats"
 	"github.com/mcbuild/mcbuild/pkg/index"
 	"github.com/mcbuild/mcbuild/pkg/platforms"
+	"github.com/mcbuild/mcbuild/pkg/registry"
 )
 
 // DefaultZstdLevel is the zstd level used for zstd and zstd:chunked layers.
@@ -46,8 +48,14 @@ type Options struct {
 	// ProgressInterval, if set, prints a progress line per running variant.
 	ProgressInterval time.Duration
 	// Pushed, if set, is called after each variant is pushed with the
-	// wall time its push took (variants of one image push concurrently).
+	// wall time its push took (variants of one image push concurrently;
+	// the calls are serialized).
 	Pushed func(e index.Entry, took time.Duration)
+	// Registry carries the retry and timeout settings (Retry, RetryDelay,
+	// RequestTimeout); auth and TLS are SystemContext's job. A variant push
+	// that fails transiently is retried as a whole; one that makes no
+	// progress for RequestTimeout is abandoned as a stall (and retried).
+	Registry registry.Options
 }
 
 // Image names one stored image and the platform it was built for.
@@ -90,16 +98,26 @@ func Publish(ctx context.Context, store storage.Store, img Image, repo string, f
 			start := time.Now()
 			platform := platforms.String(img.Platform)
 			logf("pushing %s %s to %s", platform, f, repo)
-			desc, err := pushVariant(gctx, srcRef, destRef, f, opts, func(done, total int) {
-				logf("  %s %s: %d of %d blobs pushed (%s)", platform, f, done, total, time.Since(start).Round(time.Second))
+			var desc ocispec.Descriptor
+			onRetry := func(attempt int, wait time.Duration, err error) {
+				logf("retrying %s %s push in %s (retry %d of %d): %s", platform, f, wait.Round(time.Millisecond), attempt, opts.Registry.Retry, reasonOr(err))
+			}
+			err := registry.Do(gctx, opts.Registry, onRetry, func(ctx context.Context) error {
+				var err error
+				desc, err = pushVariant(ctx, srcRef, destRef, f, opts, func(done, total int) {
+					logf("  %s %s: %d of %d blobs pushed (%s)", platform, f, done, total, time.Since(start).Round(time.Second))
+				})
+				return err
 			})
 			if err != nil {
-				return fmt.Errorf("pushing %s %s variant to %s: %w", platform, f, repo, err)
+				return opts.Registry.Explain(fmt.Sprintf("pushing %s %s variant to %s", platform, f, repo), err)
 			}
 			desc.Platform = &img.Platform
 			entries[i] = index.Entry{Descriptor: desc, Format: f}
 			if opts.Pushed != nil {
+				logMu.Lock() // variants run concurrently; the callback need not be safe for that
 				opts.Pushed(entries[i], time.Since(start))
+				logMu.Unlock()
 			}
 			logf("pushed %s %s as %s@%s (%d bytes manifest) in %s", platform, f, repo, desc.Digest, desc.Size, time.Since(start).Round(time.Millisecond))
 			return nil
@@ -147,10 +165,20 @@ func pushVariant(ctx context.Context, src, dest types.ImageReference, f formats.
 		// Without forcing, a push may reuse blobs of another format.
 		ForceCompressionFormat: true,
 	}
-	stopProgress := watchProgress(co, opts.ProgressInterval, progress)
-	manifestBytes, err := copy.Image(ctx, policy, dest, src, co)
+	stall := opts.Registry.RequestTimeoutOrDefault()
+	attemptCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopProgress := watchProgress(co, opts.ProgressInterval, progress, stall, func() {
+		cancel(&registry.StallError{After: stall})
+	})
+	manifestBytes, err := copy.Image(attemptCtx, policy, dest, src, co)
 	stopProgress()
 	if err != nil {
+		var se *registry.StallError
+		if errors.As(context.Cause(attemptCtx), &se) && ctx.Err() == nil {
+			// containers/image's own message already ends with the cause.
+			return ocispec.Descriptor{}, fmt.Errorf("%v%.0w", err, se)
+		}
 		return ocispec.Descriptor{}, err
 	}
 	if err := CheckLayers(manifestBytes, f); err != nil {
@@ -163,30 +191,59 @@ func pushVariant(ctx context.Context, src, dest types.ImageReference, f formats.
 	}, nil
 }
 
-// watchProgress reports blob counts every interval while a copy runs.
-func watchProgress(co *copy.Options, interval time.Duration, report func(done, total int)) (stop func()) {
-	if interval <= 0 || report == nil {
+// watchProgress follows a copy's progress events: every interval (if > 0)
+// it reports blob counts, and when no event arrived for stall (if > 0) it
+// calls onStall once. Events flow while layer bytes move to the registry
+// (the progress reader sits after compression, right before the upload) and
+// at every blob's start and end, so a registry that stops answering, or
+// stops reading, ends the attempt instead of hanging it; containers/image
+// sets no response timeout of its own.
+func watchProgress(co *copy.Options, interval time.Duration, report func(done, total int), stall time.Duration, onStall func()) (stop func()) {
+	if (interval <= 0 || report == nil) && stall <= 0 {
 		return func() {}
 	}
 	events := make(chan types.ProgressProperties)
-	co.Progress, co.ProgressInterval = events, interval
+	// Read events come at most once per ProgressInterval while bytes move:
+	// keep it well below the stall bound.
+	eventEvery := time.Second
+	if stall > 0 {
+		eventEvery = min(eventEvery, max(stall/4, 10*time.Millisecond))
+	}
+	co.Progress, co.ProgressInterval = events, eventEvery
 	quit := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
 		seen, done := map[digest.Digest]bool{}, map[digest.Digest]bool{}
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
+		var reportC, stallC <-chan time.Time
+		if interval > 0 && report != nil {
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			reportC = tick.C
+		}
+		last := time.Now()
+		if stall > 0 {
+			check := time.NewTicker(max(stall/10, 5*time.Millisecond))
+			defer check.Stop()
+			stallC = check.C
+		}
+		stalled := false
 		for {
 			select {
 			case ev := <-events:
+				last = time.Now()
 				seen[ev.Artifact.Digest] = true
 				if ev.Event == types.ProgressEventDone || ev.Event == types.ProgressEventSkipped {
 					done[ev.Artifact.Digest] = true
 				}
-			case <-tick.C:
+			case <-reportC:
 				if len(seen) > 0 {
 					report(len(done), len(seen))
+				}
+			case <-stallC:
+				if !stalled && time.Since(last) > stall {
+					stalled = true
+					onStall()
 				}
 			case <-quit:
 				return
@@ -197,6 +254,13 @@ func watchProgress(co *copy.Options, interval time.Duration, report func(done, t
 		close(quit)
 		<-finished
 	}
+}
+
+func reasonOr(err error) string {
+	if r := registry.Reason(err); r != "" {
+		return registry.Redact(r + ": " + err.Error())
+	}
+	return registry.Redact(err.Error())
 }
 
 // CheckLayers verifies that every layer of an OCI manifest is in format f.

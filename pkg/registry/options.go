@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Options are the user's registry access options, shared by every command.
@@ -40,11 +41,27 @@ type Options struct {
 	CertDir string
 	// UserAgent is sent with every request when set.
 	UserAgent string
+	// Retry is how many times a transient failure (408, 429, 5xx, a reset
+	// or timed-out connection) is retried: each oras request (index,
+	// subjects, tag, checks) and each containers/image variant push as a
+	// whole. 0 retries nothing.
+	Retry int
+	// RetryDelay is the first wait between attempts; it doubles with every
+	// retry up to MaxRetryDelay. A registry's Retry-After is honored on
+	// oras requests (up to MaxRetryAfter).
+	RetryDelay time.Duration
+	// RequestTimeout bounds how long a request may make no progress (no
+	// response headers, no bytes moving) before it is abandoned as a
+	// (retryable) timeout. 0 means DefaultRequestTimeout; negative, none.
+	RequestTimeout time.Duration
 }
 
 // DefaultOptions returns the options used when the user gives none: TLS is
-// verified and the auth file is looked up in the usual places.
-func DefaultOptions() Options { return Options{TLSVerify: true} }
+// verified, the auth file is looked up in the usual places, and transient
+// failures are retried DefaultRetry times from DefaultRetryDelay.
+func DefaultOptions() Options {
+	return Options{TLSVerify: true, Retry: DefaultRetry, RetryDelay: DefaultRetryDelay, RequestTimeout: DefaultRequestTimeout}
+}
 
 // ResolveAuthFile returns the auth file to read credentials from: AuthFile,
 // else $REGISTRY_AUTH_FILE, else the first that exists of
@@ -93,6 +110,12 @@ func (o Options) Validate() error {
 		case st.IsDir():
 			return fmt.Errorf("auth file %s is a directory, not a file", o.AuthFile)
 		}
+	}
+	if o.Retry < 0 {
+		return fmt.Errorf("--retry %d: want 0 or more retries (default %d)", o.Retry, DefaultRetry)
+	}
+	if o.RetryDelay < 0 {
+		return fmt.Errorf("--retry-delay %s: want a duration of 0 or more (default %s)", o.RetryDelay, DefaultRetryDelay)
 	}
 	if o.CertDir != "" {
 		st, err := os.Stat(o.CertDir)

@@ -12,7 +12,6 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
-	"oras.land/oras-go/v2/registry/remote/retry"
 )
 
 // client builds the auth-decorated, retrying client for host (and the
@@ -32,7 +31,7 @@ func client(ctx context.Context, host, path string, o Options) (*auth.Client, cr
 		return nil, af, false, describe(host, err)
 	}
 	c := &auth.Client{
-		Client:     &http.Client{Transport: retry.NewTransport(t)},
+		Client:     &http.Client{Transport: retryTransport(t, o)},
 		Cache:      auth.NewCache(),
 		Credential: af.credentialFunc(path),
 	}

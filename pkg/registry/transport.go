@@ -23,6 +23,13 @@ type transportKey struct {
 	certDir   string
 }
 
+// transportCacheKey adds what else shapes a transport (the request
+// timeout) to a transportKey; the plain-HTTP answer is per transportKey.
+type transportCacheKey struct {
+	transportKey
+	timeout time.Duration
+}
+
 var (
 	transports sync.Map // transportKey -> *http.Transport
 	plainHTTP  sync.Map // transportKey -> bool (true: speak plain HTTP)
@@ -41,9 +48,10 @@ func perHostCertDirs(host string) []string {
 }
 
 // transport returns the (cached) HTTP transport for host with o's TLS
-// settings. It does not retry; callers wrap it.
+// settings and request timeout. It does not retry; callers wrap it.
 func transport(host string, o Options) (*http.Transport, error) {
-	key := transportKey{host, o.TLSVerify, o.CertDir}
+	timeout := o.requestTimeout()
+	key := transportCacheKey{transportKey{host, o.TLSVerify, o.CertDir}, timeout}
 	if t, ok := transports.Load(key); ok {
 		return t.(*http.Transport), nil
 	}
@@ -66,12 +74,22 @@ func transport(host string, o Options) (*http.Transport, error) {
 		tlsc.InsecureSkipVerify = true
 	}
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	dial := dialer.DialContext
+	if timeout > 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, idle: timeout}, nil
+		}
+	}
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
+		DialContext:           dial,
 		TLSClientConfig:       tlsc,
 		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 5 * time.Minute,
+		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConns:          100,
@@ -139,4 +157,23 @@ func isTLSTrustError(err error) bool {
 	)
 	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &uae) ||
 		errors.As(err, &he) || errors.As(err, &ci)
+}
+
+// idleConn abandons a connection on which no byte moved, either way, for
+// idle: every Read and Write pushes both deadlines forward, so a stalled
+// upload, a stalled answer and a stalled body all end in a timeout error
+// (which is retried), while a slow but moving transfer never does.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	return c.Conn.Write(p)
 }

@@ -1,23 +1,30 @@
 // Package release finishes a publish: given manifests already pushed by
-// digest, it pushes the gzip-first index, the subjects artifact, moves the
-// tag and writes the Tekton results, in that order, so that a failure at any
+// digest, it pushes the gzip-first index, the subjects artifact, verifies
+// that everything the tag will point at is in the registry, moves the tag
+// and writes the Tekton results, in that order, so that a failure at any
 // step leaves the user's tag where it was and no result written.
 package release
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry"
 
 	"github.com/mcbuild/mcbuild/pkg/imageref"
 	"github.com/mcbuild/mcbuild/pkg/index"
 	"github.com/mcbuild/mcbuild/pkg/platforms"
+	mcregistry "github.com/mcbuild/mcbuild/pkg/registry"
 	"github.com/mcbuild/mcbuild/pkg/results"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
@@ -27,6 +34,9 @@ type Options struct {
 	ResultsDir    string // "" writes no results
 	ResultsBudget int    // 0 means results.DefaultBudget
 	Log           io.Writer
+	// Registry's Retry and RetryDelay retry the reads of Verify whose body
+	// was cut short (oras' transport retries what fails before the answer).
+	Registry mcregistry.Options
 }
 
 // Outcome is everything a release published.
@@ -72,26 +82,42 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 	for _, e := range ordered {
 		ok, err := repo.Exists(ctx, e.Descriptor)
 		if err != nil {
-			return out, fmt.Errorf("checking %s@%s before pushing the index: %w", dest.Repository, e.Descriptor.Digest, err)
+			return out, opts.Registry.Explain(fmt.Sprintf("checking %s@%s before pushing the index", dest.Repository, e.Descriptor.Digest), err)
 		}
 		if !ok {
 			return out, fmt.Errorf("manifest %s@%s (%s %s) is not in the registry; refusing to push an index that points at it", dest.Repository, e.Descriptor.Digest, platforms.String(*e.Descriptor.Platform), e.Format)
 		}
 	}
 	if err := repo.Push(ctx, idxDesc, bytes.NewReader(raw)); err != nil {
-		return out, fmt.Errorf("pushing the index to %s@%s: %w", dest.Repository, idxDesc.Digest, err)
+		return out, opts.Registry.Explain(fmt.Sprintf("pushing the index to %s@%s", dest.Repository, idxDesc.Digest), err)
 	}
 	logf("pushed index %s@%s (%d manifests)", dest.Repository, idxDesc.Digest, len(ordered))
 	out.Phases["index"] = time.Since(start)
 
 	start = time.Now()
 	doc := subjects.New(dest.Repository, idxDesc, ordered)
-	subjDesc, err := subjects.Push(ctx, repo, doc, idxDesc)
+	pushed, err := subjects.PushOrFallback(ctx, repo, doc, idxDesc)
 	if err != nil {
-		return out, fmt.Errorf("pushing the subjects artifact to %s: %w", dest.Repository, err)
+		return out, opts.Registry.Explain(fmt.Sprintf("pushing the subjects artifact to %s", dest.Repository), err)
+	}
+	subjDesc := pushed.Desc
+	var warnings []string
+	if pushed.Fallback {
+		w := fmt.Sprintf("the registry refused the subjects artifact as an OCI 1.1 artifact (%s: %v); pushed it in the OCI 1.0 fallback form, tagged %s:%s (docs/subjects.md, \"Registries that refuse OCI 1.1 artifacts\")",
+			mcregistry.Reason(pushed.Refusal), mcregistry.Redact(pushed.Refusal.Error()), dest.Repository, subjects.FallbackTag(idxDesc.Digest))
+		warnings = append(warnings, w)
 	}
 	logf("pushed subjects artifact %s@%s (%d entries)", dest.Repository, subjDesc.Digest, len(doc.Subjects))
 	out.Phases["subjects"] = time.Since(start)
+
+	// The last look before the tag moves: every blob and manifest the tag
+	// will lead to must be in the registry.
+	start = time.Now()
+	if err := Verify(ctx, repo, dest.Repository, idxDesc, ordered, subjDesc, opts.Registry); err != nil {
+		return out, err
+	}
+	logf("verified index, %d manifests, their blobs and the subjects artifact in %s", len(ordered), dest.Repository)
+	out.Phases["verify"] = time.Since(start)
 
 	set := results.Set{
 		ImageURL:    dest.Tagged(),
@@ -110,14 +136,14 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 	}
 
 	if err := repo.PushReference(ctx, idxDesc, bytes.NewReader(raw), dest.Tag); err != nil {
-		return out, fmt.Errorf("tagging %s as %s: %w", idxDesc.Digest, dest.Tagged(), err)
+		return out, opts.Registry.Explain(fmt.Sprintf("tagging %s as %s", idxDesc.Digest, dest.Tagged()), err)
 	}
 	logf("tagged %s", dest.TaggedWithDigest(idxDesc.Digest))
 
 	if err := planned.Write(opts.ResultsDir); err != nil {
 		return out, fmt.Errorf("writing results to %s: %w", opts.ResultsDir, err)
 	}
-	warnings := planned.Warnings
+	warnings = append(warnings, planned.Warnings...)
 	out.Index, out.Entries, out.Subjects, out.Results, out.Warnings = idxDesc, ordered, subjDesc, set, warnings
 	return out, nil
 }
@@ -138,4 +164,87 @@ func inIndexOrder(idx ocispec.Index, entries []index.Entry) ([]index.Entry, erro
 		ordered = append(ordered, e)
 	}
 	return ordered, nil
+}
+
+// verifyConcurrency bounds the HEAD and GET requests Verify runs at once.
+const verifyConcurrency = 8
+
+// Verify checks, with cheap HEAD requests (and a GET of each manifest, to
+// learn its blobs), that the index, every manifest in entries, each
+// manifest's config and layers, and the subjects artifact with its blobs
+// are all in repo. The first thing missing fails it with a message naming
+// the thing and what it belongs to; Finish calls it before the tag moves.
+func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, idx ocispec.Descriptor, entries []index.Entry, subjectsDesc ocispec.Descriptor, retry mcregistry.Options) error {
+	type check struct {
+		desc ocispec.Descriptor
+		what string
+	}
+	var (
+		mu     sync.Mutex
+		seen   = map[digest.Digest]bool{}
+		checks []check
+	)
+	add := func(d ocispec.Descriptor, what string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !seen[d.Digest] {
+			seen[d.Digest] = true
+			checks = append(checks, check{d, what})
+		}
+	}
+	add(idx, "the index")
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(verifyConcurrency)
+	type manifestRef struct {
+		desc ocispec.Descriptor
+		what string
+	}
+	refs := []manifestRef{{subjectsDesc, "the subjects artifact"}}
+	for _, e := range entries {
+		refs = append(refs, manifestRef{e.Descriptor, fmt.Sprintf("the %s %s manifest %s", platforms.String(*e.Descriptor.Platform), e.Format, e.Descriptor.Digest)})
+	}
+	for _, r := range refs {
+		add(r.desc, r.what)
+		g.Go(func() error {
+			if r.desc.Size > subjects.MaxSize {
+				return fmt.Errorf("verifying %s: %s is %d bytes, more than %d", repoName, r.what, r.desc.Size, subjects.MaxSize)
+			}
+			var raw []byte
+			err := mcregistry.Do(gctx, retry, nil, func(ctx context.Context) error {
+				var err error
+				raw, err = content.FetchAll(ctx, repo, r.desc)
+				return err
+			})
+			if err != nil {
+				return retry.Explain(fmt.Sprintf("verifying %s before tagging: reading %s", repoName, r.what), err)
+			}
+			var m ocispec.Manifest
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return fmt.Errorf("verifying %s before tagging: %s is not a manifest: %w", repoName, r.what, err)
+			}
+			add(m.Config, "the config of "+r.what)
+			for i, l := range m.Layers {
+				add(l, fmt.Sprintf("layer %d of %s", i, r.what))
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(verifyConcurrency)
+	for _, c := range checks {
+		g.Go(func() error {
+			ok, err := repo.Exists(gctx, c.desc)
+			if err != nil {
+				return retry.Explain(fmt.Sprintf("verifying %s before tagging: checking %s (%s)", repoName, c.desc.Digest, c.what), err)
+			}
+			if !ok {
+				return fmt.Errorf("verifying %s before tagging: %s (%s) is missing from the registry; the tag was not moved", repoName, c.desc.Digest, c.what)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }

@@ -13,14 +13,19 @@ import (
 )
 
 // Find returns the subjects artifact attached to indexDesc, found with the
-// registry's referrers API or, without one, the "sha256-<hex>" fallback tag
-// (oras-go picks). Referrers of another artifactType are ignored. When
+// registry's referrers API or, without one, the "sha256-<hex>" referrers
+// tag (oras-go picks). Referrers of another artifactType are ignored. When
 // several subjects artifacts refer to the index, the LAST one listed wins:
-// with the fallback tag that is the most recently pushed; with the referrers
-// API the order is the registry's.
+// with the referrers tag that is the most recently pushed; with the
+// referrers API the order is the registry's. When no referrer is found, the
+// OCI 1.0 fallback form is looked for under FallbackTag (see
+// PushOrFallback).
 func Find(ctx context.Context, target content.ReadOnlyGraphStorage, indexDesc ocispec.Descriptor) (ocispec.Descriptor, error) {
 	refs, err := orasregistry.Referrers(ctx, target, indexDesc, ArtifactType)
 	if err != nil {
+		if desc, found, ferr := findFallback(ctx, target, indexDesc); ferr == nil && found {
+			return desc, nil
+		}
 		return ocispec.Descriptor{}, fmt.Errorf("listing referrers of %s: %w", indexDesc.Digest, err)
 	}
 	var found []ocispec.Descriptor
@@ -31,7 +36,14 @@ func Find(ctx context.Context, target content.ReadOnlyGraphStorage, indexDesc oc
 		}
 	}
 	if len(found) == 0 {
-		return ocispec.Descriptor{}, fmt.Errorf("no subjects artifact (artifactType %s) refers to %s", ArtifactType, indexDesc.Digest)
+		desc, ok, err := findFallback(ctx, target, indexDesc)
+		if err != nil {
+			return ocispec.Descriptor{}, err
+		}
+		if ok {
+			return desc, nil
+		}
+		return ocispec.Descriptor{}, fmt.Errorf("no subjects artifact (artifactType %s) refers to %s, and there is no fallback tag %s", ArtifactType, indexDesc.Digest, FallbackTag(indexDesc.Digest))
 	}
 	return found[len(found)-1], nil
 }
@@ -65,10 +77,10 @@ func ResolveArtifact(ctx context.Context, target oras.ReadOnlyGraphTarget, ref s
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("%s (%s): invalid manifest JSON: %w", ref, desc.Digest, err)
 		}
-		if m.ArtifactType != ArtifactType {
+		if m.ArtifactType != ArtifactType && !IsFallbackForm(m) {
 			return ocispec.Descriptor{}, fmt.Errorf("%s (%s) is an image manifest, neither an index nor a subjects artifact (artifactType %q)", ref, desc.Digest, m.ArtifactType)
 		}
-		desc.ArtifactType = m.ArtifactType
+		desc.ArtifactType = ArtifactType
 		return desc, nil
 	default:
 		return ocispec.Descriptor{}, fmt.Errorf("%s (%s) is a %q, neither an index nor a subjects artifact", ref, desc.Digest, strings.TrimSpace(desc.MediaType))

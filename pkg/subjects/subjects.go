@@ -137,22 +137,33 @@ func truncate(s string, n int) string {
 // pack returns the artifact's layer and manifest bytes. Deterministic: the
 // same document and subject give the same bytes (no created annotation).
 func pack(doc Document, subject ocispec.Descriptor) (layer []byte, layerDesc ocispec.Descriptor, manifest []byte, manifestDesc ocispec.Descriptor, err error) {
+	return packForm(doc, &subject)
+}
+
+// packForm packs the OCI 1.1 form when subject is set, else the OCI 1.0
+// fallback form (config media type ArtifactType, no artifactType).
+func packForm(doc Document, subject *ocispec.Descriptor) (layer []byte, layerDesc ocispec.Descriptor, manifest []byte, manifestDesc ocispec.Descriptor, err error) {
 	layer, err = json.Marshal(doc)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, nil, ocispec.Descriptor{}, err
 	}
 	layerDesc = content.NewDescriptorFromBytes(ArtifactType, layer)
 	m := ocispec.Manifest{
-		Versioned:    specs.Versioned{SchemaVersion: 2},
-		MediaType:    ocispec.MediaTypeImageManifest,
-		ArtifactType: ArtifactType,
-		Config:       emptyConfig(),
-		Layers:       []ocispec.Descriptor{layerDesc},
-		Subject: &ocispec.Descriptor{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Layers:    []ocispec.Descriptor{layerDesc},
+	}
+	if subject != nil {
+		m.ArtifactType = ArtifactType
+		m.Config = emptyConfig()
+		m.Subject = &ocispec.Descriptor{
 			MediaType: subject.MediaType,
 			Digest:    subject.Digest,
 			Size:      subject.Size,
-		},
+		}
+	} else {
+		m.Config = emptyConfig()
+		m.Config.MediaType = ArtifactType
 	}
 	manifest, err = json.Marshal(m)
 	if err != nil {
@@ -161,6 +172,14 @@ func pack(doc Document, subject ocispec.Descriptor) (layer []byte, layerDesc oci
 	manifestDesc = content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, manifest)
 	manifestDesc.ArtifactType = ArtifactType
 	return layer, layerDesc, manifest, manifestDesc, nil
+}
+
+func configOf(subject *ocispec.Descriptor) ocispec.Descriptor {
+	c := emptyConfig()
+	if subject == nil {
+		c.MediaType = ArtifactType
+	}
+	return c
 }
 
 // emptyConfig is the OCI empty descriptor without the embedded data field.
@@ -189,7 +208,12 @@ func Push(ctx context.Context, target oras.Target, doc Document, subject ocispec
 
 // push is Push without the checks (tests use it to push tampered documents).
 func push(ctx context.Context, target oras.Target, doc Document, subject ocispec.Descriptor) (ocispec.Descriptor, error) {
-	layer, layerDesc, manifest, desc, err := pack(doc, subject)
+	return pushForm(ctx, target, doc, &subject)
+}
+
+// pushForm pushes the blobs and the manifest of the form packForm makes.
+func pushForm(ctx context.Context, target oras.Target, doc Document, subject *ocispec.Descriptor) (ocispec.Descriptor, error) {
+	layer, layerDesc, manifest, desc, err := packForm(doc, subject)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
@@ -198,7 +222,7 @@ func push(ctx context.Context, target oras.Target, doc Document, subject ocispec
 		data []byte
 		what string
 	}{
-		{emptyConfig(), []byte("{}"), "empty config"},
+		{configOf(subject), []byte("{}"), "empty config"},
 		{layerDesc, layer, "subjects layer"},
 		{desc, manifest, "subjects manifest"},
 	}
@@ -234,9 +258,16 @@ func fetchLimited(ctx context.Context, f content.Fetcher, desc ocispec.Descripto
 }
 
 // Fetch reads and validates the subjects artifact desc: an OCI image
-// manifest of artifactType ArtifactType with the empty config, exactly one
-// layer of media type ArtifactType and a subject; the layer must hold a valid
-// document. Sizes are bounded by MaxSize and digests are verified.
+// manifest with exactly one layer of media type ArtifactType holding a
+// valid document, in one of two forms:
+//   - OCI 1.1 (what Push writes): artifactType ArtifactType, the empty
+//     config, and a subject;
+//   - OCI 1.0 fallback (what PushOrFallback writes to registries that
+//     refuse the first): no artifactType, no subject, config media type
+//     ArtifactType with the empty JSON blob. The returned manifest's
+//     Subject is then nil; the document's first entry names the index.
+//
+// Sizes are bounded by MaxSize and digests are verified.
 func Fetch(ctx context.Context, target content.Fetcher, desc ocispec.Descriptor) (Document, ocispec.Manifest, error) {
 	var m ocispec.Manifest
 	if desc.MediaType != ocispec.MediaTypeImageManifest {
@@ -249,20 +280,23 @@ func Fetch(ctx context.Context, target content.Fetcher, desc ocispec.Descriptor)
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return Document{}, m, fmt.Errorf("subjects manifest %s: invalid JSON: %w", desc.Digest, err)
 	}
+	fallback := IsFallbackForm(m)
 	switch {
 	case m.SchemaVersion != 2:
 		return Document{}, m, fmt.Errorf("subjects manifest %s: schemaVersion %d, want 2", desc.Digest, m.SchemaVersion)
 	case m.MediaType != ocispec.MediaTypeImageManifest:
 		return Document{}, m, fmt.Errorf("subjects manifest %s: mediaType %q, want %q", desc.Digest, m.MediaType, ocispec.MediaTypeImageManifest)
-	case m.ArtifactType != ArtifactType:
+	case !fallback && m.ArtifactType != ArtifactType:
 		return Document{}, m, fmt.Errorf("%s has artifactType %q, not %q: not a subjects artifact", desc.Digest, m.ArtifactType, ArtifactType)
-	case m.Config.MediaType != ocispec.MediaTypeEmptyJSON:
+	case !fallback && m.Config.MediaType != ocispec.MediaTypeEmptyJSON:
 		return Document{}, m, fmt.Errorf("subjects manifest %s: config mediaType %q, want %q", desc.Digest, m.Config.MediaType, ocispec.MediaTypeEmptyJSON)
+	case fallback && (m.Config.Digest != ocispec.DescriptorEmptyJSON.Digest || m.Config.Size != ocispec.DescriptorEmptyJSON.Size):
+		return Document{}, m, fmt.Errorf("subjects manifest %s (OCI 1.0 form): config %s, want the empty JSON blob %s", desc.Digest, m.Config.Digest, ocispec.DescriptorEmptyJSON.Digest)
 	case len(m.Layers) != 1:
 		return Document{}, m, fmt.Errorf("subjects manifest %s: %d layers, want exactly 1", desc.Digest, len(m.Layers))
 	case m.Layers[0].MediaType != ArtifactType:
 		return Document{}, m, fmt.Errorf("subjects manifest %s: layer mediaType %q, want %q", desc.Digest, m.Layers[0].MediaType, ArtifactType)
-	case m.Subject == nil:
+	case !fallback && m.Subject == nil:
 		return Document{}, m, fmt.Errorf("subjects manifest %s: no subject", desc.Digest)
 	}
 	layer, err := fetchLimited(ctx, target, m.Layers[0], "subjects layer")
@@ -274,6 +308,13 @@ func Fetch(ctx context.Context, target content.Fetcher, desc ocispec.Descriptor)
 		return Document{}, m, fmt.Errorf("subjects artifact %s: %w", desc.Digest, err)
 	}
 	return doc, m, nil
+}
+
+// IsFallbackForm reports whether m is a subjects artifact in the OCI 1.0
+// fallback form: no artifactType, no subject, config media type
+// ArtifactType.
+func IsFallbackForm(m ocispec.Manifest) bool {
+	return m.ArtifactType == "" && m.Subject == nil && m.Config.MediaType == ArtifactType
 }
 
 func decode(b []byte) (Document, error) {

@@ -74,6 +74,11 @@ func FuzzDecode(f *testing.F) {
 
 // fuzzManifest is a subjects manifest template: "<L>" and <LS> stand for the
 // layer's digest and size, filled in from the fuzzed layer bytes.
+// fuzzFallbackManifest is the OCI 1.0 fallback form of the same artifact.
+const fuzzFallbackManifest = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +
+	`"config":{"mediaType":"application/vnd.mcbuild.subjects.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},` +
+	`"layers":[{"mediaType":"application/vnd.mcbuild.subjects.v1+json","digest":"<L>","size":<LS>}]}`
+
 const fuzzManifest = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +
 	`"artifactType":"application/vnd.mcbuild.subjects.v1+json",` +
 	`"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},` +
@@ -91,6 +96,7 @@ func FuzzFetch(f *testing.F) {
 	f.Add([]byte(strings.Replace(fuzzManifest, `"size":<LS>`, `"size":99999999`, 1)), fuzzSeedDoc(), false)
 	f.Add([]byte(strings.Replace(fuzzManifest, `"subject"`, `"subjekt"`, 1)), fuzzSeedDoc(), false)
 	f.Add([]byte(`{"schemaVersion":2}`), []byte{}, true)
+	f.Add([]byte(fuzzFallbackManifest), fuzzSeedDoc(), false)
 	f.Fuzz(func(t *testing.T, manifest, layer []byte, wrongType bool) {
 		ld := digest.FromBytes(layer)
 		manifest = bytes.ReplaceAll(manifest, []byte("<L>"), []byte(ld.String()))
@@ -109,7 +115,7 @@ func FuzzFetch(f *testing.F) {
 		switch {
 		case wrongType:
 			t.Fatal("accepted an index descriptor")
-		case m.ArtifactType != ArtifactType || len(m.Layers) != 1 || m.Subject == nil:
+		case len(m.Layers) != 1 || (m.ArtifactType != ArtifactType || m.Subject == nil) && !IsFallbackForm(m):
 			t.Fatalf("accepted a malformed artifact: %+v", m)
 		case doc.Validate() != nil:
 			t.Fatalf("accepted an invalid document: %v", doc.Validate())
@@ -117,6 +123,17 @@ func FuzzFetch(f *testing.F) {
 			t.Fatalf("accepted a %d-byte layer", m.Layers[0].Size)
 		}
 		mem := memory.New()
+		if m.Subject == nil { // the OCI 1.0 fallback form (PushOrFallback)
+			pushed, err := pushForm(ctx, mem, doc, nil)
+			if err != nil {
+				t.Fatalf("pushing an accepted document: %v", err)
+			}
+			doc2, m2, err := Fetch(ctx, mem, pushed)
+			if err != nil || !IsFallbackForm(m2) || !bytes.Equal(canonical(t, doc), canonical(t, doc2)) {
+				t.Fatalf("fallback round trip: %v", err)
+			}
+			return
+		}
 		subject := *m.Subject
 		if subject.Digest.Validate() != nil {
 			// Fetch reads the document, not the subject; Verify checks the

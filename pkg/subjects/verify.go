@@ -65,7 +65,8 @@ func (m Mismatch) String() string {
 
 // Verify checks the subjects artifact artifactDesc against the registry:
 //   - the document's first entry is the artifact's subject (the index), and
-//     the index exists;
+//     the index exists (an artifact in the OCI 1.0 fallback form has no
+//     subject: its first entry is taken as the index);
 //   - the entries are exactly the index plus every manifest it lists (index
 //     children that are indexes are listed too, and their children, one
 //     level), with matching mediaType and, where the entry has them,
@@ -82,7 +83,10 @@ func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc oc
 		return nil, err
 	}
 	var out []Mismatch
-	subj := *m.Subject
+	subj, err := subjectOf(ctx, target, doc, m)
+	if err != nil {
+		return nil, err
+	}
 	first := doc.Subjects[0]
 	if first.DigestOf() != subj.Digest {
 		out = append(out, Mismatch{Kind: KindSubject, Digest: first.DigestOf(),

@@ -1,0 +1,374 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	dockererrcode "github.com/docker/distribution/registry/api/errcode"
+	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/types"
+	"oras.land/oras-go/v2/registry/remote/errcode"
+	"oras.land/oras-go/v2/registry/remote/retry"
+)
+
+// Retry and timeout defaults: the one source of truth for the flags
+// (--retry, --retry-delay, --request-timeout) and for [DefaultOptions].
+const (
+	// DefaultRetry is how many times a failed registry operation is retried
+	// when the failure is transient (buildah's --retry default).
+	DefaultRetry = 3
+	// DefaultRetryDelay is the first backoff; it doubles on every retry
+	// (buildah's --retry-delay default, which buildah does not double).
+	DefaultRetryDelay = 2 * time.Second
+	// MaxRetryDelay caps the doubling backoff (unless RetryDelay itself is
+	// larger, which is then used as is).
+	MaxRetryDelay = 30 * time.Second
+	// MaxRetryAfter caps how long a registry's Retry-After header may make
+	// a request wait.
+	MaxRetryAfter = time.Minute
+	// DefaultRequestTimeout bounds how long one registry request may make no
+	// progress: no response headers, no bytes sent or received.
+	DefaultRequestTimeout = 5 * time.Minute
+)
+
+// Backoff returns the wait before retry number attempt (0 for the first
+// retry): RetryDelay doubled attempt times, capped at MaxRetryDelay (or at
+// RetryDelay when that is larger), with up to 10% jitter.
+func (o Options) Backoff(attempt int) time.Duration {
+	d := o.RetryDelay
+	if d <= 0 {
+		return 0
+	}
+	limit := max(MaxRetryDelay, d)
+	for i := 0; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d + rand.N(d/10+1)
+}
+
+// requestTimeout is RequestTimeout, DefaultRequestTimeout when unset; a
+// negative value turns the bound off.
+func (o Options) requestTimeout() time.Duration {
+	switch {
+	case o.RequestTimeout == 0:
+		return DefaultRequestTimeout
+	case o.RequestTimeout < 0:
+		return 0
+	}
+	return o.RequestTimeout
+}
+
+// RequestTimeoutOrDefault is the effective request timeout; 0 means none.
+func (o Options) RequestTimeoutOrDefault() time.Duration { return o.requestTimeout() }
+
+// ErrNoProgress is the cause of an operation abandoned because the registry
+// made no progress for the request timeout.
+var ErrNoProgress = errors.New("no progress")
+
+// StallError reports an operation abandoned after making no progress.
+type StallError struct{ After time.Duration }
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("no progress for %s (--request-timeout)", e.After)
+}
+
+// Unwrap lets errors.Is(err, ErrNoProgress) match.
+func (e *StallError) Unwrap() error { return ErrNoProgress }
+
+// Timeout marks the stall as a timeout, as net.Error does.
+func (e *StallError) Timeout() bool { return true }
+
+// Do runs op and retries it, with [Options.Backoff], while it fails with a
+// [Retryable] error, at most o.Retry times. Every failure is reported to
+// onRetry (may be nil) before the wait. It returns op's last error wrapped
+// in a [*RetryError] when op was retried, so messages can say so.
+func Do(ctx context.Context, o Options, onRetry func(attempt int, wait time.Duration, err error), op func(context.Context) error) error {
+	var err error
+	for attempt := 0; ; attempt++ {
+		if err = op(ctx); err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !Retryable(err) {
+			break
+		}
+		if attempt >= o.Retry {
+			return &RetryError{Attempts: attempt + 1, Err: err}
+		}
+		wait := o.Backoff(attempt)
+		if onRetry != nil {
+			onRetry(attempt+1, wait, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+	return err
+}
+
+// RetryError is the last error of an operation that was retried and still
+// failed.
+type RetryError struct {
+	Attempts int
+	Err      error
+}
+
+func (e *RetryError) Error() string { return e.Err.Error() }
+
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Status returns the HTTP status code a registry answered with, as found in
+// err: oras-go's error response, containers/image's unexpected status, or a
+// registry error code (which containers/image only parses from 4xx
+// answers). ok is false when err carries no status.
+func Status(err error) (code int, ok bool) {
+	if err == nil {
+		return 0, false
+	}
+	var oe *errcode.ErrorResponse
+	if errors.As(err, &oe) {
+		return oe.StatusCode, true
+	}
+	var ue docker.UnexpectedHTTPStatusError
+	if errors.As(err, &ue) {
+		return ue.StatusCode, true
+	}
+	if errors.Is(err, docker.ErrTooManyRequests) {
+		return http.StatusTooManyRequests, true
+	}
+	var ua docker.ErrUnauthorizedForCredentials
+	if errors.As(err, &ua) {
+		return http.StatusUnauthorized, true
+	}
+	if errors.As(err, new(types.ManifestTypeRejectedError)) {
+		return http.StatusBadRequest, true
+	}
+	var de dockererrcode.Error
+	if errors.As(err, &de) {
+		return dockerCodeStatus(de.Code), true
+	}
+	var des dockererrcode.Errors
+	if errors.As(err, &des) && len(des) > 0 {
+		if e, ok := des[0].(dockererrcode.Error); ok {
+			return dockerCodeStatus(e.Code), true
+		}
+	}
+	// containers/image's unparsable 4xx bodies ("StatusCode: 404, ...").
+	if m := statusCodeText.FindStringSubmatch(err.Error()); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+var statusCodeText = regexp.MustCompile(`StatusCode: ([1-5][0-9][0-9]),`)
+
+// dockerCodeStatus maps a registry error code parsed by containers/image to
+// its status. containers/image parses bodies of 4xx answers only, so an
+// unregistered code (ErrorCodeUnknown, nominally 500) is a 400.
+func dockerCodeStatus(c dockererrcode.ErrorCode) int {
+	if c == dockererrcode.ErrorCodeUnknown {
+		return http.StatusBadRequest
+	}
+	if s := c.Descriptor().HTTPStatusCode; s >= 400 && s < 500 {
+		return s
+	}
+	return http.StatusBadRequest
+}
+
+// retryableStatus: request timeout, too many requests, and server errors
+// except "not implemented" and "HTTP version not supported".
+func retryableStatus(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return true
+	case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported:
+		return false
+	}
+	return code >= 500 && code < 600
+}
+
+// Retryable decides whether err is worth retrying: 408, 429 and 5xx
+// answers (not 501/505), connections reset, refused, cut short (EOF, broken
+// pipe) or timed out, and stalls. Never 401, 403, other 4xx answers, a
+// refused manifest, TLS trust failures or a cancelled run.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, ErrNoProgress) {
+		return true
+	}
+	if code, ok := Status(err); ok {
+		return retryableStatus(code)
+	}
+	// A timeout is worth retrying, be it a request's (Go reports
+	// ResponseHeaderTimeout as a context.DeadlineExceeded too) or not: the
+	// retry loops stop anyway once the run's own context is done.
+	if isTLSTrustError(err) {
+		return false
+	}
+	for _, e := range []error{syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE,
+		syscall.ETIMEDOUT, syscall.ENETUNREACH, syscall.EHOSTUNREACH, io.EOF, io.ErrUnexpectedEOF, net.ErrClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return false
+}
+
+// Reason is a short, secret-free description of why a registry operation
+// failed: "HTTP 503 Service Unavailable", "HTTP 401 Unauthorized",
+// "no response within 5s (--request-timeout)", "connection reset", or "".
+func Reason(err error) string {
+	if code, ok := Status(err); ok {
+		return fmt.Sprintf("HTTP %d %s", code, http.StatusText(code))
+	}
+	var se *StallError
+	switch {
+	case errors.As(err, &se):
+		return se.Error()
+	case isResponseTimeout(err):
+		return "no response within the request timeout (--request-timeout)"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "the run's deadline (--timeout) passed"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		return "connection reset or closed mid-request"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "no progress within the request timeout (--request-timeout)"
+	}
+	return ""
+}
+
+func isResponseTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() && strings.Contains(err.Error(), "timeout awaiting response headers")
+}
+
+// Explain wraps err from operation op (e.g. "pushing the index to
+// host/repo@sha256:…") with the registry's answer and what retrying did:
+// "op: HTTP 503 Service Unavailable, still failing after 4 attempts: err",
+// "op: HTTP 401 Unauthorized, not retried (not a transient error): err".
+// A retryable error that reaches here was retried o.Retry times, by [Do] or
+// by the oras transport.
+func (o Options) Explain(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	reason := Reason(err)
+	var re *RetryError
+	var msg string
+	switch {
+	case reason == "":
+		msg = fmt.Sprintf("%s: %v", op, err)
+	case errors.As(err, &re):
+		msg = fmt.Sprintf("%s: %s, still failing after %s: %v", op, reason, attempts(re.Attempts), err)
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !isResponseTimeout(err):
+		msg = fmt.Sprintf("%s: %s: %v", op, reason, err)
+	case Retryable(err):
+		msg = fmt.Sprintf("%s: %s, still failing after %s: %v", op, reason, attempts(o.Retry+1), err)
+	default:
+		msg = fmt.Sprintf("%s: %s, not retried (not a transient error): %v", op, reason, err)
+	}
+	return &explained{msg: Redact(msg), err: err}
+}
+
+// explained is an error with a redacted message that still unwraps to
+// what caused it.
+type explained struct {
+	msg string
+	err error
+}
+
+func (e *explained) Error() string { return e.msg }
+func (e *explained) Unwrap() error { return e.err }
+
+// urlQuery matches the query of a URL in an error message. Upload
+// locations can carry signed tokens there (pre-signed storage URLs), so
+// messages never show them.
+var urlQuery = regexp.MustCompile(`(https?://[^\s"'?]+)\?[^\s"']*`)
+
+// Redact removes the query of every URL in s.
+func Redact(s string) string { return urlQuery.ReplaceAllString(s, "$1?…") }
+
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
+}
+
+// policy is the oras retry policy built from o: the same retryability as
+// [Retryable], [Options.Backoff], and a registry's Retry-After (on 429 and
+// 503, seconds or an HTTP date) honored up to MaxRetryAfter.
+type policy struct{ o Options }
+
+func (p policy) Retry(attempt int, resp *http.Response, err error) (time.Duration, error) {
+	if attempt >= p.o.Retry {
+		return -1, nil
+	}
+	if err != nil {
+		if !Retryable(err) {
+			return -1, nil
+		}
+		return p.o.Backoff(attempt), nil
+	}
+	if !retryableStatus(resp.StatusCode) {
+		return -1, nil
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		if d, ok := RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return min(d, MaxRetryAfter), nil
+		}
+	}
+	return p.o.Backoff(attempt), nil
+}
+
+// RetryAfter parses a Retry-After value: delay seconds or an HTTP date.
+func RetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		return time.Duration(min(secs, int64(MaxRetryAfter/time.Second)+1)) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// retryTransport wraps base with o's retry policy (oras' retry transport:
+// it replays request bodies through GetBody, which oras sets on every push).
+func retryTransport(base http.RoundTripper, o Options) http.RoundTripper {
+	t := retry.NewTransport(base)
+	p := policy{o}
+	t.Policy = func() retry.Policy { return p }
+	return t
+}
