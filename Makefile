@@ -12,9 +12,9 @@ REGISTRY_VERSION := v3.1.2
 REGISTRY_BIN := $(TOOLS)/registry
 ROOTFS := $(CURDIR)/examples/busybox-base/rootfs
 ARCHES := amd64 arm64
-APT_PACKAGES := busybox-static qemu-user-static binfmt-support skopeo curl
+APT_PACKAGES := busybox-static qemu-user-static binfmt-support skopeo curl runc
 
-.PHONY: all build test unit integration demo deps apt-deps rootfs binfmt vet fmt clean bench
+.PHONY: all build test demo deps apt-deps rootfs binfmt vet fmt clean bench
 
 all: build
 
@@ -43,7 +43,7 @@ deps: apt-deps $(REGISTRY_BIN) rootfs binfmt
 
 vet:
 	$(GO) vet $(GOFLAGS_TAGS) ./...
-	@out=$$(gofmt -l cmd pkg internal test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd pkg internal test bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # test/tekton is a nested module (Tekton and Chains stay out of go.mod): it
 # validates tasks/ and pipelines/ and simulates their steps. It runs the build
@@ -60,6 +60,7 @@ test: deps tekton-deps vet build ## every test: unit and integration against rea
 	cd test/tekton && $(GO) vet ./...
 	cd test/tekton && MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild \
 	  $(GO) test -count=1 -timeout 15m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 demo: deps build ## loopback registry, example build, results and index table
 	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild hack/demo.sh
@@ -71,7 +72,7 @@ bench: build $(REGISTRY_BIN) ## benchmark of issue #5; about 7 minutes with the 
 	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild GO=$(GO) bench/run.sh
 
 fmt:
-	gofmt -w cmd pkg internal
+	gofmt -w cmd pkg internal test bench
 
 clean:
 	rm -rf bin .cache
