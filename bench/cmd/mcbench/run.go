@@ -46,6 +46,7 @@ type config struct {
 	driver                                   string
 	workRoot, cacheDir, outDir               string
 	keep                                     bool
+	note                                     string
 }
 
 func envDefault(key, def string) string {
@@ -71,6 +72,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&c.cacheDir, "cache", "bench/.cache/workload", "workload cache directory")
 	fs.StringVar(&c.outDir, "out", "bench/results", "results directory (a dated subdirectory is created)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work directory (logs, registry) afterwards")
+	fs.StringVar(&c.note, "note", os.Getenv("BENCH_NOTE"), "a sentence recorded with the results: how this run was made ($BENCH_NOTE)")
 	_ = fs.Parse(args)
 	if c.runs < 1 {
 		return fmt.Errorf("-runs %d: at least 1", c.runs)
@@ -150,7 +152,7 @@ func (b *bench) run() error {
 		Workload: workloadInfo{Name: spec.Name, Spec: spec, Tars: b.wl.Tars, TarBytes: b.wl.TarBytes, TotalBytes: b.wl.TotalBytes, TarSHA256: b.wl.TarSHA256},
 		Runs:     b.cfg.runs, Arms: b.cfg.arms, StorageDriver: b.cfg.driver,
 		Machine: machineInfo(), Versions: b.versions(), Started: b.started.UTC().Format(time.RFC3339),
-		Titles: armTitles,
+		Titles: armTitles, Note: b.cfg.note,
 	}
 	if err := b.startRegistry(); err != nil {
 		return err
