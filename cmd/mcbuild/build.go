@@ -31,6 +31,7 @@ type buildFlags struct {
 	target, sourceDateEpoch                     string
 	storageDriver, root, runRoot, isolation     string
 	zstdLevel                                   int
+	appendPlatform                              bool
 	resultsFlags
 }
 
@@ -76,6 +77,7 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.contextDir, "context", ".", "build context directory")
 	fl.StringVar(&f.platforms, "platform", "", "comma-separated os/arch[/variant] list to build (default: the host's platform)")
 	fl.StringVar(&f.formats, "compression-formats", formats.Default, "comma-separated layer compression formats to publish: gzip, zstd, zstd:chunked")
+	fl.BoolVar(&f.appendPlatform, "append-platform", false, "append -<os>-<arch>[-<variant>] of the one --platform to the tag (app:v1 becomes app:v1-linux-arm64), so the builds of a matrix do not move each other's tag")
 	fl.IntVar(&f.zstdLevel, "zstd-level", publish.DefaultZstdLevel, "compression level for zstd and zstd:chunked layers (upstream's zstd:chunked default is 10, about 4x slower)")
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (KEY alone takes the value from the environment); repeatable")
 	fl.StringVar(&f.buildArgsFile, "build-args-file", "", "file of KEY=VALUE build arguments, one per line (# comments); --build-arg wins")
@@ -116,6 +118,11 @@ func (f *buildFlags) plan() (buildPlan, []string, error) {
 		p.platforms = []ocispec.Platform{platforms.Host()}
 	} else if p.platforms, err = platforms.Parse(f.platforms); err != nil {
 		return p, nil, err
+	}
+	if f.appendPlatform {
+		if p.dest, err = appendPlatform(p.dest, f.platforms, p.platforms); err != nil {
+			return p, nil, err
+		}
 	}
 	if f.zstdLevel < 1 || f.zstdLevel > 20 {
 		return p, nil, fmt.Errorf("--zstd-level %d: valid levels are 1 to 20 (default %d)", f.zstdLevel, publish.DefaultZstdLevel)
@@ -253,4 +260,18 @@ func warnTLS(cmd *cobra.Command, g *globalFlags) {
 	if !g.tlsVerify {
 		fmt.Fprintln(cmd.ErrOrStderr(), "Warning: --tls-verify=false: registry certificates are not verified and plain HTTP is accepted")
 	}
+}
+
+// appendPlatform gives each build of a matrix its own tag: the tag plus the
+// platform's suffix (pkg/platforms.Suffix), for exactly one platform.
+func appendPlatform(dest imageref.Ref, flag string, ps []ocispec.Platform) (imageref.Ref, error) {
+	if len(ps) != 1 {
+		return dest, fmt.Errorf("--append-platform needs exactly one --platform, got %q", flag)
+	}
+	tagged := dest.Repository + ":" + dest.Tag + "-" + platforms.Suffix(ps[0])
+	out, err := imageref.ParseTagged(tagged)
+	if err != nil {
+		return dest, fmt.Errorf("--append-platform: %w", err)
+	}
+	return out, nil
 }

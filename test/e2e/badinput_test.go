@@ -41,6 +41,7 @@ func TestBadInput(t *testing.T) {
 		{"bad source date epoch", []string{"--source-date-epoch", "yesterday"}, []string{`"yesterday"`}},
 		{"bad storage driver", []string{"--storage-driver", "btrfs"}, []string{`"btrfs"`, "vfs, overlay"}},
 		{"bad isolation", []string{"--isolation", "vm"}, []string{`"vm"`, "chroot"}},
+		{"append-platform with two platforms", []string{"--append-platform", "--platform", "linux/amd64,linux/arm64"}, []string{"--append-platform", "exactly one", "linux/amd64,linux/arm64"}},
 		{"failing RUN", []string{"--context", failing, "--platform", "linux/amd64"}, []string{"exit status 3", "RUN echo about to fail"}},
 	}
 	for _, tc := range tests {

@@ -244,18 +244,21 @@ func TestIndexMerge(t *testing.T) {
 	repoName := reg.Repo("e2e/matrix")
 	dir := contextFiles(t, copyContainerfile)
 	var from []string
-	for _, p := range []string{"linux/arm64", "linux/amd64"} {
+	for _, p := range []struct{ platform, tag string }{{"linux/arm64", "v1-linux-arm64"}, {"linux/arm/v7", "v1-linux-arm-v7"}} {
 		resultsDir := t.TempDir()
-		tag := "v1-" + strings.ReplaceAll(p, "/", "-")
-		args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":" + tag, "--context", dir,
-			"--platform", p, "--results-dir", resultsDir}, storageFlags(t)...)
+		args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--append-platform", "--context", dir,
+			"--platform", p.platform, "--results-dir", resultsDir}, storageFlags(t)...)
 		mustRun(t, nil, args...)
-		from = append(from, readResults(t, resultsDir)["IMAGE_REF"])
+		res := readResults(t, resultsDir)
+		if res["IMAGE_URL"] != repoName+":"+p.tag {
+			t.Errorf("--append-platform for %s: IMAGE_URL %q, want tag %s", p.platform, res["IMAGE_URL"], p.tag)
+		}
+		from = append(from, res["IMAGE_REF"])
 	}
 	resultsDir := t.TempDir()
 	mustRun(t, nil, "index", "--tls-verify=false", "--image", repoName+":v1", "--from", from[0], "--from", from[1], "--results-dir", resultsDir)
 	repo := openRepo(t, repoName)
-	idx, entries := checkIndex(t, repo, "v1", []string{"linux/arm64", "linux/amd64"}, gzipFirst)
+	idx, entries := checkIndex(t, repo, "v1", []string{"linux/arm64", "linux/arm/v7"}, gzipFirst)
 	res := readResults(t, resultsDir)
 	if res["IMAGE_DIGEST"] != idx.Digest.String() {
 		t.Errorf("IMAGE_DIGEST %s, want %s", res["IMAGE_DIGEST"], idx.Digest)
