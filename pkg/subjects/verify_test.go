@@ -84,13 +84,7 @@ func TestVerifyTampered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ms, err := Verify(ctx, store, art)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := mismatchStrings(ms); !reflect.DeepEqual(got, tt.want) && !(len(got) == 0 && len(tt.want) == 0) {
-				t.Fatalf("Verify =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
-			}
+			wantMismatches(t, store, art, tt.want)
 		})
 	}
 }
@@ -128,13 +122,7 @@ func TestVerifyNestedIndex(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ms, err := Verify(ctx, store, art)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := mismatchStrings(ms); !reflect.DeepEqual(got, tt.want) && !(len(got) == 0 && len(tt.want) == 0) {
-				t.Fatalf("Verify =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
-			}
+			wantMismatches(t, store, art, tt.want)
 		})
 	}
 }
@@ -264,5 +252,17 @@ func TestFetchUntrusted(t *testing.T) {
 				t.Fatalf("Fetch = %v, want error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// wantMismatches verifies art in store and compares the mismatches, in order.
+func wantMismatches(t *testing.T, store content.ReadOnlyStorage, art ocispec.Descriptor, want []string) {
+	t.Helper()
+	ms, err := Verify(context.Background(), store, art)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mismatchStrings(ms); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+		t.Fatalf("Verify =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
