@@ -1,0 +1,389 @@
+package zstdchunked
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/bits"
+	"sync"
+
+	jsoniter "github.com/json-iterator/go"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/archive/tar"
+	"github.com/vbatts/tar-split/tar/asm"
+	"github.com/vbatts/tar-split/tar/storage"
+)
+
+func (e *encoder) appendCur(b []byte) {
+	c := e.cur
+	if c.pieces == nil {
+		if c.content == nil {
+			c.content = getBuf(len(b))
+		}
+		c.content = append(c.content, b...)
+		c.size += int64(len(b))
+		if len(c.content) >= bigFrame {
+			// stream it through the sink's encoder instead of buffering it
+			c.pieces = make(chan []byte, 4)
+			e.order <- c
+			if c.tail > 0 {
+				c.pieces <- c.content[:c.tail-1]
+				c.pieces <- nil
+				c.pieces <- c.content[c.tail-1:]
+			} else {
+				c.pieces <- c.content
+			}
+			c.content = make([]byte, 0, pieceSize)
+		}
+		return
+	}
+	c.size += int64(len(b))
+	for len(b) > 0 {
+		k := min(len(b), pieceSize-len(c.content))
+		c.content = append(c.content, b[:k]...)
+		b = b[k:]
+		if len(c.content) == pieceSize {
+			c.pieces <- c.content
+			c.content = make([]byte, 0, pieceSize)
+		}
+	}
+}
+
+// markTail marks where upstream switches from Write to ReadFrom.
+func (e *encoder) markTail() {
+	c := e.cur
+	if c.pieces == nil {
+		c.tail = len(c.content) + 1
+		return
+	}
+	if len(c.content) > 0 {
+		c.pieces <- c.content
+		c.content = make([]byte, 0, pieceSize)
+	}
+	c.pieces <- nil
+}
+
+// closeFrame ends the current frame, queues it, and starts a new one.
+func (e *encoder) closeFrame() *frame {
+	c := e.cur
+	if c.pieces != nil {
+		if len(c.content) > 0 {
+			c.pieces <- c.content
+		}
+		c.content = nil
+		close(c.pieces)
+	} else {
+		c.cost = int64(len(c.content))
+		e.acquire(c.cost)
+		c.done = make(chan struct{})
+		e.order <- c
+		e.jobs <- c
+	}
+	e.cur = &frame{}
+	return c
+}
+
+// fileState follows upstream's writeZstdChunkedStream for one entry's payload.
+type fileState struct {
+	e               *encoder
+	rec             *fileRec
+	started         bool
+	written         int64
+	lastChunkOffset int64
+}
+
+func (s *fileState) start() {
+	if s.started {
+		return
+	}
+	s.e.closeFrame() // the frame with the headers
+	s.started = true
+	s.e.cur.file = s.rec
+	s.rec.first = s.e.cur
+}
+
+func (s *fileState) data(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	s.start()
+	s.e.appendCur(b)
+	s.written += int64(len(b))
+}
+
+// cut ends the current payload frame (upstream's restartCompression at a
+// chunk boundary), possibly leaving an empty frame.
+func (s *fileState) cut(typ string, final bool) {
+	if !s.started {
+		return
+	}
+	f := s.e.closeFrame()
+	if size := s.written - s.lastChunkOffset; size > 0 {
+		s.rec.chunks = append(s.rec.chunks, chunkRec{offset: s.lastChunkOffset, size: size, frame: f, typ: typ})
+	}
+	s.lastChunkOffset = s.written
+	s.rec.last = f
+	if !final {
+		s.e.cur.file = s.rec
+	}
+}
+
+// scanData rolls b (data bytes) in, cutting at split points.
+func (s *fileState) scanData(b []byte) {
+	for len(b) > 0 {
+		k, split := s.e.rs.scan(b)
+		s.data(b[:k])
+		if split {
+			s.cut(chunkTypeData, false)
+		}
+		b = b[k:]
+	}
+}
+
+// zeros handles a maximal run of n zero bytes.
+func (s *fileState) zeros(n int64) {
+	if n < holesThreshold {
+		s.scanData(zeroBuf[:n])
+		return
+	}
+	s.cut(chunkTypeData, false)
+	s.start()
+	s.e.cur.zeros = n
+	s.e.cur.size = n
+	s.written += n
+	s.e.rs.rollZeros(n)
+	s.cut(chunkTypeZeros, false)
+}
+
+// leadingZeros counts the zero bytes at the start of b.
+func leadingZeros(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if v := binary.LittleEndian.Uint64(b[i:]); v != 0 {
+			return i + bits.TrailingZeros64(v)/8
+		}
+	}
+	for ; i < len(b) && b[i] == 0; i++ {
+	}
+	return i
+}
+
+func (e *encoder) payload(rec *fileRec, tr io.Reader, buf []byte) error {
+	s := &fileState{e: e, rec: rec}
+	e.rs.reset()
+	var zeroRun int64
+	for {
+		n, err := io.ReadFull(tr, buf)
+		data := buf[:n]
+		for len(data) > 0 {
+			if zeroRun > 0 || data[0] == 0 {
+				z := leadingZeros(data)
+				zeroRun += int64(z)
+				data = data[z:]
+				if len(data) == 0 {
+					break
+				}
+				s.zeros(zeroRun)
+				zeroRun = 0
+				continue
+			}
+			end := bytes.IndexByte(data, 0)
+			if end < 0 {
+				end = len(data)
+			}
+			s.scanData(data[:end])
+			data = data[end:]
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if zeroRun > 0 {
+		s.zeros(zeroRun)
+	}
+	s.cut(chunkTypeData, true)
+	return nil
+}
+
+func (e *encoder) run(reader io.Reader) error {
+	e.cond = sync.NewCond(&e.mu)
+	var tsCompressed bytes.Buffer
+	tsDigester := digest.Canonical.Digester()
+	tsZstd, err := zstd.NewWriter(io.MultiWriter(&tsCompressed, tsDigester.Hash()), zstd.WithEncoderLevel(e.level))
+	if err != nil {
+		return err
+	}
+	tsCounter := &countingWriter{w: tsZstd}
+	packer := storage.NewJSONPacker(tsCounter)
+	defer tsZstd.Close()
+
+	recs, err := e.body(reader, packer)
+	if err != nil {
+		return err
+	}
+	if err := tsZstd.Close(); err != nil {
+		return err
+	}
+
+	var entries []FileMetadata
+	for _, rec := range recs {
+		m := rec.meta
+		if rec.first != nil {
+			m.Digest = rec.digest
+			m.Offset = rec.first.start
+			m.EndOffset = rec.last.end
+		}
+		es := []FileMetadata{m}
+		for i := 1; i < len(rec.chunks); i++ {
+			es = append(es, FileMetadata{Type: typeChunk, Name: m.Name, ChunkOffset: rec.chunks[i].offset})
+		}
+		if len(rec.chunks) > 1 {
+			for i, c := range rec.chunks {
+				es[i].ChunkSize = c.size
+				es[i].Offset = c.frame.start
+				es[i].ChunkDigest = c.frame.digest.String()
+				es[i].ChunkType = c.typ
+			}
+		}
+		entries = append(entries, es...)
+	}
+	return e.writeManifest(entries, tsCompressed.Bytes(), tsDigester.Digest(), tsCounter.n)
+}
+
+// body writes the frames and returns the files in order.
+func (e *encoder) body(reader io.Reader, packer storage.Packer) (recs []*fileRec, retErr error) {
+	its, done, err := asm.NewInputTarStreamWithDone(reader, packer, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		its.Close()
+		if doneErr := <-done; doneErr != nil && retErr == nil {
+			retErr = doneErr
+		}
+	}()
+
+	e.order = make(chan *frame, 4096)
+	e.jobs = make(chan *frame, 4096)
+	e.cur = &frame{}
+	var wg sync.WaitGroup
+	for range e.opts.workers {
+		wg.Add(1)
+		go e.worker(&wg)
+	}
+	sinkDone := make(chan struct{})
+	go e.sink(sinkDone)
+	finish := func() error {
+		close(e.jobs)
+		close(e.order)
+		wg.Wait()
+		<-sinkDone
+		return e.failed()
+	}
+
+	pf := newPrefetcher(its)
+	stopped := false
+	defer func() {
+		if !stopped {
+			pf.stop()
+		}
+	}()
+	tr := tar.NewReader(pf)
+	tr.RawAccounting = true
+	buf := make([]byte, readBlock)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			if err == io.EOF {
+				break
+			}
+			e.abort(finish)
+			return nil, err
+		}
+		e.appendCur(tr.RawBytes())
+		meta, err := newFileMetadata(hdr)
+		if err != nil {
+			e.abort(finish)
+			return nil, err
+		}
+		rec := &fileRec{meta: meta}
+		if err := e.payload(rec, tr, buf); err != nil {
+			e.abort(finish)
+			return nil, err
+		}
+		e.order <- &frame{fileEnd: rec}
+		recs = append(recs, rec)
+		if err := e.failed(); err != nil {
+			e.abort(finish)
+			return nil, err
+		}
+	}
+	e.appendCur(tr.RawBytes())
+	e.markTail()
+	// the rest of the stream (the end-of-archive blocks and any padding)
+	for {
+		n, err := pf.Read(buf)
+		e.appendCur(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			e.abort(finish)
+			return nil, err
+		}
+	}
+	e.closeFrame()
+	pf.stop()
+	stopped = true
+	if err := finish(); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+func (e *encoder) abort(finish func() error) {
+	if c := e.cur; c != nil && c.pieces != nil {
+		close(c.pieces)
+	}
+	_ = finish()
+}
+
+func (e *encoder) writeManifest(entries []FileMetadata, tarSplit []byte, tarSplitDigest digest.Digest, tarSplitSize int64) error {
+	dest := e.dest
+	manifestOffset := uint64(dest.n) + skippableFrameBytes
+	toc := TOC{Version: 1, Entries: entries, TarSplitDigest: tarSplitDigest}
+	manifest, err := jsoniter.ConfigCompatibleWithStandardLibrary.Marshal(toc)
+	if err != nil {
+		return err
+	}
+	var cm bytes.Buffer
+	zw, err := zstd.NewWriter(&cm, zstd.WithEncoderLevel(e.level))
+	if err != nil {
+		return err
+	}
+	if _, err := zw.Write(manifest); err != nil {
+		zw.Close()
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	compressedManifest := cm.Bytes()
+	e.out[ManifestChecksumKey] = digest.FromBytes(compressedManifest).String()
+	e.out[ManifestInfoKey] = fmt.Sprintf("%d:%d:%d:%d", manifestOffset, len(compressedManifest), len(manifest), manifestTypeCRFS)
+	if err := appendSkippableFrame(dest, compressedManifest); err != nil {
+		return err
+	}
+	tarSplitOffset := manifestOffset + uint64(len(compressedManifest)) + skippableFrameBytes
+	e.out[TarSplitInfoKey] = fmt.Sprintf("%d:%d:%d", tarSplitOffset, len(tarSplit), tarSplitSize)
+	if err := appendSkippableFrame(dest, tarSplit); err != nil {
+		return err
+	}
+	return appendSkippableFrame(dest, footerBlob(manifestOffset, uint64(len(compressedManifest)), uint64(len(manifest)),
+		tarSplitOffset, uint64(len(tarSplit)), uint64(tarSplitSize)))
+}

@@ -1,0 +1,75 @@
+package zstdchunked
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"go.podman.io/storage/pkg/chunked/compressor"
+)
+
+// splits with upstream's RollSum, byte at a time.
+func upstreamSplits(p []byte) []int {
+	rs := compressor.NewRollSum()
+	var out []int
+	for i, c := range p {
+		rs.Roll(c)
+		if rs.OnSplitWithBits(rollsumBits) {
+			out = append(out, i+1)
+		}
+	}
+	return out
+}
+
+func ourSplits(p []byte, step int) []int {
+	var rs rollSum
+	rs.reset()
+	var out []int
+	pos := 0
+	for pos < len(p) {
+		end := min(len(p), pos+step)
+		k, split := rs.scan(p[pos:end])
+		pos += k
+		if split {
+			out = append(out, pos)
+		}
+	}
+	return out
+}
+
+func TestRollSumMatchesUpstream(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	p := make([]byte, 3<<20)
+	for i := range p {
+		p[i] = byte(r.Uint32())
+		if i%5000 < 300 {
+			p[i] = 0
+		}
+	}
+	want := upstreamSplits(p)
+	if len(want) < 10 {
+		t.Fatalf("only %d splits", len(want))
+	}
+	for _, step := range []int{1, 7, 63, 64, 65, 1000, 1 << 20} {
+		got := ourSplits(p, step)
+		if len(got) != len(want) {
+			t.Fatalf("step %d: %d splits, upstream %d", step, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("step %d: split %d at %d, upstream %d", step, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+func BenchmarkRollSum(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	p := make([]byte, 8<<20)
+	for i := range p {
+		p[i] = byte(r.Uint32())
+	}
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		ourSplits(p, len(p))
+	}
+}

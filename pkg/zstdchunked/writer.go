@@ -1,0 +1,416 @@
+// Package zstdchunked writes zstd:chunked layers (the format of
+// go.podman.io/storage/pkg/chunked) using every core: each file's header
+// run and payload chunks are independent zstd frames, so they are
+// compressed on a worker pool and written in order.
+//
+// The output is byte for byte what storage's compressor.ZstdCompressor
+// writes for the same tar and level (same chunk boundaries, same frames,
+// same TOC, tar-split and footer, same annotations); only the time it takes
+// differs. The tests check this, and that storage's own reader accepts it.
+package zstdchunked
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"hash"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+)
+
+const (
+	holesThreshold = 1 << 10 // a run of at least this many zeros is a hole ("zeros" chunk)
+	readBlock      = 256 << 10
+	bigFrame       = 8 << 20 // frames larger than this are streamed through one encoder instead of buffered
+	pieceSize      = 1 << 20
+)
+
+// DefaultMaxInflight bounds the uncompressed bytes buffered in frames
+// waiting for or under compression.
+const DefaultMaxInflight = 64 << 20
+
+type options struct {
+	workers     int
+	maxInflight int64
+}
+
+// Option configures NewWriter.
+type Option func(*options)
+
+// WithWorkers sets the number of compressing goroutines (default GOMAXPROCS).
+func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
+
+// WithMaxInflight bounds the uncompressed bytes held in frames not yet written.
+func WithMaxInflight(n int64) Option { return func(o *options) { o.maxInflight = n } }
+
+// NewWriter returns a writer that compresses the tar stream written to it
+// into dest as zstd:chunked at the given zstd level. On Close, metadata
+// receives the layer annotations (ManifestChecksumKey, ManifestInfoKey,
+// TarSplitInfoKey). It has the contract of storage's
+// compressor.ZstdCompressor(dest, metadata, &level).
+func NewWriter(dest io.Writer, metadata map[string]string, level int, opts ...Option) (io.WriteCloser, error) {
+	o := options{workers: runtime.GOMAXPROCS(0), maxInflight: DefaultMaxInflight}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.workers < 1 {
+		o.workers = 1
+	}
+	if o.maxInflight < 1 {
+		o.maxInflight = 1
+	}
+	el := zstd.EncoderLevelFromZstd(level)
+	r, w := io.Pipe()
+	ch := make(chan error, 1)
+	go func() {
+		e := &encoder{dest: &countingWriter{w: dest}, out: metadata, level: el, opts: o}
+		ch <- e.run(r)
+		_, _ = io.Copy(io.Discard, r)
+		r.Close()
+		close(ch)
+	}()
+	return &pipeWriter{w: w, errc: ch}, nil
+}
+
+type pipeWriter struct {
+	w    *io.PipeWriter
+	errc chan error
+}
+
+func (p *pipeWriter) Write(b []byte) (int, error) {
+	select {
+	case err := <-p.errc:
+		p.w.Close()
+		if err == nil {
+			err = errors.New("zstdchunked: encoder stopped")
+		}
+		return 0, err
+	default:
+		return p.w.Write(b)
+	}
+}
+
+func (p *pipeWriter) Close() error {
+	errClose := p.w.Close()
+	if err := <-p.errc; err != nil && err != io.EOF {
+		return err
+	}
+	return errClose
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// frame is one zstd frame of the layer body, in stream order.
+type frame struct {
+	content []byte      // uncompressed bytes (in-memory frames)
+	zeros   int64       // a hole: this many zeros, no content
+	pieces  chan []byte // streamed frame: content arrives here
+	size    int64       // uncompressed size
+	file    *fileRec    // the file whose payload this is, nil for header frames
+	cost    int64       // bytes counted against maxInflight
+	// tail > 0: content[tail-1:] goes through Encoder.ReadFrom, as
+	// upstream's io.Copy of the stream's end does (it flushes a block first).
+	// In a streamed frame a nil piece marks that point.
+	tail int
+
+	out    []byte // compressed
+	digest digest.Digest
+	done   chan struct{}
+
+	start, end int64 // offsets in the output, set when written
+
+	fileEnd *fileRec // not a frame: marks the end of a file's payload
+}
+
+type chunkRec struct {
+	offset, size int64
+	frame        *frame
+	typ          string
+}
+
+type fileRec struct {
+	meta        FileMetadata
+	first, last *frame
+	chunks      []chunkRec
+
+	// set by the sink
+	hold   *frame
+	hasher hash.Hash
+	digest string
+}
+
+type encoder struct {
+	dest  *countingWriter
+	out   map[string]string
+	level zstd.EncoderLevel
+	opts  options
+
+	order chan *frame
+	jobs  chan *frame
+	cur   *frame
+	rs    rollSum
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	inflight int64
+	sinkErr  error
+}
+
+var zeroBuf = make([]byte, 1<<16)
+
+func (e *encoder) newEncoder(concurrency int) (*zstd.Encoder, error) {
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(e.level), zstd.WithEncoderConcurrency(concurrency))
+}
+
+func (e *encoder) acquire(n int64) {
+	e.mu.Lock()
+	for e.inflight > 0 && e.inflight+n > e.opts.maxInflight {
+		e.cond.Wait()
+	}
+	e.inflight += n
+	e.mu.Unlock()
+}
+
+func (e *encoder) release(n int64) {
+	e.mu.Lock()
+	e.inflight -= n
+	e.cond.Broadcast()
+	e.mu.Unlock()
+}
+
+func (e *encoder) failed() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sinkErr
+}
+
+type sliceWriter struct{ b []byte }
+
+func (s *sliceWriter) Write(p []byte) (int, error) {
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (e *encoder) worker(wg *sync.WaitGroup) {
+	defer wg.Done()
+	enc, err := e.newEncoder(1)
+	var sw sliceWriter
+	for f := range e.jobs {
+		if err != nil {
+			close(f.done)
+			continue
+		}
+		sw.b = getBuf(len(f.content) + len(f.content)>>7 + 1024)
+		enc.Reset(&sw)
+		var h hash.Hash
+		if f.file != nil {
+			h = sha256.New()
+		}
+		if f.zeros > 0 {
+			for n := f.zeros; n > 0; {
+				k := min(n, int64(len(zeroBuf)))
+				_, _ = enc.Write(zeroBuf[:k])
+				if h != nil {
+					h.Write(zeroBuf[:k])
+				}
+				n -= k
+			}
+		} else if f.tail > 0 {
+			_, _ = enc.Write(f.content[:f.tail-1])
+			_, _ = enc.ReadFrom(bytes.NewReader(f.content[f.tail-1:]))
+		} else {
+			_, _ = enc.Write(f.content)
+			if h != nil {
+				h.Write(f.content)
+			}
+		}
+		_ = enc.Close()
+		f.out = sw.b
+		if h != nil {
+			f.digest = digest.NewDigest(digest.SHA256, h)
+		}
+		close(f.done)
+	}
+	if err != nil {
+		e.mu.Lock()
+		if e.sinkErr == nil {
+			e.sinkErr = err
+		}
+		e.mu.Unlock()
+	}
+}
+
+// sink writes the frames in order and computes whole-file digests.
+func (e *encoder) sink(done chan<- struct{}) {
+	defer close(done)
+	var err error
+	enc, encErr := e.newEncoder(e.opts.workers)
+	fail := func(e2 error) {
+		if err == nil {
+			err = e2
+			e.mu.Lock()
+			if e.sinkErr == nil {
+				e.sinkErr = e2
+			}
+			e.mu.Unlock()
+		}
+	}
+	if encErr != nil {
+		fail(encErr)
+	}
+	for f := range e.order {
+		if rec := f.fileEnd; rec != nil {
+			switch {
+			case rec.hasher != nil:
+				rec.digest = digest.NewDigest(digest.SHA256, rec.hasher).String()
+				rec.hasher = nil
+			case rec.hold != nil:
+				rec.digest = rec.hold.digest.String()
+				putBuf(rec.hold.content)
+				rec.hold.content = nil
+				rec.hold = nil
+			}
+			continue
+		}
+		if f.pieces != nil {
+			var h hash.Hash
+			if f.file != nil {
+				h = sha256.New()
+				e.startFileHash(f.file)
+			}
+			f.start = e.dest.n
+			if err == nil {
+				enc.Reset(e.dest)
+			}
+			for p := range f.pieces {
+				if err != nil {
+					continue
+				}
+				if p == nil {
+					// the rest through ReadFrom, like upstream's end of stream
+					if _, rerr := enc.ReadFrom(&pieceReader{ch: f.pieces}); rerr != nil {
+						fail(rerr)
+					}
+					break
+				}
+				if _, werr := enc.Write(p); werr != nil {
+					fail(werr)
+				}
+				if h != nil {
+					h.Write(p)
+					f.file.hasher.Write(p)
+				}
+			}
+			for range f.pieces {
+			}
+			if err == nil {
+				if cerr := enc.Close(); cerr != nil {
+					fail(cerr)
+				}
+			}
+			f.end = e.dest.n
+			if h != nil {
+				f.digest = digest.NewDigest(digest.SHA256, h)
+			}
+			continue
+		}
+		<-f.done
+		f.start = e.dest.n
+		if err == nil {
+			if _, werr := e.dest.Write(f.out); werr != nil {
+				fail(werr)
+			}
+		}
+		f.end = e.dest.n
+		putBuf(f.out)
+		f.out = nil
+		if rec := f.file; rec != nil && f.size > 0 && err == nil {
+			switch {
+			case rec.hasher == nil && rec.hold == nil && f.zeros == 0:
+				rec.hold = f // maybe the only chunk: its digest is the file's
+			default:
+				e.startFileHash(rec)
+				if f.zeros > 0 {
+					for n := f.zeros; n > 0; {
+						k := min(n, int64(len(zeroBuf)))
+						rec.hasher.Write(zeroBuf[:k])
+						n -= k
+					}
+				} else {
+					rec.hasher.Write(f.content)
+				}
+			}
+		}
+		if f.file == nil || f.file.hold != f {
+			putBuf(f.content)
+			f.content = nil
+		}
+		e.release(f.cost)
+	}
+}
+
+func (e *encoder) startFileHash(rec *fileRec) {
+	if rec.hasher != nil {
+		return
+	}
+	rec.hasher = sha256.New()
+	if rec.hold != nil {
+		rec.hasher.Write(rec.hold.content)
+		putBuf(rec.hold.content)
+		rec.hold.content = nil
+		rec.hold = nil
+	}
+}
+
+// pieceReader reads a streamed frame's remaining pieces.
+type pieceReader struct {
+	ch  chan []byte
+	cur []byte
+}
+
+func (r *pieceReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		b, ok := <-r.ch
+		if !ok {
+			return 0, io.EOF
+		}
+		r.cur = b
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+var bufPool sync.Pool
+
+// getBuf returns an empty buffer with at least minCap capacity.
+func getBuf(minCap int) []byte {
+	if v := bufPool.Get(); v != nil {
+		b := *(v.(*[]byte))
+		if cap(b) >= minCap {
+			return b[:0]
+		}
+	}
+	return make([]byte, 0, max(minCap, 256<<10))
+}
+
+func putBuf(b []byte) {
+	if cap(b) == 0 || cap(b) > 2*bigFrame {
+		return
+	}
+	b = b[:0]
+	bufPool.Put(&b)
+}
