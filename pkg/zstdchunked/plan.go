@@ -19,8 +19,11 @@ import (
 func (e *encoder) appendCur(b []byte) {
 	c := e.cur
 	if c.pieces == nil {
-		if c.content == nil {
-			c.content = getBuf(len(b))
+		if len(c.content)+len(b) > cap(c.content) {
+			nb := getBuf(max(len(c.content)+len(b), 2*cap(c.content)))
+			nb = append(nb, c.content...)
+			putBuf(c.content)
+			c.content = nb
 		}
 		c.content = append(c.content, b...)
 		c.size += int64(len(b))
@@ -75,7 +78,8 @@ func (e *encoder) closeFrame() *frame {
 		c.content = nil
 		close(c.pieces)
 	} else {
-		c.cost = int64(len(c.content))
+		// the content and about as much for the compressed output
+		c.cost = 2 * int64(cap(c.content))
 		e.acquire(c.cost)
 		c.done = make(chan struct{})
 		e.order <- c

@@ -14,10 +14,10 @@ type prefetcher struct {
 	buf  []byte // the buffer cur points into, recycled when consumed
 }
 
-const prefetchBlock = 1 << 20
+const prefetchBlock = 256 << 10
 
 func newPrefetcher(r io.Reader) *prefetcher {
-	p := &prefetcher{ch: make(chan []byte, 6), free: make(chan []byte, 8), quit: make(chan struct{})}
+	p := &prefetcher{ch: make(chan []byte, 16), free: make(chan []byte, 18), quit: make(chan struct{})}
 	go func() {
 		defer close(p.ch)
 		for {

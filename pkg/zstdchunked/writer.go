@@ -31,7 +31,7 @@ const (
 
 // DefaultMaxInflight bounds the uncompressed bytes buffered in frames
 // waiting for or under compression.
-const DefaultMaxInflight = 64 << 20
+const DefaultMaxInflight = 16 << 20
 
 type options struct {
 	workers     int
@@ -175,6 +175,24 @@ func (e *encoder) newEncoder(concurrency int) (*zstd.Encoder, error) {
 	return zstd.NewWriter(nil, zstd.WithEncoderLevel(e.level), zstd.WithEncoderConcurrency(concurrency))
 }
 
+var encoderPools sync.Map // zstd.EncoderLevel -> *sync.Pool of *zstd.Encoder
+
+// workerEncoders pools the workers' single-threaded encoders per level
+// across writers: each holds a window-sized history buffer. (An encoder's
+// history does not carry from one frame to the next, so which one compresses
+// a frame does not change its bytes.)
+func workerEncoders(l zstd.EncoderLevel) *sync.Pool {
+	p, _ := encoderPools.LoadOrStore(l, &sync.Pool{})
+	return p.(*sync.Pool)
+}
+
+func (e *encoder) workerEncoder() (*zstd.Encoder, error) {
+	if v := workerEncoders(e.level).Get(); v != nil {
+		return v.(*zstd.Encoder), nil
+	}
+	return e.newEncoder(1)
+}
+
 func (e *encoder) acquire(n int64) {
 	e.mu.Lock()
 	for e.inflight > 0 && e.inflight+n > e.opts.maxInflight {
@@ -206,7 +224,10 @@ func (s *sliceWriter) Write(p []byte) (int, error) {
 
 func (e *encoder) worker(wg *sync.WaitGroup) {
 	defer wg.Done()
-	enc, err := e.newEncoder(1)
+	enc, err := e.workerEncoder()
+	if enc != nil {
+		defer workerEncoders(e.level).Put(enc)
+	}
 	var sw sliceWriter
 	for f := range e.jobs {
 		if err != nil {
@@ -257,7 +278,7 @@ func (e *encoder) worker(wg *sync.WaitGroup) {
 func (e *encoder) sink(done chan<- struct{}) {
 	defer close(done)
 	var err error
-	enc, encErr := e.newEncoder(e.opts.workers)
+	var enc *zstd.Encoder // for streamed frames, made when first needed
 	fail := func(e2 error) {
 		if err == nil {
 			err = e2
@@ -267,9 +288,6 @@ func (e *encoder) sink(done chan<- struct{}) {
 			}
 			e.mu.Unlock()
 		}
-	}
-	if encErr != nil {
-		fail(encErr)
 	}
 	for f := range e.order {
 		if rec := f.fileEnd; rec != nil {
@@ -292,6 +310,12 @@ func (e *encoder) sink(done chan<- struct{}) {
 				e.startFileHash(f.file)
 			}
 			f.start = e.dest.n
+			if enc == nil && err == nil {
+				var encErr error
+				if enc, encErr = e.newEncoder(e.opts.workers); encErr != nil {
+					fail(encErr)
+				}
+			}
 			if err == nil {
 				enc.Reset(e.dest)
 			}
@@ -394,23 +418,41 @@ func (r *pieceReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-var bufPool sync.Pool
+// Buffers come from power-of-two size classes (4 KiB to 16 MiB), so a
+// frame's buffer is close to its size and the in-flight budget, which counts
+// capacities, bounds memory.
+const (
+	minClassBits = 12
+	maxClassBits = 24
+)
+
+var bufPools [maxClassBits + 1]sync.Pool
+
+func classOf(n int) int {
+	c := minClassBits
+	for c < maxClassBits && 1<<c < n {
+		c++
+	}
+	return c
+}
 
 // getBuf returns an empty buffer with at least minCap capacity.
 func getBuf(minCap int) []byte {
-	if v := bufPool.Get(); v != nil {
-		b := *(v.(*[]byte))
-		if cap(b) >= minCap {
-			return b[:0]
-		}
+	c := classOf(minCap)
+	if 1<<c < minCap {
+		return make([]byte, 0, minCap)
 	}
-	return make([]byte, 0, max(minCap, 256<<10))
+	if v := bufPools[c].Get(); v != nil {
+		return (*(v.(*[]byte)))[:0]
+	}
+	return make([]byte, 0, 1<<c)
 }
 
 func putBuf(b []byte) {
-	if cap(b) == 0 || cap(b) > 2*bigFrame {
+	n := cap(b)
+	if n < 1<<minClassBits || n > 1<<maxClassBits || n&(n-1) != 0 {
 		return
 	}
 	b = b[:0]
-	bufPool.Put(&b)
+	bufPools[classOf(n)].Put(&b)
 }
