@@ -40,15 +40,21 @@ func (r *rollSum) scan(p []byte) (int, bool) {
 			goto done
 		}
 	}
-	for ; i < n; i++ {
-		drop := uint32(p[i-windowSize])
-		s1 += uint32(p[i]) - drop
-		s2 += s1 - windowSize*(drop+charOffset)
-		if s2&splitMask == splitMask {
-			i++
-			split = true
-			goto done
+	if i < n {
+		cur := p[i:n]
+		old := p[i-windowSize : n-windowSize]
+		old = old[:len(cur)]
+		for j, c := range cur {
+			drop := uint32(old[j])
+			s1 += uint32(c) - drop
+			s2 += s1 - windowSize*(drop+charOffset)
+			if uint16(s2) == splitMask {
+				i += j + 1
+				split = true
+				goto done
+			}
 		}
+		i = n
 	}
 done:
 	r.s1, r.s2 = s1, s2
