@@ -34,9 +34,8 @@ func finishRelease(cmd *cobra.Command, repo *remote.Repository, ropts registry.O
 		SubjectsRef: out.Results.SubjectsRef, Warnings: out.Warnings,
 	}
 	for _, e := range out.Entries {
-		size, err := index.ImageSize(ctx, repo, e.Descriptor)
-		if err != nil { // everything is published by now; the size is only shown
-			fmt.Fprintln(stderr, "Warning: reading the size of", e.Descriptor.Digest, "back:", err)
+		size, ok := out.Sizes[e.Descriptor.Digest]
+		if !ok {
 			size = -1
 		}
 		report.Manifests = append(report.Manifests, summary.Row{

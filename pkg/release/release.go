@@ -45,6 +45,9 @@ type Outcome struct {
 	Entries  []index.Entry // in index order
 	Subjects ocispec.Descriptor
 	Results  results.Set
+	// Sizes is what a client downloads per manifest (manifest, config and
+	// layers), learned while verifying, by manifest digest.
+	Sizes    map[digest.Digest]int64
 	Warnings []string
 	Phases   map[string]time.Duration
 }
@@ -113,7 +116,8 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 	// The last look before the tag moves: every blob and manifest the tag
 	// will lead to must be in the registry.
 	start = time.Now()
-	if err := Verify(ctx, repo, dest.Repository, idxDesc, ordered, subjDesc, opts.Registry); err != nil {
+	sizes, err := Verify(ctx, repo, dest.Repository, idxDesc, ordered, subjDesc, opts.Registry)
+	if err != nil {
 		return out, err
 	}
 	logf("verified index, %d manifests, their blobs and the subjects artifact in %s", len(ordered), dest.Repository)
@@ -144,7 +148,7 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 		return out, fmt.Errorf("writing results to %s: %w", opts.ResultsDir, err)
 	}
 	warnings = append(warnings, planned.Warnings...)
-	out.Index, out.Entries, out.Subjects, out.Results, out.Warnings = idxDesc, ordered, subjDesc, set, warnings
+	out.Index, out.Entries, out.Subjects, out.Results, out.Sizes, out.Warnings = idxDesc, ordered, subjDesc, set, sizes, warnings
 	return out, nil
 }
 
@@ -174,7 +178,9 @@ const verifyConcurrency = 8
 // manifest's config and layers, and the subjects artifact with its blobs
 // are all in repo. The first thing missing fails it with a message naming
 // the thing and what it belongs to; Finish calls it before the tag moves.
-func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, idx ocispec.Descriptor, entries []index.Entry, subjectsDesc ocispec.Descriptor, retry mcregistry.Options) error {
+// A manifest read back proves itself present; only the index and blobs get a
+// HEAD. It returns, per manifest, the bytes a client downloads for it.
+func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, idx ocispec.Descriptor, entries []index.Entry, subjectsDesc ocispec.Descriptor, retry mcregistry.Options) (map[digest.Digest]int64, error) {
 	type check struct {
 		desc ocispec.Descriptor
 		what string
@@ -183,6 +189,7 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 		mu     sync.Mutex
 		seen   = map[digest.Digest]bool{}
 		checks []check
+		sizes  = map[digest.Digest]int64{}
 	)
 	add := func(d ocispec.Descriptor, what string) {
 		mu.Lock()
@@ -204,7 +211,9 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 		refs = append(refs, manifestRef{e.Descriptor, fmt.Sprintf("the %s %s manifest %s", platforms.String(*e.Descriptor.Platform), e.Format, e.Descriptor.Digest)})
 	}
 	for _, r := range refs {
-		add(r.desc, r.what)
+		mu.Lock()
+		seen[r.desc.Digest] = true // read back below: no HEAD needed
+		mu.Unlock()
 		g.Go(func() error {
 			if r.desc.Size > subjects.MaxSize {
 				return fmt.Errorf("verifying %s: %s is %d bytes, more than %d", repoName, r.what, r.desc.Size, subjects.MaxSize)
@@ -223,14 +232,19 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 				return fmt.Errorf("verifying %s before tagging: %s is not a manifest: %w", repoName, r.what, err)
 			}
 			add(m.Config, "the config of "+r.what)
+			size := r.desc.Size + m.Config.Size
 			for i, l := range m.Layers {
 				add(l, fmt.Sprintf("layer %d of %s", i, r.what))
+				size += l.Size
 			}
+			mu.Lock()
+			sizes[r.desc.Digest] = size
+			mu.Unlock()
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(verifyConcurrency)
@@ -246,5 +260,8 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return sizes, nil
 }

@@ -64,6 +64,12 @@ func TestFinish(t *testing.T) {
 			t.Errorf("entry %d is %s, want %s (gzip first per platform, platforms in order of appearance)", i, e.Descriptor.Digest, wantOrder[i])
 		}
 	}
+	for _, e := range out.Entries {
+		want, err := index.ImageSize(ctx, repo, e.Descriptor)
+		if err != nil || out.Sizes[e.Descriptor.Digest] != want {
+			t.Errorf("size of %s = %d, want %d (%v): manifest, config and layers", e.Descriptor.Digest, out.Sizes[e.Descriptor.Digest], want, err)
+		}
+	}
 	found, err := subjects.Find(ctx, repo, out.Index)
 	if err != nil || found.Digest != out.Subjects.Digest {
 		t.Errorf("subjects artifact found from the index: %v (%v), want %s", found.Digest, err, out.Subjects.Digest)
