@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	jsoniter "github.com/json-iterator/go"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/asm"
@@ -218,18 +217,28 @@ func (e *encoder) run(reader io.Reader) error {
 	e.cond = sync.NewCond(&e.mu)
 	var tsCompressed bytes.Buffer
 	tsDigester := digest.Canonical.Digester()
-	tsZstd, err := zstd.NewWriter(io.MultiWriter(&tsCompressed, tsDigester.Hash()), zstd.WithEncoderLevel(e.level))
+	// Pooled: a fresh encoder allocates a 16 MiB history on its first
+	// multi-block frame. The bytes do not depend on its concurrency.
+	tsZstd, err := e.workerEncoder()
 	if err != nil {
 		return err
 	}
+	tsZstd.Reset(io.MultiWriter(&tsCompressed, tsDigester.Hash()))
 	tsCounter := &countingWriter{w: tsZstd}
 	packer := storage.NewJSONPacker(tsCounter)
-	defer tsZstd.Close()
+	tsClosed := false
+	defer func() {
+		if !tsClosed {
+			tsZstd.Close()
+		}
+		workerEncoders(e.level).Put(tsZstd)
+	}()
 
 	recs, err := e.body(reader, packer)
 	if err != nil {
 		return err
 	}
+	tsClosed = true
 	if err := tsZstd.Close(); err != nil {
 		return err
 	}
@@ -366,10 +375,12 @@ func (e *encoder) writeManifest(entries []FileMetadata, tarSplit []byte, tarSpli
 		return err
 	}
 	var cm bytes.Buffer
-	zw, err := zstd.NewWriter(&cm, zstd.WithEncoderLevel(e.level))
+	zw, err := e.workerEncoder()
 	if err != nil {
 		return err
 	}
+	defer workerEncoders(e.level).Put(zw)
+	zw.Reset(&cm)
 	if _, err := zw.Write(manifest); err != nil {
 		zw.Close()
 		return err

@@ -67,7 +67,10 @@ func NewWriter(dest io.Writer, metadata map[string]string, level int, opts ...Op
 	r, w := io.Pipe()
 	ch := make(chan error, 1)
 	go func() {
-		e := &encoder{dest: &countingWriter{w: dest}, out: metadata, level: el, opts: o}
+		e := &encoder{dest: &countingWriter{w: dest}, out: metadata, level: el, opts: o, blockSize: 128 << 10}
+		if el == zstd.SpeedFastest {
+			e.blockSize = 64 << 10 // as zstd.WithEncoderLevel sets it
+		}
 		ch <- e.run(r)
 		_, _ = io.Copy(io.Discard, r)
 		r.Close()
@@ -157,6 +160,10 @@ type encoder struct {
 	out   map[string]string
 	level zstd.EncoderLevel
 	opts  options
+	// blockSize is the encoder's maximum block size: a frame of less than
+	// this much is one block, written by the same code whether it comes
+	// from Write+Close or EncodeAll.
+	blockSize int
 
 	order chan *frame
 	jobs  chan *frame
@@ -236,6 +243,7 @@ func (e *encoder) worker(wg *sync.WaitGroup) {
 		}
 		sw.b = getBuf(len(f.content) + len(f.content)>>7 + 1024)
 		enc.Reset(&sw)
+		f.out = nil
 		var h hash.Hash
 		if f.file != nil {
 			h = sha256.New()
@@ -252,14 +260,24 @@ func (e *encoder) worker(wg *sync.WaitGroup) {
 		} else if f.tail > 0 {
 			_, _ = enc.Write(f.content[:f.tail-1])
 			_, _ = enc.ReadFrom(bytes.NewReader(f.content[f.tail-1:]))
+		} else if len(f.content) > 0 && len(f.content) < e.blockSize {
+			// A final block that is the whole frame is encoded by encodeAll
+			// either way; EncodeAll skips copying it through the encoder's
+			// block buffer and the output through sw.
+			f.out = enc.EncodeAll(f.content, sw.b)
+			if h != nil {
+				h.Write(f.content)
+			}
 		} else {
 			_, _ = enc.Write(f.content)
 			if h != nil {
 				h.Write(f.content)
 			}
 		}
-		_ = enc.Close()
-		f.out = sw.b
+		if f.out == nil {
+			_ = enc.Close()
+			f.out = sw.b
+		}
 		if h != nil {
 			f.digest = digest.NewDigest(digest.SHA256, h)
 		}
