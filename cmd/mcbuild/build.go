@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +32,9 @@ type buildFlags struct {
 	target, sourceDateEpoch                     string
 	storageDriver, root, runRoot, isolation     string
 	zstdLevel                                   int
+	publisher, zstdChunkedEncoder               string
 	appendPlatform                              bool
+	encoderSet                                  bool // --zstd-chunked-encoder given explicitly
 	resultsFlags
 }
 
@@ -69,7 +72,10 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
     --platform linux/amd64,linux/arm64 --compression-formats gzip,zstd:chunked \
     --results-dir /tekton/results`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runBuild(cmd, g, f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.encoderSet = cmd.Flags().Changed("zstd-chunked-encoder")
+			return runBuild(cmd, g, f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.image, "image", "", "destination REGISTRY/REPO[:TAG] for the index (required; the tag defaults to latest)")
@@ -79,6 +85,8 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.formats, "compression-formats", formats.Default, "comma-separated layer compression formats to publish: gzip, zstd, zstd:chunked")
 	fl.BoolVar(&f.appendPlatform, "append-platform", false, "append -<os>-<arch>[-<variant>] of the one --platform to the tag (app:v1 becomes app:v1-linux-arm64), so the builds of a matrix do not move each other's tag")
 	fl.IntVar(&f.zstdLevel, "zstd-level", publish.DefaultZstdLevel, "compression level for zstd and zstd:chunked layers (upstream's zstd:chunked default is 10, about 4x slower)")
+	fl.StringVar(&f.publisher, "publisher", publish.PublisherStream, "how variants are made: stream (read each layer once, compress every format at the same time) or copy (one containers/image copy per format, the reference path)")
+	fl.StringVar(&f.zstdChunkedEncoder, "zstd-chunked-encoder", publish.EncoderParallel, "zstd:chunked encoder of the stream publisher: parallel (every core, same bytes as upstream) or upstream (containers/storage's, one core)")
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (KEY alone takes the value from the environment); repeatable")
 	fl.StringVar(&f.buildArgsFile, "build-args-file", "", "file of KEY=VALUE build arguments, one per line (# comments); --build-arg wins")
 	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE; repeatable")
@@ -126,6 +134,18 @@ func (f *buildFlags) plan() (buildPlan, []string, error) {
 	}
 	if f.zstdLevel < 1 || f.zstdLevel > 20 {
 		return p, nil, fmt.Errorf("--zstd-level %d: valid levels are 1 to 20 (default %d)", f.zstdLevel, publish.DefaultZstdLevel)
+	}
+	if !slices.Contains(publish.Publishers, f.publisher) {
+		return p, nil, fmt.Errorf("--publisher %q: valid publishers are %s", f.publisher, strings.Join(publish.Publishers, ", "))
+	}
+	if !slices.Contains(publish.Encoders, f.zstdChunkedEncoder) {
+		return p, nil, fmt.Errorf("--zstd-chunked-encoder %q: valid encoders are %s", f.zstdChunkedEncoder, strings.Join(publish.Encoders, ", "))
+	}
+	if f.publisher == publish.PublisherCopy && f.zstdChunkedEncoder == publish.EncoderParallel {
+		if f.encoderSet {
+			return p, nil, fmt.Errorf("--zstd-chunked-encoder %s needs --publisher %s: the %s publisher always uses containers/storage's encoder", publish.EncoderParallel, publish.PublisherStream, publish.PublisherCopy)
+		}
+		f.zstdChunkedEncoder = publish.EncoderUpstream
 	}
 	contextDir, err := filepath.Abs(f.contextDir)
 	if err != nil {
@@ -217,6 +237,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 	plan.build.SystemContext, plan.build.TmpDir, plan.build.Log = sys, filepath.Join(scratch, "tmp"), stderr
 	popts := publish.Options{
 		SystemContext: sys, ZstdLevel: f.zstdLevel, BlobInfoCacheDir: sys.BlobInfoCacheDir,
+		Publisher: f.publisher, ZstdChunkedEncoder: f.zstdChunkedEncoder, TmpDir: scratch,
 		Log: stderr, ProgressInterval: 10 * time.Second, Registry: ropts,
 	}
 

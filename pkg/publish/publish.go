@@ -5,23 +5,18 @@ package publish
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
-	"go.podman.io/image/v5/pkg/compression"
-	"go.podman.io/image/v5/signature"
-	istorage "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/mcbuild/mcbuild/pkg/formats"
 	"github.com/mcbuild/mcbuild/pkg/index"
@@ -56,6 +51,14 @@ type Options struct {
 	// that fails transiently is retried as a whole; one that makes no
 	// progress for RequestTimeout is abandoned as a stall (and retried).
 	Registry registry.Options
+	// Publisher is PublisherStream (default, "") or PublisherCopy.
+	Publisher string
+	// ZstdChunkedEncoder is EncoderParallel (default, "") or
+	// EncoderUpstream; only the stream publisher chooses.
+	ZstdChunkedEncoder string
+	// TmpDir holds compressed layers between compression and upload (the
+	// stream publisher); "" means os.TempDir().
+	TmpDir string
 }
 
 // Image names one stored image and the platform it was built for.
@@ -63,6 +66,32 @@ type Image struct {
 	ID       string
 	Platform ocispec.Platform
 }
+
+// Publishers: how the variants of one image are made.
+const (
+	// PublisherStream reads each layer from storage once, compresses it in
+	// every format at the same time, and uploads the results; zstd:chunked
+	// uses pkg/zstdchunked on every core unless ZstdChunkedEncoder says
+	// otherwise.
+	PublisherStream = "stream"
+	// PublisherCopy runs one containers/image copy.Image per format, with
+	// containers/image's compressors: the reference path.
+	PublisherCopy = "copy"
+)
+
+// Publishers lists the accepted Options.Publisher values, default first.
+var Publishers = []string{PublisherStream, PublisherCopy}
+
+// zstd:chunked encoders the stream publisher can use.
+const (
+	// EncoderParallel is pkg/zstdchunked: every core, same bytes as upstream.
+	EncoderParallel = "parallel"
+	// EncoderUpstream is containers/storage's own encoder (one core).
+	EncoderUpstream = "upstream"
+)
+
+// Encoders lists the accepted Options.ZstdChunkedEncoder values, default first.
+var Encoders = []string{EncoderParallel, EncoderUpstream}
 
 // Publish pushes img to repo (a repository name without tag) once per format,
 // concurrently, and returns one entry per format in the order of fs.
@@ -74,186 +103,66 @@ func Publish(ctx context.Context, store storage.Store, img Image, repo string, f
 	if !reference.IsNameOnly(named) {
 		return nil, fmt.Errorf("repository %q: must not carry a tag or digest", repo)
 	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	destRef, err := docker.NewReferenceUnknownDigest(named)
 	if err != nil {
 		return nil, err
 	}
-	srcRef, err := istorage.Transport.NewStoreReference(store, nil, img.ID)
-	if err != nil {
-		return nil, fmt.Errorf("image %s in storage: %w", img.ID, err)
+	r := &reporter{log: opts.Log, pushed: opts.Pushed, start: time.Now()}
+	if opts.Publisher == PublisherCopy {
+		return publishCopy(ctx, store, img, repo, destRef, fs, opts, r)
 	}
-	entries := make([]index.Entry, len(fs))
-	var logMu sync.Mutex
-	logf := func(format string, a ...any) {
-		if opts.Log == nil {
-			return
-		}
-		logMu.Lock()
-		defer logMu.Unlock()
-		fmt.Fprintf(opts.Log, format+"\n", a...)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	for i, f := range fs {
-		g.Go(func() error {
-			start := time.Now()
-			platform := platforms.String(img.Platform)
-			logf("pushing %s %s to %s", platform, f, repo)
-			var desc ocispec.Descriptor
-			onRetry := func(attempt int, wait time.Duration, err error) {
-				logf("retrying %s %s push in %s (retry %d of %d): %s", platform, f, wait.Round(time.Millisecond), attempt, opts.Registry.Retry, reasonOr(err))
-			}
-			err := registry.Do(gctx, opts.Registry, onRetry, func(ctx context.Context) error {
-				var err error
-				desc, err = pushVariant(ctx, srcRef, destRef, f, opts, func(done, total int) {
-					logf("  %s %s: %d of %d blobs pushed (%s)", platform, f, done, total, time.Since(start).Round(time.Second))
-				})
-				return err
-			})
-			if err != nil {
-				return opts.Registry.Explain(fmt.Sprintf("pushing %s %s variant to %s", platform, f, repo), err)
-			}
-			desc.Platform = &img.Platform
-			entries[i] = index.Entry{Descriptor: desc, Format: f}
-			if opts.Pushed != nil {
-				logMu.Lock() // variants run concurrently; the callback need not be safe for that
-				opts.Pushed(entries[i], time.Since(start))
-				logMu.Unlock()
-			}
-			logf("pushed %s %s as %s@%s (%d bytes manifest) in %s", platform, f, repo, desc.Digest, desc.Size, time.Since(start).Round(time.Millisecond))
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return entries, nil
+	return publishStream(ctx, store, img, repo, destRef, fs, opts, r)
 }
 
-func pushVariant(ctx context.Context, src, dest types.ImageReference, f formats.Format, opts Options, progress func(done, total int)) (ocispec.Descriptor, error) {
-	algo, err := compression.AlgorithmByName(string(f))
-	if err != nil {
-		return ocispec.Descriptor{}, err
+func (o Options) validate() error {
+	if o.Publisher != "" && !slices.Contains(Publishers, o.Publisher) {
+		return fmt.Errorf("publisher %q: must be one of %s", o.Publisher, strings.Join(Publishers, ", "))
 	}
-	sys := &types.SystemContext{}
-	if opts.SystemContext != nil {
-		copied := *opts.SystemContext
-		sys = &copied
+	if o.ZstdChunkedEncoder != "" && !slices.Contains(Encoders, o.ZstdChunkedEncoder) {
+		return fmt.Errorf("zstd:chunked encoder %q: must be one of %s", o.ZstdChunkedEncoder, strings.Join(Encoders, ", "))
 	}
-	sys.CompressionFormat = &algo
-	if f.IsZstd() {
-		level := opts.ZstdLevel
-		if level == 0 {
-			level = DefaultZstdLevel
-		}
-		sys.CompressionLevel = &level
+	if o.Publisher == PublisherCopy && o.ZstdChunkedEncoder == EncoderParallel {
+		return fmt.Errorf("zstd:chunked encoder %q needs the %q publisher (the %q publisher always uses containers/storage's encoder)", EncoderParallel, PublisherStream, PublisherCopy)
 	}
-	if opts.BlobInfoCacheDir != "" {
-		sys.BlobInfoCacheDir = opts.BlobInfoCacheDir
-	}
-	policy, err := signature.NewPolicyContext(&signature.Policy{
-		// The source is the image this run just built in local storage.
-		Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()},
-	})
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	defer func() { _ = policy.Destroy() }()
-
-	co := &copy.Options{
-		DestinationCtx:        sys,
-		ForceManifestMIMEType: ocispec.MediaTypeImageManifest,
-		// Without forcing, a push may reuse blobs of another format.
-		ForceCompressionFormat: true,
-	}
-	stall := opts.Registry.RequestTimeoutOrDefault()
-	attemptCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopProgress := watchProgress(co, opts.ProgressInterval, progress, stall, func() {
-		cancel(&registry.StallError{After: stall})
-	})
-	manifestBytes, err := copy.Image(attemptCtx, policy, dest, src, co)
-	stopProgress()
-	if err != nil {
-		var se *registry.StallError
-		if errors.As(context.Cause(attemptCtx), &se) && ctx.Err() == nil {
-			// containers/image's own message already ends with the cause.
-			return ocispec.Descriptor{}, fmt.Errorf("%v%.0w", err, se)
-		}
-		return ocispec.Descriptor{}, err
-	}
-	if err := CheckLayers(manifestBytes, f); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	return ocispec.Descriptor{
-		MediaType: ocispec.MediaTypeImageManifest,
-		Digest:    digest.FromBytes(manifestBytes),
-		Size:      int64(len(manifestBytes)),
-	}, nil
+	return nil
 }
 
-// watchProgress follows a copy's progress events: every interval (if > 0)
-// it reports blob counts, and when no event arrived for stall (if > 0) it
-// calls onStall once. Events flow while layer bytes move to the registry
-// (the progress reader sits after compression, right before the upload) and
-// at every blob's start and end, so a registry that stops answering, or
-// stops reading, ends the attempt instead of hanging it; containers/image
-// sets no response timeout of its own.
-func watchProgress(co *copy.Options, interval time.Duration, report func(done, total int), stall time.Duration, onStall func()) (stop func()) {
-	if (interval <= 0 || report == nil) && stall <= 0 {
-		return func() {}
+func (o Options) zstdLevel() int {
+	if o.ZstdLevel == 0 {
+		return DefaultZstdLevel
 	}
-	events := make(chan types.ProgressProperties)
-	// Read events come at most once per ProgressInterval while bytes move:
-	// keep it well below the stall bound.
-	eventEvery := time.Second
-	if stall > 0 {
-		eventEvery = min(eventEvery, max(stall/4, 10*time.Millisecond))
+	return o.ZstdLevel
+}
+
+// reporter serializes log lines and Pushed calls of variants running
+// concurrently.
+type reporter struct {
+	mu     sync.Mutex
+	log    io.Writer
+	pushed func(index.Entry, time.Duration)
+	start  time.Time
+}
+
+func (r *reporter) logf(format string, a ...any) {
+	if r.log == nil {
+		return
 	}
-	co.Progress, co.ProgressInterval = events, eventEvery
-	quit := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		seen, done := map[digest.Digest]bool{}, map[digest.Digest]bool{}
-		var reportC, stallC <-chan time.Time
-		if interval > 0 && report != nil {
-			tick := time.NewTicker(interval)
-			defer tick.Stop()
-			reportC = tick.C
-		}
-		last := time.Now()
-		if stall > 0 {
-			check := time.NewTicker(max(stall/10, 5*time.Millisecond))
-			defer check.Stop()
-			stallC = check.C
-		}
-		stalled := false
-		for {
-			select {
-			case ev := <-events:
-				last = time.Now()
-				seen[ev.Artifact.Digest] = true
-				if ev.Event == types.ProgressEventDone || ev.Event == types.ProgressEventSkipped {
-					done[ev.Artifact.Digest] = true
-				}
-			case <-reportC:
-				if len(seen) > 0 {
-					report(len(done), len(seen))
-				}
-			case <-stallC:
-				if !stalled && time.Since(last) > stall {
-					stalled = true
-					onStall()
-				}
-			case <-quit:
-				return
-			}
-		}
-	}()
-	return func() {
-		close(quit)
-		<-finished
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.log, format+"\n", a...)
+}
+
+// done reports one pushed variant: the Pushed callback and a log line.
+func (r *reporter) done(e index.Entry, repo string, took time.Duration) {
+	if r.pushed != nil {
+		r.mu.Lock()
+		r.pushed(e, took)
+		r.mu.Unlock()
 	}
+	r.logf("pushed %s %s as %s@%s (%d bytes manifest) in %s", platforms.String(*e.Descriptor.Platform), e.Format, repo, e.Descriptor.Digest, e.Descriptor.Size, took.Round(time.Millisecond))
 }
 
 func reasonOr(err error) string {

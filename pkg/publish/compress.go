@@ -1,0 +1,269 @@
+package publish
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"maps"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/pkg/zstdchunked"
+)
+
+const (
+	// blockSize is the unit read from storage and handed to every
+	// compressor; each compressor may hold queueBlocks of them, which
+	// bounds memory whatever the layer size.
+	blockSize   = 1 << 20
+	queueBlocks = 8
+)
+
+// stagedBlob is one compressed layer in an (unlinked) temporary file,
+// waiting to be uploaded; its name is gone, so a killed process leaves
+// nothing behind.
+type stagedBlob struct {
+	file *os.File
+	desc ocispec.Descriptor
+}
+
+func (b *stagedBlob) close() { _ = b.file.Close() }
+
+// compressSettings say how layers are compressed.
+type compressSettings struct {
+	level   int    // zstd level for zstd and zstd:chunked
+	encoder string // zstd:chunked encoder, EncoderParallel or EncoderUpstream
+	tmpDir  string
+}
+
+// compressLayer reads layer's uncompressed tar from store once and writes it
+// in every format of fs, concurrently, to temporary files. It checks the tar
+// against the layer's diffID. The result is in the order of fs.
+func compressLayer(ctx context.Context, store storage.Store, layer sourceLayer, fs []formats.Format, cs compressSettings) (staged []*stagedBlob, err error) {
+	uncompressed := archive.Uncompressed
+	rc, err := store.Diff("", layer.id, &storage.DiffOptions{Compression: &uncompressed})
+	if err != nil {
+		return nil, fmt.Errorf("reading layer %s from storage: %w", layer.id, err)
+	}
+	defer rc.Close()
+
+	sinks := make([]*sink, 0, len(fs))
+	defer func() {
+		if err != nil {
+			for _, s := range sinks {
+				s.abort()
+			}
+		}
+	}()
+	for _, f := range fs {
+		s, err := newSink(f, layer.annotations, cs)
+		if err != nil {
+			return nil, err
+		}
+		sinks = append(sinks, s)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range sinks {
+		g.Go(s.run)
+	}
+	diffID := sha256.New()
+	var read int64
+	g.Go(func() error {
+		defer func() {
+			for _, s := range sinks {
+				close(s.in)
+			}
+		}()
+		for {
+			b := getBlock()
+			n, err := io.ReadFull(rc, b.data)
+			if n > 0 {
+				b.data = b.data[:n]
+				diffID.Write(b.data)
+				read += int64(n)
+				b.refs.Store(int32(len(sinks)))
+				for _, s := range sinks {
+					select {
+					case s.in <- b:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+				}
+			} else {
+				putBlock(b)
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reading layer %s from storage: %w", layer.id, err)
+			}
+		}
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if got := digest.NewDigest(digest.SHA256, diffID); got != layer.diffID {
+		return nil, fmt.Errorf("layer %s in storage reads as %s (%d bytes), the image config says %s: the store is damaged", layer.id, got, read, layer.diffID)
+	}
+	if layer.size >= 0 && read != layer.size {
+		return nil, fmt.Errorf("layer %s in storage reads as %d bytes, storage recorded %d: the store is damaged", layer.id, read, layer.size)
+	}
+	staged = make([]*stagedBlob, len(sinks))
+	for i, s := range sinks {
+		staged[i] = s.staged()
+	}
+	return staged, nil
+}
+
+// block is a piece of a layer's tar shared, read only, by every sink; the
+// last sink done with it returns it to the pool.
+type block struct {
+	data []byte
+	refs atomic.Int32
+}
+
+var blocks = sync.Pool{New: func() any { return &block{data: make([]byte, blockSize)} }}
+
+func getBlock() *block {
+	b := blocks.Get().(*block)
+	b.data = b.data[:cap(b.data)]
+	return b
+}
+
+func putBlock(b *block) { blocks.Put(b) }
+
+func (b *block) release() {
+	if b.refs.Add(-1) == 0 {
+		putBlock(b)
+	}
+}
+
+// sink compresses one format of one layer into a temporary file, hashing
+// the compressed bytes on the way.
+type sink struct {
+	format      formats.Format
+	in          chan *block
+	file        *os.File
+	buf         *bufio.Writer
+	out         *digestWriter
+	compressor  io.WriteCloser
+	metadata    map[string]string // zstd:chunked annotations, filled on Close
+	annotations map[string]string
+}
+
+func newSink(f formats.Format, annotations map[string]string, cs compressSettings) (*sink, error) {
+	file, err := os.CreateTemp(cs.tmpDir, "mcbuild-layer-*")
+	if err != nil {
+		return nil, fmt.Errorf("staging a compressed layer: %w", err)
+	}
+	// Unlinked at once: the open file is all that is needed until the upload.
+	_ = os.Remove(file.Name())
+	s := &sink{
+		format: f, in: make(chan *block, queueBlocks), file: file,
+		buf: bufio.NewWriterSize(file, 1<<20), metadata: map[string]string{}, annotations: annotations,
+	}
+	s.out = &digestWriter{w: s.buf, h: sha256.New()}
+	if s.compressor, err = newCompressor(f, s.out, s.metadata, cs); err != nil {
+		_ = file.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// newCompressor returns the compressor mcbuild uses for f, writing to w.
+// gzip and zstd are what containers/image uses (pgzip at its default level,
+// klauspost zstd at the given level); zstd:chunked is pkg/zstdchunked or,
+// as the reference, containers/storage's own encoder.
+func newCompressor(f formats.Format, w io.Writer, metadata map[string]string, cs compressSettings) (io.WriteCloser, error) {
+	switch f {
+	case formats.Gzip:
+		return pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+	case formats.Zstd:
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(cs.level)))
+	case formats.ZstdChunked:
+		if cs.encoder == EncoderUpstream {
+			return zstdchunked.NewUpstreamWriter(w, metadata, cs.level)
+		}
+		return zstdchunked.NewWriter(w, metadata, cs.level)
+	}
+	return nil, fmt.Errorf("compression format %q: not supported", f)
+}
+
+// run feeds every block to the compressor with Write, whose output does not
+// depend on how the input was cut (klauspost zstd's ReadFrom does: behind
+// copy.Image, which peeks at the first bytes, it starts plain zstd with a
+// tiny block, so the copy publisher's plain zstd blobs differ from ours by a
+// few bytes; gzip and zstd:chunked are the same). After a failure it keeps
+// draining, so the reader never blocks on it; the error ends the layer.
+func (s *sink) run() error {
+	var err error
+	for b := range s.in {
+		if err == nil {
+			_, err = s.compressor.Write(b.data)
+		}
+		b.release()
+	}
+	// Closed even after a failure, so the compressor's goroutines end.
+	if cerr := s.compressor.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.buf.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("compressing a layer as %s: %w", s.format, err)
+	}
+	return nil
+}
+
+func (s *sink) staged() *stagedBlob {
+	mediaType := ocispec.MediaTypeImageLayerGzip
+	if s.format.IsZstd() {
+		mediaType = ocispec.MediaTypeImageLayerZstd
+	}
+	ann := maps.Clone(s.annotations)
+	if len(s.metadata) > 0 {
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		maps.Copy(ann, s.metadata)
+	}
+	return &stagedBlob{file: s.file, desc: ocispec.Descriptor{
+		MediaType:   mediaType,
+		Digest:      digest.NewDigest(digest.SHA256, s.out.h),
+		Size:        s.out.n,
+		Annotations: ann,
+	}}
+}
+
+func (s *sink) abort() { _ = s.file.Close() }
+
+// digestWriter hashes and counts what passes through it.
+type digestWriter struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (d *digestWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	d.h.Write(p[:n])
+	d.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,191 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/pkg/compression"
+	"go.podman.io/image/v5/signature"
+	istorage "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/pkg/index"
+	"github.com/mcbuild/mcbuild/pkg/platforms"
+	"github.com/mcbuild/mcbuild/pkg/registry"
+)
+
+// The copy publisher: one containers/image copy.Image per format. Each copy
+// reads every layer from storage again and compresses it with
+// containers/image's own compressors (storage's zstd:chunked encoder on one
+// core). It is the reference the stream publisher is measured and checked
+// against.
+
+func pushVariant(ctx context.Context, src, dest types.ImageReference, f formats.Format, opts Options, progress func(done, total int)) (ocispec.Descriptor, error) {
+	algo, err := compression.AlgorithmByName(string(f))
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	sys := &types.SystemContext{}
+	if opts.SystemContext != nil {
+		copied := *opts.SystemContext
+		sys = &copied
+	}
+	sys.CompressionFormat = &algo
+	if f.IsZstd() {
+		level := opts.zstdLevel()
+		sys.CompressionLevel = &level
+	}
+	if opts.BlobInfoCacheDir != "" {
+		sys.BlobInfoCacheDir = opts.BlobInfoCacheDir
+	}
+	policy, err := signature.NewPolicyContext(&signature.Policy{
+		// The source is the image this run just built in local storage.
+		Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()},
+	})
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer func() { _ = policy.Destroy() }()
+
+	co := &copy.Options{
+		DestinationCtx:        sys,
+		ForceManifestMIMEType: ocispec.MediaTypeImageManifest,
+		// Without forcing, a push may reuse blobs of another format.
+		ForceCompressionFormat: true,
+	}
+	stall := opts.Registry.RequestTimeoutOrDefault()
+	attemptCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopProgress := watchProgress(co, opts.ProgressInterval, progress, stall, func() {
+		cancel(&registry.StallError{After: stall})
+	})
+	manifestBytes, err := copy.Image(attemptCtx, policy, dest, src, co)
+	stopProgress()
+	if err != nil {
+		var se *registry.StallError
+		if errors.As(context.Cause(attemptCtx), &se) && ctx.Err() == nil {
+			// containers/image's own message already ends with the cause.
+			return ocispec.Descriptor{}, fmt.Errorf("%v%.0w", err, se)
+		}
+		return ocispec.Descriptor{}, err
+	}
+	if err := CheckLayers(manifestBytes, f); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return ocispec.Descriptor{
+		MediaType: ocispec.MediaTypeImageManifest,
+		Digest:    digest.FromBytes(manifestBytes),
+		Size:      int64(len(manifestBytes)),
+	}, nil
+}
+
+// watchProgress follows a copy's progress events: every interval (if > 0)
+// it reports blob counts, and when no event arrived for stall (if > 0) it
+// calls onStall once. Events flow while layer bytes move to the registry
+// (the progress reader sits after compression, right before the upload) and
+// at every blob's start and end, so a registry that stops answering, or
+// stops reading, ends the attempt instead of hanging it; containers/image
+// sets no response timeout of its own.
+func watchProgress(co *copy.Options, interval time.Duration, report func(done, total int), stall time.Duration, onStall func()) (stop func()) {
+	if (interval <= 0 || report == nil) && stall <= 0 {
+		return func() {}
+	}
+	events := make(chan types.ProgressProperties)
+	// Read events come at most once per ProgressInterval while bytes move:
+	// keep it well below the stall bound.
+	eventEvery := time.Second
+	if stall > 0 {
+		eventEvery = min(eventEvery, max(stall/4, 10*time.Millisecond))
+	}
+	co.Progress, co.ProgressInterval = events, eventEvery
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		seen, done := map[digest.Digest]bool{}, map[digest.Digest]bool{}
+		var reportC, stallC <-chan time.Time
+		if interval > 0 && report != nil {
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			reportC = tick.C
+		}
+		last := time.Now()
+		if stall > 0 {
+			check := time.NewTicker(max(stall/10, 5*time.Millisecond))
+			defer check.Stop()
+			stallC = check.C
+		}
+		stalled := false
+		for {
+			select {
+			case ev := <-events:
+				last = time.Now()
+				seen[ev.Artifact.Digest] = true
+				if ev.Event == types.ProgressEventDone || ev.Event == types.ProgressEventSkipped {
+					done[ev.Artifact.Digest] = true
+				}
+			case <-reportC:
+				if len(seen) > 0 {
+					report(len(done), len(seen))
+				}
+			case <-stallC:
+				if !stalled && time.Since(last) > stall {
+					stalled = true
+					onStall()
+				}
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-finished
+	}
+}
+
+func publishCopy(ctx context.Context, store storage.Store, img Image, repo string, destRef types.ImageReference, fs []formats.Format, opts Options, r *reporter) ([]index.Entry, error) {
+	srcRef, err := istorage.Transport.NewStoreReference(store, nil, img.ID)
+	if err != nil {
+		return nil, fmt.Errorf("image %s in storage: %w", img.ID, err)
+	}
+	entries := make([]index.Entry, len(fs))
+	platform := platforms.String(img.Platform)
+	g, gctx := errgroup.WithContext(ctx)
+	for i, f := range fs {
+		g.Go(func() error {
+			start := time.Now()
+			r.logf("pushing %s %s to %s", platform, f, repo)
+			var desc ocispec.Descriptor
+			onRetry := func(attempt int, wait time.Duration, err error) {
+				r.logf("retrying %s %s push in %s (retry %d of %d): %s", platform, f, wait.Round(time.Millisecond), attempt, opts.Registry.Retry, reasonOr(err))
+			}
+			err := registry.Do(gctx, opts.Registry, onRetry, func(ctx context.Context) error {
+				var err error
+				desc, err = pushVariant(ctx, srcRef, destRef, f, opts, func(done, total int) {
+					r.logf("  %s %s: %d of %d blobs pushed (%s)", platform, f, done, total, time.Since(start).Round(time.Second))
+				})
+				return err
+			})
+			if err != nil {
+				return opts.Registry.Explain(fmt.Sprintf("pushing %s %s variant to %s", platform, f, repo), err)
+			}
+			desc.Platform = &img.Platform
+			entries[i] = index.Entry{Descriptor: desc, Format: f}
+			r.done(entries[i], repo, time.Since(start))
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return entries, nil
+}

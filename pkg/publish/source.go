@@ -1,0 +1,99 @@
+package publish
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/chunked/toc"
+)
+
+// source is a stored image as the stream publisher reads it: its OCI
+// manifest and config as stored, and its layers bottom first.
+type source struct {
+	manifest ocispec.Manifest
+	config   []byte
+	layers   []sourceLayer
+}
+
+// sourceLayer is one layer of a stored image.
+type sourceLayer struct {
+	id string // storage layer ID
+	// diffID is what the layer's uncompressed tar must hash to (the
+	// config's rootfs.diff_ids entry).
+	diffID digest.Digest
+	size   int64 // uncompressed size, -1 if storage does not know it
+	// annotations are the stored manifest's annotations of this layer,
+	// without those describing a (previous) chunked compression.
+	annotations map[string]string
+}
+
+// loadSource reads image id's manifest, config and layer chain from store
+// and checks that they agree with each other.
+func loadSource(store storage.Store, id string) (*source, error) {
+	img, err := store.Image(id)
+	if err != nil {
+		return nil, fmt.Errorf("image %s in storage: %w", id, err)
+	}
+	mb, err := store.ImageBigData(img.ID, storage.ImageDigestBigDataKey)
+	if err != nil {
+		return nil, fmt.Errorf("image %s in storage: reading its manifest: %w", img.ID, err)
+	}
+	if mt := manifest.GuessMIMEType(mb); mt != ocispec.MediaTypeImageManifest {
+		return nil, fmt.Errorf("image %s in storage has a %s manifest; the %q publisher reads OCI images only (the %q publisher converts)", img.ID, mt, PublisherStream, PublisherCopy)
+	}
+	var src source
+	if err := json.Unmarshal(mb, &src.manifest); err != nil {
+		return nil, fmt.Errorf("image %s in storage: parsing its manifest: %w", img.ID, err)
+	}
+	cd := src.manifest.Config.Digest
+	if err := cd.Validate(); err != nil {
+		return nil, fmt.Errorf("image %s in storage: config digest %q: %w", img.ID, cd, err)
+	}
+	if src.config, err = store.ImageBigData(img.ID, cd.String()); err != nil {
+		return nil, fmt.Errorf("image %s in storage: reading its config %s: %w", img.ID, cd, err)
+	}
+	if got := cd.Algorithm().FromBytes(src.config); got != cd || int64(len(src.config)) != src.manifest.Config.Size {
+		return nil, fmt.Errorf("image %s in storage: its config is %s (%d bytes), the manifest says %s (%d bytes)", img.ID, got, len(src.config), cd, src.manifest.Config.Size)
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(src.config, &cfg); err != nil {
+		return nil, fmt.Errorf("image %s in storage: parsing its config: %w", img.ID, err)
+	}
+
+	var chain []*storage.Layer // top first
+	for lid := img.TopLayer; lid != ""; {
+		l, err := store.Layer(lid)
+		if err != nil {
+			return nil, fmt.Errorf("image %s in storage: reading layer %s: %w", img.ID, lid, err)
+		}
+		chain = append(chain, l)
+		lid = l.Parent
+	}
+	slices.Reverse(chain)
+	diffIDs := cfg.RootFS.DiffIDs
+	if len(chain) != len(src.manifest.Layers) || len(chain) != len(diffIDs) {
+		return nil, fmt.Errorf("image %s in storage: %d layers in storage, %d in its manifest, %d diff IDs in its config", img.ID, len(chain), len(src.manifest.Layers), len(diffIDs))
+	}
+	for i, l := range chain {
+		if l.UncompressedDigest != "" && l.UncompressedDigest != diffIDs[i] {
+			return nil, fmt.Errorf("image %s in storage: layer %d (%s) has content %s, its config says %s", img.ID, i, l.ID, l.UncompressedDigest, diffIDs[i])
+		}
+		size := l.UncompressedSize
+		if size <= 0 {
+			size = -1
+		}
+		ann := maps.Clone(src.manifest.Layers[i].Annotations)
+		maps.DeleteFunc(ann, func(k, _ string) bool {
+			_, chunked := toc.ChunkedAnnotations[k]
+			return chunked
+		})
+		src.layers = append(src.layers, sourceLayer{id: l.ID, diffID: diffIDs[i], size: size, annotations: ann})
+	}
+	return &src, nil
+}

@@ -1,0 +1,301 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/pkg/index"
+	"github.com/mcbuild/mcbuild/pkg/platforms"
+	"github.com/mcbuild/mcbuild/pkg/registry"
+)
+
+// The stream publisher. Layers are read from storage one after another,
+// each exactly once; every block read goes to one compressor per format,
+// all running at once, into unlinked temporary files. The config is the
+// stored one, pushed once (while the first layer compresses) and shared by
+// every variant. Then each format has an uploader that pushes its layers in
+// order as they become ready (so layer N uploads while layer N+1
+// compresses), then its manifest. Blobs and
+// manifests go through containers/image's registry client, the same as
+// the copy publisher, and a failed upload is retried from its file without
+// compressing again.
+
+func publishStream(ctx context.Context, store storage.Store, img Image, repo string, destRef types.ImageReference, fs []formats.Format, opts Options, r *reporter) ([]index.Entry, error) {
+	src, err := loadSource(store, img.ID)
+	if err != nil {
+		return nil, err
+	}
+	sys := &types.SystemContext{}
+	if opts.SystemContext != nil {
+		copied := *opts.SystemContext
+		sys = &copied
+	}
+	dest, err := destRef.NewImageDestination(ctx, sys)
+	if err != nil {
+		return nil, fmt.Errorf("pushing to %s: %w", repo, err)
+	}
+	defer dest.Close()
+
+	platform := platforms.String(img.Platform)
+	cs := compressSettings{level: opts.zstdLevel(), encoder: opts.ZstdChunkedEncoder, tmpDir: opts.TmpDir}
+	if cs.tmpDir == "" {
+		cs.tmpDir = os.TempDir()
+	}
+	up := &uploader{dest: dest, opts: opts, r: r, platform: platform}
+	variants := make([]*variant, len(fs))
+	for i, f := range fs {
+		r.logf("pushing %s %s to %s", platform, f, repo)
+		variants[i] = &variant{format: f, queue: make(chan *stagedBlob, len(src.layers))}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	configPushed := make(chan struct{})
+	g.Go(func() error {
+		cfg := src.manifest.Config
+		err := up.put(gctx, "", fmt.Sprintf("config %s", cfg.Digest), func(ctx context.Context, touch func()) error {
+			_, err := dest.PutBlob(ctx, &touchReader{r: bytes.NewReader(src.config), touch: touch},
+				types.BlobInfo{Digest: cfg.Digest, Size: cfg.Size, MediaType: cfg.MediaType}, none.NoCache, true)
+			return err
+		})
+		if err != nil {
+			return opts.Registry.Explain(fmt.Sprintf("pushing %s config (shared by the %s variants) to %s", platform, formats.Join(fs), repo), err)
+		}
+		close(configPushed)
+		return nil
+	})
+	g.Go(func() error {
+		defer func() {
+			for _, v := range variants {
+				close(v.queue)
+			}
+		}()
+		for _, l := range src.layers {
+			staged, err := compressLayer(gctx, store, l, fs, cs)
+			if err != nil {
+				return err
+			}
+			for i, v := range variants {
+				v.queue <- staged[i] // never blocks: room for every layer
+			}
+		}
+		return nil
+	})
+	for _, v := range variants {
+		g.Go(func() error {
+			err := up.pushVariant(gctx, v, src, configPushed)
+			if err != nil {
+				return opts.Registry.Explain(fmt.Sprintf("pushing %s %s variant to %s", platform, v.format, repo), err)
+			}
+			v.desc.Platform = &img.Platform
+			r.done(index.Entry{Descriptor: v.desc, Format: v.format}, repo, time.Since(r.start))
+			return nil
+		})
+	}
+	stopProgress := up.reportProgress(variants, len(src.layers))
+	err = g.Wait()
+	stopProgress()
+	for _, v := range variants { // what failed uploads left
+		for b := range v.queue {
+			b.close()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]index.Entry, len(fs))
+	for i, v := range variants {
+		entries[i] = index.Entry{Descriptor: v.desc, Format: v.format}
+	}
+	return entries, nil
+}
+
+// variant is one format's manifest in the making.
+type variant struct {
+	format formats.Format
+	queue  chan *stagedBlob // compressed layers, in order
+	pushed atomic.Int32     // layers uploaded so far
+	done   atomic.Bool
+	desc   ocispec.Descriptor // the pushed manifest, once done
+}
+
+type uploader struct {
+	dest     types.ImageDestination
+	opts     Options
+	r        *reporter
+	platform string
+}
+
+// pushVariant uploads v's layers as they arrive, then its manifest. It
+// starts once the config is in: a registry refusing uploads then fails one
+// small blob, not every format's layers at once.
+func (u *uploader) pushVariant(ctx context.Context, v *variant, src *source, configPushed <-chan struct{}) error {
+	select {
+	case <-configPushed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	layers := make([]ocispec.Descriptor, 0, len(src.layers))
+	for b := range v.queue {
+		err := u.put(ctx, v.format, fmt.Sprintf("layer %s", b.desc.Digest), func(ctx context.Context, touch func()) error {
+			if _, err := b.file.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			_, err := u.dest.PutBlob(ctx, &touchReader{r: b.file, touch: touch},
+				types.BlobInfo{Digest: b.desc.Digest, Size: b.desc.Size, MediaType: b.desc.MediaType}, none.NoCache, false)
+			return err
+		})
+		b.close()
+		if err != nil {
+			return err
+		}
+		layers = append(layers, b.desc)
+		v.pushed.Add(1)
+	}
+	if len(layers) != len(src.layers) {
+		return ctx.Err() // the compressing side stopped; its error is the one reported
+	}
+	m := ocispec.Manifest{
+		Versioned:   specs.Versioned{SchemaVersion: 2},
+		MediaType:   ocispec.MediaTypeImageManifest,
+		Config:      src.manifest.Config,
+		Layers:      layers,
+		Annotations: src.manifest.Annotations,
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := CheckLayers(mb, v.format); err != nil {
+		return err
+	}
+	err = u.put(ctx, v.format, "manifest", func(ctx context.Context, _ func()) error {
+		return u.dest.PutManifest(ctx, mb, nil)
+	})
+	if err != nil {
+		return err
+	}
+	v.desc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
+	v.done.Store(true)
+	return nil
+}
+
+// put runs one upload with the retry policy and the stall bound: op calls
+// touch whenever bytes move; an attempt during which nothing moved for the
+// request timeout is abandoned as a stall (and retried).
+func (u *uploader) put(ctx context.Context, f formats.Format, what string, op func(ctx context.Context, touch func()) error) error {
+	onRetry := func(attempt int, wait time.Duration, err error) {
+		u.r.logf("retrying %s %s push of the %s in %s (retry %d of %d): %s", u.platform, f, what, wait.Round(time.Millisecond), attempt, u.opts.Registry.Retry, reasonOr(err))
+	}
+	if f == "" {
+		onRetry = func(attempt int, wait time.Duration, err error) {
+			u.r.logf("retrying %s %s push in %s (retry %d of %d): %s", u.platform, what, wait.Round(time.Millisecond), attempt, u.opts.Registry.Retry, reasonOr(err))
+		}
+	}
+	stall := u.opts.Registry.RequestTimeoutOrDefault()
+	return registry.Do(ctx, u.opts.Registry, onRetry, func(ctx context.Context) error {
+		return guardStall(ctx, stall, op)
+	})
+}
+
+// guardStall runs op and cancels it once no touch came for stall (if > 0).
+// containers/image sets no timeouts of its own, so this is what ends an
+// upload the registry stopped reading or answering.
+func guardStall(ctx context.Context, stall time.Duration, op func(ctx context.Context, touch func()) error) error {
+	if stall <= 0 {
+		return op(ctx, func() {})
+	}
+	attemptCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	touch := func() { last.Store(time.Now().UnixNano()) }
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		check := time.NewTicker(max(stall/10, 5*time.Millisecond))
+		defer check.Stop()
+		for {
+			select {
+			case <-check.C:
+				if time.Since(time.Unix(0, last.Load())) > stall {
+					cancel(&registry.StallError{After: stall})
+					return
+				}
+			case <-quit:
+				return
+			}
+		}
+	}()
+	err := op(attemptCtx, touch)
+	close(quit)
+	<-finished
+	if err != nil {
+		var se *registry.StallError
+		if errors.As(context.Cause(attemptCtx), &se) && ctx.Err() == nil {
+			// containers/image's own message already ends with the cause.
+			return fmt.Errorf("%v%.0w", err, se)
+		}
+	}
+	return err
+}
+
+// touchReader calls touch on every read: bytes are moving.
+type touchReader struct {
+	r     io.Reader
+	touch func()
+}
+
+func (t *touchReader) Read(p []byte) (int, error) {
+	t.touch()
+	n, err := t.r.Read(p)
+	t.touch()
+	return n, err
+}
+
+// reportProgress logs, every ProgressInterval, how many layers of each
+// unfinished variant are uploaded.
+func (u *uploader) reportProgress(variants []*variant, layers int) (stop func()) {
+	if u.opts.ProgressInterval <= 0 {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(u.opts.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				for _, v := range variants {
+					if !v.done.Load() {
+						u.r.logf("  %s %s: %d of %d layers pushed (%s)", u.platform, v.format, v.pushed.Load(), layers, time.Since(u.r.start).Round(time.Second))
+					}
+				}
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-finished
+	}
+}
