@@ -1,6 +1,7 @@
 package zstdchunked
 
 import (
+	"archive/tar"
 	"bytes"
 	"errors"
 	"testing"
@@ -41,5 +42,21 @@ func TestDestinationError(t *testing.T) {
 	_, werr := w.Write(tarball)
 	if err := errors.Join(werr, w.Close()); err == nil {
 		t.Fatal("no error from a failing destination")
+	}
+}
+
+// A path twice fails in tar-split's packer, upstream and here.
+func TestDuplicatePath(t *testing.T) {
+	data := []byte("x")
+	in := mkTar(t, []entry{{hdr: tar.Header{Name: "a", Typeflag: tar.TypeReg}, data: data}, {hdr: tar.Header{Name: "./a", Typeflag: tar.TypeReg}, data: data}})
+	var ob, ub bytes.Buffer
+	ow, _ := NewWriter(&ob, map[string]string{}, 3)
+	uw, _ := NewUpstreamWriter(&ub, map[string]string{}, 3)
+	_, owErr := ow.Write(in)
+	_, uwErr := uw.Write(in)
+	oErr := errors.Join(owErr, ow.Close())
+	uErr := errors.Join(uwErr, uw.Close())
+	if oErr == nil || uErr == nil {
+		t.Errorf("ours %v, upstream %v", oErr, uErr)
 	}
 }

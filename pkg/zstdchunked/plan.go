@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash"
+	"hash/crc64"
 	"io"
 	"math/bits"
 	"sync"
@@ -11,7 +13,6 @@ import (
 	jsoniter "github.com/json-iterator/go"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/archive/tar"
-	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
 )
 
@@ -173,13 +174,18 @@ func leadingZeros(b []byte) int {
 	return i
 }
 
-func (e *encoder) payload(rec *fileRec, tr io.Reader, buf []byte) error {
+// payload reads an entry's payload, cutting it into frames, and sums it
+// into crc (if not nil) for tar-split.
+func (e *encoder) payload(rec *fileRec, tr io.Reader, buf []byte, crc hash.Hash64) error {
 	s := &fileState{e: e, rec: rec}
 	e.rs.reset()
 	var zeroRun int64
 	for {
 		n, err := io.ReadFull(tr, buf)
 		data := buf[:n]
+		if crc != nil {
+			crc.Write(data)
+		}
 		for len(data) > 0 {
 			if zeroRun > 0 || data[0] == 0 {
 				z := leadingZeros(data)
@@ -234,7 +240,8 @@ func (e *encoder) run(reader io.Reader) error {
 		workerEncoders(e.level).Put(tsZstd)
 	}()
 
-	recs, err := e.body(reader, packer)
+	e.packer = packer
+	recs, err := e.body(reader)
 	if err != nil {
 		return err
 	}
@@ -268,19 +275,12 @@ func (e *encoder) run(reader io.Reader) error {
 	return e.writeManifest(entries, tsCompressed.Bytes(), tsDigester.Digest(), tsCounter.n)
 }
 
-// body writes the frames and returns the files in order.
-func (e *encoder) body(reader io.Reader, packer storage.Packer) (recs []*fileRec, retErr error) {
-	its, done, err := asm.NewInputTarStreamWithDone(reader, packer, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		its.Close()
-		if doneErr := <-done; doneErr != nil && retErr == nil {
-			retErr = doneErr
-		}
-	}()
-
+// body writes the frames and returns the files in order. It parses the tar
+// once, for both the frames and the tar-split stream: upstream parses it
+// twice (tar-split's asm disassembler tees the stream to its own reader
+// through a pipe). The tar-split entries are the ones asm would add, in the
+// same order; the sink packs them.
+func (e *encoder) body(reader io.Reader) (recs []*fileRec, retErr error) {
 	e.order = make(chan *frame, 4096)
 	e.jobs = make(chan *frame, 4096)
 	e.cur = &frame{}
@@ -299,16 +299,14 @@ func (e *encoder) body(reader io.Reader, packer storage.Packer) (recs []*fileRec
 		return e.failed()
 	}
 
-	pf := newPrefetcher(its)
-	stopped := false
-	defer func() {
-		if !stopped {
-			pf.stop()
-		}
-	}()
-	tr := tar.NewReader(pf)
+	// No read-ahead buffer in front of the tar reader: asm reads the
+	// padding after the archive with 1 MiB Reads straight from the input,
+	// and its tar-split segments follow those Reads' sizes.
+	tr := tar.NewReader(reader)
 	tr.RawAccounting = true
-	buf := make([]byte, readBlock)
+	bufp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bufp)
+	buf := *bufp
 	for {
 		hdr, err := tr.Next()
 		if err != nil {
@@ -318,30 +316,43 @@ func (e *encoder) body(reader io.Reader, packer storage.Packer) (recs []*fileRec
 			e.abort(finish)
 			return nil, err
 		}
-		e.appendCur(tr.RawBytes())
+		e.raw(tr.RawBytes())
 		meta, err := newFileMetadata(hdr)
 		if err != nil {
 			e.abort(finish)
 			return nil, err
 		}
 		rec := &fileRec{meta: meta}
-		if err := e.payload(rec, tr, buf); err != nil {
+		var crc hash.Hash64
+		if hdr.Size > 0 {
+			crc = crc64.New(storage.CRCTable)
+		}
+		if err := e.payload(rec, tr, buf[:readBlock], crc); err != nil {
 			e.abort(finish)
 			return nil, err
 		}
 		e.order <- &frame{fileEnd: rec}
+		ent := &storage.Entry{Type: storage.FileType, Size: hdr.Size}
+		if crc != nil {
+			ent.Payload = crc.Sum(nil)
+		}
+		ent.SetName(hdr.Name)
+		e.order <- &frame{tsEntry: ent}
+		e.raw(tr.RawBytes())
 		recs = append(recs, rec)
 		if err := e.failed(); err != nil {
 			e.abort(finish)
 			return nil, err
 		}
 	}
-	e.appendCur(tr.RawBytes())
+	e.raw(tr.RawBytes())
 	e.markTail()
 	// the rest of the stream (the end-of-archive blocks and any padding)
 	for {
-		n, err := pf.Read(buf)
-		e.appendCur(buf[:n])
+		n, err := reader.Read(buf)
+		if n > 0 {
+			e.raw(buf[:n])
+		}
 		if err == io.EOF {
 			break
 		}
@@ -351,12 +362,23 @@ func (e *encoder) body(reader io.Reader, packer storage.Packer) (recs []*fileRec
 		}
 	}
 	e.closeFrame()
-	pf.stop()
-	stopped = true
 	if err := finish(); err != nil {
 		return nil, err
 	}
 	return recs, nil
+}
+
+// readBufs holds body's read buffers: 1 MiB, asm's padding read size.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// raw appends bytes outside file payloads to the stream and queues them as
+// a tar-split segment.
+func (e *encoder) raw(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	e.appendCur(b)
+	e.order <- &frame{tsEntry: &storage.Entry{Type: storage.SegmentType, Payload: bytes.Clone(b)}}
 }
 
 func (e *encoder) abort(finish func() error) {

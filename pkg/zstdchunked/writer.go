@@ -20,6 +20,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/tar/storage"
 )
 
 const (
@@ -135,7 +136,8 @@ type frame struct {
 
 	start, end int64 // offsets in the output, set when written
 
-	fileEnd *fileRec // not a frame: marks the end of a file's payload
+	fileEnd *fileRec       // not a frame: marks the end of a file's payload
+	tsEntry *storage.Entry // not a frame: the next tar-split entry
 }
 
 type chunkRec struct {
@@ -164,6 +166,8 @@ type encoder struct {
 	// this much is one block, written by the same code whether it comes
 	// from Write+Close or EncodeAll.
 	blockSize int
+
+	packer storage.Packer // the tar-split stream, fed by the sink
 
 	order chan *frame
 	jobs  chan *frame
@@ -308,6 +312,14 @@ func (e *encoder) sink(done chan<- struct{}) {
 		}
 	}
 	for f := range e.order {
+		if f.tsEntry != nil {
+			if err == nil {
+				if _, perr := e.packer.AddEntry(*f.tsEntry); perr != nil {
+					fail(perr)
+				}
+			}
+			continue
+		}
 		if rec := f.fileEnd; rec != nil {
 			switch {
 			case rec.hasher != nil:

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -224,5 +225,34 @@ func TestMatchesUpstream(t *testing.T) {
 				checkAgainstUpstream(t, tarball, 10, WithWorkers(1), WithMaxInflight(1))
 			}
 		})
+	}
+}
+
+// Bytes after the end-of-archive blocks (tar's record padding, or junk) go
+// into the stream and the tar-split data as upstream's asm puts them there,
+// whatever the write sizes.
+func TestTrailingPadding(t *testing.T) {
+	tarball := mkTar(t, cases()["mixed"])
+	padded := append(bytes.Clone(tarball), make([]byte, 10240-len(tarball)%10240)...)
+	junk := append(bytes.Clone(tarball), bytes.Repeat([]byte("junk"), 300_000)...)
+	for _, in := range [][]byte{padded, junk} {
+		for _, ws := range []int{1000, 7777, 1 << 20, len(in)} {
+			var ob, ub bytes.Buffer
+			omd, umd := map[string]string{}, map[string]string{}
+			ow, _ := NewWriter(&ob, omd, 3)
+			uw, _ := NewUpstreamWriter(&ub, umd, 3)
+			for b := in; len(b) > 0; {
+				k := min(len(b), ws)
+				ow.Write(b[:k])
+				uw.Write(b[:k])
+				b = b[k:]
+			}
+			if err := errors.Join(ow.Close(), uw.Close()); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(ob.Bytes(), ub.Bytes()) || fmt.Sprint(omd) != fmt.Sprint(umd) {
+				t.Errorf("%d bytes in %d-byte writes: output differs", len(in), ws)
+			}
+		}
 	}
 }
