@@ -35,6 +35,7 @@ type buildFlags struct {
 	publisher, zstdChunkedEncoder               string
 	appendPlatform                              bool
 	encoderSet                                  bool // --zstd-chunked-encoder given explicitly
+	compressWhileBuilding                       bool
 	resultsFlags
 }
 
@@ -87,6 +88,7 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
 	fl.IntVar(&f.zstdLevel, "zstd-level", publish.DefaultZstdLevel, "compression level for zstd and zstd:chunked layers (upstream's zstd:chunked default is 10, about 4x slower)")
 	fl.StringVar(&f.publisher, "publisher", publish.PublisherStream, "how variants are made: stream (read each layer once, compress every format at the same time) or copy (one containers/image copy per format, the reference path)")
 	fl.StringVar(&f.zstdChunkedEncoder, "zstd-chunked-encoder", publish.EncoderParallel, "zstd:chunked encoder of the stream publisher: parallel (every core, same bytes as upstream) or upstream (containers/storage's, one core)")
+	fl.BoolVar(&f.compressWhileBuilding, "compress-while-building", true, "compress each layer as soon as the build commits it, on the cores the build leaves idle (stream publisher; layers of other stages are compressed in vain)")
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (KEY alone takes the value from the environment); repeatable")
 	fl.StringVar(&f.buildArgsFile, "build-args-file", "", "file of KEY=VALUE build arguments, one per line (# comments); --build-arg wins")
 	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE; repeatable")
@@ -247,17 +249,30 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 	for _, platform := range plan.platforms {
 		t0 := time.Now()
 		fmt.Fprintf(stderr, "building %s for %s\n", plan.build.Containerfile, platforms.String(platform))
-		img, err := build.Build(ctx, store, plan.build, platform)
+		var early *publish.Early
+		if f.compressWhileBuilding && f.publisher == publish.PublisherStream {
+			if early, err = publish.StartEarly(ctx, store, plan.formats, popts); err != nil {
+				return err
+			}
+		}
+		published, err := func() ([]index.Entry, error) {
+			defer early.Close()
+			img, err := build.Build(ctx, store, plan.build, platform)
+			early.StopWatching()
+			if err != nil {
+				return nil, err
+			}
+			phases.Build += time.Since(t0).Seconds()
+			t0 = time.Now()
+			popts.Early = early
+			published, err := publish.Publish(ctx, store, publish.Image{ID: img.ID, Platform: platform}, plan.dest.Repository, plan.formats, popts)
+			phases.Publish += time.Since(t0).Seconds()
+			phases.CompressDuringBuild += early.Busy().Seconds()
+			return published, err
+		}()
 		if err != nil {
 			return err
 		}
-		phases.Build += time.Since(t0).Seconds()
-		t0 = time.Now()
-		published, err := publish.Publish(ctx, store, publish.Image{ID: img.ID, Platform: platform}, plan.dest.Repository, plan.formats, popts)
-		if err != nil {
-			return err
-		}
-		phases.Publish += time.Since(t0).Seconds()
 		entries = append(entries, published...)
 	}
 	return finishRelease(cmd, repo, ropts, plan.dest, entries, f.resultsFlags, phases, started)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"maps"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -53,14 +52,28 @@ type compressSettings struct {
 // compressLayer reads layer's uncompressed tar from store once and writes it
 // in every format of fs, concurrently, to temporary files. It checks the tar
 // against the layer's diffID. The result is in the order of fs.
-func compressLayer(ctx context.Context, store storage.Store, layer sourceLayer, fs []formats.Format, cs compressSettings) (staged []*stagedBlob, err error) {
-	uncompressed := archive.Uncompressed
-	rc, err := store.Diff("", layer.id, &storage.DiffOptions{Compression: &uncompressed})
+func compressLayer(ctx context.Context, store storage.Store, layer sourceLayer, fs []formats.Format, cs compressSettings) ([]*stagedBlob, error) {
+	rc, err := readLayer(store, layer.id)
 	if err != nil {
-		return nil, fmt.Errorf("reading layer %s from storage: %w", layer.id, err)
+		return nil, err
 	}
 	defer rc.Close()
+	return compressStream(ctx, rc, layer, fs, cs)
+}
 
+// readLayer opens layer id's uncompressed tar. Storage holds its layer
+// store's lock until the reader is closed.
+func readLayer(store storage.Store, id string) (io.ReadCloser, error) {
+	uncompressed := archive.Uncompressed
+	rc, err := store.Diff("", id, &storage.DiffOptions{Compression: &uncompressed})
+	if err != nil {
+		return nil, fmt.Errorf("reading layer %s from storage: %w", id, err)
+	}
+	return rc, nil
+}
+
+// compressStream is compressLayer on a tar already opened.
+func compressStream(ctx context.Context, rc io.Reader, layer sourceLayer, fs []formats.Format, cs compressSettings) (staged []*stagedBlob, err error) {
 	sinks := make([]*sink, 0, len(fs))
 	defer func() {
 		if err != nil {
@@ -70,7 +83,7 @@ func compressLayer(ctx context.Context, store storage.Store, layer sourceLayer, 
 		}
 	}()
 	for _, f := range fs {
-		s, err := newSink(f, layer.annotations, cs)
+		s, err := newSink(f, cs)
 		if err != nil {
 			return nil, err
 		}
@@ -157,17 +170,16 @@ func (b *block) release() {
 // sink compresses one format of one layer into a temporary file, hashing
 // the compressed bytes on the way.
 type sink struct {
-	format      formats.Format
-	in          chan *block
-	file        *os.File
-	buf         *bufio.Writer
-	out         *digestWriter
-	compressor  io.WriteCloser
-	metadata    map[string]string // zstd:chunked annotations, filled on Close
-	annotations map[string]string
+	format     formats.Format
+	in         chan *block
+	file       *os.File
+	buf        *bufio.Writer
+	out        *digestWriter
+	compressor io.WriteCloser
+	metadata   map[string]string // zstd:chunked annotations, filled on Close
 }
 
-func newSink(f formats.Format, annotations map[string]string, cs compressSettings) (*sink, error) {
+func newSink(f formats.Format, cs compressSettings) (*sink, error) {
 	file, err := os.CreateTemp(cs.tmpDir, "mcbuild-layer-*")
 	if err != nil {
 		return nil, fmt.Errorf("staging a compressed layer: %w", err)
@@ -176,7 +188,7 @@ func newSink(f formats.Format, annotations map[string]string, cs compressSetting
 	_ = os.Remove(file.Name())
 	s := &sink{
 		format: f, in: make(chan *block, queueBlocks), file: file,
-		buf: bufio.NewWriterSize(file, 1<<20), metadata: map[string]string{}, annotations: annotations,
+		buf: bufio.NewWriterSize(file, 1<<20), metadata: map[string]string{},
 	}
 	s.out = &digestWriter{w: s.buf, h: sha256.New()}
 	if s.compressor, err = newCompressor(f, s.out, s.metadata, cs); err != nil {
@@ -237,12 +249,9 @@ func (s *sink) staged() *stagedBlob {
 	if s.format.IsZstd() {
 		mediaType = ocispec.MediaTypeImageLayerZstd
 	}
-	ann := maps.Clone(s.annotations)
+	var ann map[string]string // the compressor's (zstd:chunked); the manifest adds the layer's own
 	if len(s.metadata) > 0 {
-		if ann == nil {
-			ann = map[string]string{}
-		}
-		maps.Copy(ann, s.metadata)
+		ann = s.metadata
 	}
 	return &stagedBlob{file: s.file, desc: ocispec.Descriptor{
 		MediaType:   mediaType,

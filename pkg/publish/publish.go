@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -59,6 +60,9 @@ type Options struct {
 	// TmpDir holds compressed layers between compression and upload (the
 	// stream publisher); "" means os.TempDir().
 	TmpDir string
+	// Early, if set, holds layers compressed while the image was being
+	// built (StartEarly); the stream publisher uses them.
+	Early *Early
 }
 
 // Image names one stored image and the platform it was built for.
@@ -128,6 +132,14 @@ func (o Options) validate() error {
 		return fmt.Errorf("zstd:chunked encoder %q needs the %q publisher (the %q publisher always uses containers/storage's encoder)", EncoderParallel, PublisherStream, PublisherCopy)
 	}
 	return nil
+}
+
+func (o Options) compressSettings() compressSettings {
+	cs := compressSettings{level: o.zstdLevel(), encoder: o.ZstdChunkedEncoder, tmpDir: o.TmpDir}
+	if cs.tmpDir == "" {
+		cs.tmpDir = os.TempDir()
+	}
+	return cs
 }
 
 func (o Options) zstdLevel() int {

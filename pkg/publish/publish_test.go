@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/buildah"
@@ -45,13 +46,24 @@ COPY payload.txt /payload.txt
 // builtImage builds containerfile once into a fresh vfs store.
 func builtImage(t *testing.T) (storage.Store, publish.Image, string) {
 	t.Helper()
-	dir := testfixture.Context(t, map[string]string{"Containerfile": containerfile, "payload.txt": "payload\n"}, "amd64")
+	store, tmp := newStore(t)
+	return store, buildInto(t, store, tmp), tmp
+}
+
+func newStore(t *testing.T) (storage.Store, string) {
+	t.Helper()
 	tmp := t.TempDir()
 	store, err := build.OpenStore(build.StoreOptions{Driver: "vfs", Root: filepath.Join(tmp, "root"), RunRoot: filepath.Join(tmp, "run")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = store.Shutdown(true) })
+	return store, tmp
+}
+
+func buildInto(t *testing.T, store storage.Store, tmp string) publish.Image {
+	t.Helper()
+	dir := testfixture.Context(t, map[string]string{"Containerfile": containerfile, "payload.txt": "payload\n"}, "amd64")
 	platform := ocispec.Platform{OS: "linux", Architecture: "amd64"}
 	img, err := build.Build(context.Background(), store, build.Options{
 		ContextDir: dir, Containerfile: filepath.Join(dir, "Containerfile"), TmpDir: filepath.Join(tmp, "tmp"),
@@ -59,7 +71,7 @@ func builtImage(t *testing.T) (storage.Store, publish.Image, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return store, publish.Image{ID: img.ID, Platform: platform}, tmp
+	return publish.Image{ID: img.ID, Platform: platform}
 }
 
 func plainRepo(t *testing.T, name string) *remote.Repository {
@@ -238,6 +250,58 @@ func TestCheckLayers(t *testing.T) {
 		err := publish.CheckLayers([]byte(tc.manifest), tc.format)
 		if (err == nil) != tc.ok {
 			t.Errorf("case %d (%s): err = %v, want ok=%v", i, tc.format, err, tc.ok)
+		}
+	}
+}
+
+// TestPublishEarly: layers compressed while the build runs are the ones
+// published (the log says so), and they are the same bytes Publish makes on
+// its own.
+func TestPublishEarly(t *testing.T) {
+	ctx := context.Background()
+	reg := testregistry.StartDistribution(t)
+	store, tmp := newStore(t)
+	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
+	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
+	early, err := publish.StartEarly(ctx, store, fs, publish.Options{TmpDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := buildInto(t, store, tmp)
+	early.StopWatching()
+	time.Sleep(300 * time.Millisecond) // let the worker pick up the last layer, so the take waits for it
+
+	var log strings.Builder
+	withEarly, err := publish.Publish(ctx, store, img, reg.Repo("publish/early"), fs,
+		publish.Options{SystemContext: sys, TmpDir: t.TempDir(), Early: early, Log: &log})
+	early.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if early.Busy() <= 0 {
+		t.Errorf("Busy() = %v, want the time spent compressing during the build", early.Busy())
+	}
+	if !strings.Contains(log.String(), "3 of 3 layers were compressed during the build") {
+		t.Errorf("log does not say the layers came from the build:\n%s", log.String())
+	}
+	without, err := publish.Publish(ctx, store, img, reg.Repo("publish/late"), fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range fs {
+		a, err := imagecheck.Check(ctx, plainRepo(t, reg.Repo("publish/early")), withEarly[i].Descriptor, fs[i])
+		if err != nil {
+			t.Fatalf("%s variant compressed early: %v", fs[i], err)
+		}
+		b, err := imagecheck.Check(ctx, plainRepo(t, reg.Repo("publish/late")), without[i].Descriptor, fs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a.Manifest.Layers, b.Manifest.Layers) {
+			t.Errorf("%s: layers compressed during the build differ from those compressed after:\n%+v\n%+v", fs[i], a.Manifest.Layers, b.Manifest.Layers)
+		}
+		if withEarly[i].Descriptor.Digest != without[i].Descriptor.Digest {
+			t.Errorf("%s: manifest %s with Early, %s without", fs[i], withEarly[i].Descriptor.Digest, without[i].Descriptor.Digest)
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -53,10 +53,12 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 	defer dest.Close()
 
 	platform := platforms.String(img.Platform)
-	cs := compressSettings{level: opts.zstdLevel(), encoder: opts.ZstdChunkedEncoder, tmpDir: opts.TmpDir}
-	if cs.tmpDir == "" {
-		cs.tmpDir = os.TempDir()
+	cs := opts.compressSettings()
+	ids := make([]string, len(src.layers))
+	for i, l := range src.layers {
+		ids[i] = l.id
 	}
+	opts.Early.keep(ids)
 	up := &uploader{dest: dest, opts: opts, r: r, platform: platform}
 	variants := make([]*variant, len(fs))
 	for i, f := range fs {
@@ -85,14 +87,24 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 				close(v.queue)
 			}
 		}()
+		early := 0
 		for _, l := range src.layers {
-			staged, err := compressLayer(gctx, store, l, fs, cs)
+			staged, err := opts.Early.take(gctx, l, fs)
 			if err != nil {
 				return err
 			}
+			if staged != nil {
+				early++
+			} else if staged, err = compressLayer(gctx, store, l, fs, cs); err != nil {
+				return err
+			}
 			for i, v := range variants {
+				staged[i].desc.Annotations = mergeAnnotations(l.annotations, staged[i].desc.Annotations)
 				v.queue <- staged[i] // never blocks: room for every layer
 			}
+		}
+		if opts.Early != nil {
+			r.logf("%s: %d of %d layers were compressed during the build", platform, early, len(src.layers))
 		}
 		return nil
 	})
@@ -298,4 +310,14 @@ func (u *uploader) reportProgress(variants []*variant, layers int) (stop func())
 		close(quit)
 		<-finished
 	}
+}
+
+// mergeAnnotations is a layer's own annotations plus its compressor's.
+func mergeAnnotations(layer, compressor map[string]string) map[string]string {
+	if len(layer) == 0 {
+		return compressor
+	}
+	out := maps.Clone(layer)
+	maps.Copy(out, compressor)
+	return out
 }

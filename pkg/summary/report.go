@@ -16,13 +16,17 @@ import (
 // pushes of several platforms add up; the formats of one platform are pushed
 // concurrently, so PublishByFormat shares can add up to more than Publish.
 type Phases struct {
-	Build           float64            `json:"build_seconds"`
-	Publish         float64            `json:"publish_seconds"`
-	PublishByFormat map[string]float64 `json:"publish_format_seconds,omitempty"`
-	Collect         float64            `json:"collect_seconds,omitempty"` // mcbuild index: reading the inputs
-	Index           float64            `json:"index_seconds"`
-	Subjects        float64            `json:"subjects_seconds"`
-	Total           float64            `json:"total_seconds"`
+	Build float64 `json:"build_seconds"`
+	// CompressDuringBuild is the part of the layer compression done while
+	// the build ran (publish.Early), on cores the build left idle: it
+	// overlaps Build and is not in Publish.
+	CompressDuringBuild float64            `json:"compress_during_build_seconds,omitempty"`
+	Publish             float64            `json:"publish_seconds"`
+	PublishByFormat     map[string]float64 `json:"publish_format_seconds,omitempty"`
+	Collect             float64            `json:"collect_seconds,omitempty"` // mcbuild index: reading the inputs
+	Index               float64            `json:"index_seconds"`
+	Subjects            float64            `json:"subjects_seconds"`
+	Total               float64            `json:"total_seconds"`
 }
 
 // AddPublishFormat records the wall time of one format's push.
@@ -67,6 +71,9 @@ func (p Phases) String() string {
 	}
 	add("collect", p.Collect, false)
 	add("build", p.Build, false)
+	if p.CompressDuringBuild > 0 {
+		parts[len(parts)-1] += fmt.Sprintf(" (compressing layers %.1fs of it)", p.CompressDuringBuild)
+	}
 	if p.Publish > 0 {
 		s := fmt.Sprintf("publish %.1fs", p.Publish)
 		if len(p.PublishByFormat) > 0 {

@@ -1,0 +1,288 @@
+package publish
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"go.podman.io/storage"
+
+	"github.com/mcbuild/mcbuild/pkg/formats"
+)
+
+// earlyPollInterval is how often Early looks for layers the build committed.
+const earlyPollInterval = 100 * time.Millisecond
+
+// Early compresses layers while the build that makes them is still running.
+// A build commits one layer per instruction and mostly keeps one core busy
+// (copying files, hashing); Early watches the store for each layer committed
+// and compresses it, in every format, on the spare cores, so the publish
+// that follows finds most layers ready and only uploads them.
+//
+// It takes the storage lock only to copy a layer's tar to a temporary file,
+// not while compressing, so the build is not held up. Layers that do not
+// end up in the image (those of other stages) are compressed in vain;
+// Publish (Options.Early) drops what it does not use. Nothing is pushed
+// before Publish runs.
+//
+// A nil *Early is valid and does nothing.
+type Early struct {
+	store  storage.Store
+	fs     []formats.Format
+	cs     compressSettings
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+	stop   chan struct{} // closed by StopWatching
+	wake   chan struct{}
+
+	mu      sync.Mutex
+	known   map[string]bool // layer IDs present at the start or queued since
+	pending []*earlyJob     // waiting for the worker, in commit order
+	jobs    map[string]*earlyJob
+	busy    time.Duration // wall time the worker spent compressing
+}
+
+// earlyJob is one layer compressed (or to be compressed) early.
+type earlyJob struct {
+	layer  sourceLayer
+	cancel context.CancelFunc
+	done   chan struct{} // closed when staged/err are final
+	staged []*stagedBlob
+	err    error
+}
+
+// StartEarly starts watching store for layers committed from now on and
+// compressing them in the formats fs with opts' settings. Call StopWatching
+// when the build is done, and Close after Publish.
+func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, opts Options) (*Early, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	layers, err := store.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("listing storage layers: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	e := &Early{
+		store: store, fs: slices.Clone(fs), cs: opts.compressSettings(), ctx: ctx, cancel: cancel,
+		stop: make(chan struct{}), wake: make(chan struct{}, 1),
+		known: map[string]bool{}, jobs: map[string]*earlyJob{},
+	}
+	for _, l := range layers {
+		e.known[l.ID] = true
+	}
+	e.done.Add(2)
+	go e.watch()
+	go e.work()
+	return e, nil
+}
+
+// watch queues every new image layer (one with a content digest: complete,
+// and not a container's read-write layer) until StopWatching.
+func (e *Early) watch() {
+	defer e.done.Done()
+	t := time.NewTicker(earlyPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		}
+		layers, err := e.store.Layers()
+		if err != nil {
+			continue // the next tick tries again; Publish compresses what is missed
+		}
+		e.mu.Lock()
+		for _, l := range layers {
+			if e.known[l.ID] || l.UncompressedDigest == "" {
+				continue
+			}
+			e.known[l.ID] = true
+			j := &earlyJob{
+				layer: sourceLayer{id: l.ID, diffID: l.UncompressedDigest, size: l.UncompressedSize},
+				done:  make(chan struct{}),
+			}
+			if j.layer.size <= 0 {
+				j.layer.size = -1
+			}
+			e.pending = append(e.pending, j)
+			e.jobs[l.ID] = j
+		}
+		e.mu.Unlock()
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// work compresses queued layers one at a time, in commit order.
+func (e *Early) work() {
+	defer e.done.Done()
+	for {
+		e.mu.Lock()
+		var j *earlyJob
+		if len(e.pending) > 0 {
+			j, e.pending = e.pending[0], e.pending[1:]
+		}
+		var jctx context.Context
+		if j != nil {
+			jctx, j.cancel = context.WithCancel(e.ctx)
+		}
+		e.mu.Unlock()
+		if j == nil {
+			select {
+			case <-e.wake:
+				continue
+			case <-e.ctx.Done():
+				return
+			}
+		}
+		start := time.Now()
+		staged, err := e.compress(jctx, j.layer)
+		e.mu.Lock()
+		e.busy += time.Since(start)
+		j.staged, j.err = staged, err
+		close(j.done)
+		e.mu.Unlock()
+	}
+}
+
+// compress copies the layer's tar to a temporary file, releasing the
+// storage lock at once, then compresses the copy.
+func (e *Early) compress(ctx context.Context, l sourceLayer) ([]*stagedBlob, error) {
+	tmp, err := os.CreateTemp(e.cs.tmpDir, "mcbuild-tar-*")
+	if err != nil {
+		return nil, fmt.Errorf("staging layer %s: %w", l.id, err)
+	}
+	_ = os.Remove(tmp.Name())
+	defer tmp.Close()
+	rc, err := readLayer(e.store, l.id)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(tmp, rc)
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading layer %s from storage: %w", l.id, err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return compressStream(ctx, tmp, l, e.fs, e.cs)
+}
+
+// StopWatching stops looking for new layers (the build is over); layers
+// already queued are still compressed.
+func (e *Early) StopWatching() {
+	if e == nil {
+		return
+	}
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+}
+
+// keep drops every queued or compressed layer not in ids.
+func (e *Early) keep(ids []string) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, j := range e.jobs {
+		if slices.Contains(ids, id) {
+			continue
+		}
+		delete(e.jobs, id)
+		if i := slices.Index(e.pending, j); i >= 0 {
+			e.pending = slices.Delete(e.pending, i, i+1)
+			continue
+		}
+		j.cancel()
+		go func() { // under way or done: its files go once it ends
+			<-j.done
+			closeStaged(j.staged)
+		}()
+	}
+}
+
+// take returns layer l compressed in Early's formats if the worker has
+// it or is working on it (waiting for it then), and nil if Publish should
+// compress it itself (never queued, still queued, or failed early).
+func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format) ([]*stagedBlob, error) {
+	if e == nil || !slices.Equal(e.fs, fs) {
+		return nil, nil
+	}
+	e.mu.Lock()
+	j := e.jobs[l.id]
+	if j != nil {
+		delete(e.jobs, l.id)
+		if i := slices.Index(e.pending, j); i >= 0 { // not started: quicker to do it now
+			e.pending = slices.Delete(e.pending, i, i+1)
+			j = nil
+		}
+	}
+	e.mu.Unlock()
+	if j == nil {
+		return nil, nil
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		go func() { <-j.done; closeStaged(j.staged) }()
+		return nil, ctx.Err()
+	}
+	if j.err != nil || j.layer.diffID != l.diffID {
+		closeStaged(j.staged)
+		return nil, nil // compressed again by Publish, which reports any error
+	}
+	return j.staged, nil
+}
+
+// Busy is the wall time spent compressing early, overlapping the build.
+func (e *Early) Busy() time.Duration {
+	if e == nil {
+		return 0
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.busy
+}
+
+// Close stops Early and discards every layer Publish did not take.
+func (e *Early) Close() {
+	if e == nil {
+		return
+	}
+	e.StopWatching()
+	e.cancel()
+	e.done.Wait()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, j := range e.jobs {
+		delete(e.jobs, id)
+		select {
+		case <-j.done:
+			closeStaged(j.staged)
+		default: // never started
+		}
+	}
+	e.pending = nil
+}
+
+func closeStaged(bs []*stagedBlob) {
+	for _, b := range bs {
+		b.close()
+	}
+}
