@@ -1,0 +1,47 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mcbuild/mcbuild/internal/testregistry"
+)
+
+// TestBuildPublishers: a reproducible build (--source-date-epoch) published
+// by every path mcbuild offers gives the same gzip and zstd:chunked
+// manifests: the stream publisher, with its layers compressed during the
+// build or after it, with pkg/zstdchunked or storage's encoder, and
+// copy.Image. So the fast path is exactly the reference one, byte for byte.
+func TestBuildPublishers(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	dir := contextFiles(t, runContainerfile, "amd64")
+	paths := []struct {
+		name string
+		args []string
+	}{
+		{"stream", nil}, // the defaults: parallel encoder, compressing while building
+		{"stream-late-upstream", []string{"--compress-while-building=false", "--zstd-chunked-encoder", "upstream"}},
+		{"copy", []string{"--publisher", "copy"}},
+	}
+	var first []checkedEntry
+	for _, p := range paths {
+		repoName := reg.Repo("e2e/publishers-" + p.name)
+		args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir,
+			"--platform", "linux/amd64", "--source-date-epoch", "1700000000"}, storageFlags(t)...)
+		r := mustRun(t, nil, append(args, p.args...)...)
+		early := strings.Contains(r.stderr, "layers were compressed during the build")
+		if want := p.name == "stream"; early != want {
+			t.Errorf("%s: log mentions layers compressed during the build: %v, want %v\n%s", p.name, early, want, r.stderr)
+		}
+		_, entries := checkIndex(t, openRepo(t, repoName), "v1", []string{"linux/amd64"}, gzipFirst)
+		if first == nil {
+			first = entries
+			continue
+		}
+		for i, e := range entries {
+			if i < len(first) && e.desc.Digest != first[i].desc.Digest {
+				t.Errorf("%s: %s manifest %s, the stream publisher's is %s", p.name, e.format, e.desc.Digest, first[i].desc.Digest)
+			}
+		}
+	}
+}
