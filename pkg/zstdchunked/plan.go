@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash"
-	"hash/crc64"
 	"io"
 	"math/bits"
 	"sync"
 
 	jsoniter "github.com/json-iterator/go"
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -175,17 +174,15 @@ func leadingZeros(b []byte) int {
 }
 
 // payload reads an entry's payload, cutting it into frames, and sums it
-// into crc (if not nil) for tar-split.
-func (e *encoder) payload(rec *fileRec, tr io.Reader, buf []byte, crc hash.Hash64) error {
+// into crc for tar-split.
+func (e *encoder) payload(rec *fileRec, tr io.Reader, buf []byte, crc *uint64) error {
 	s := &fileState{e: e, rec: rec}
 	e.rs.reset()
 	var zeroRun int64
 	for {
 		n, err := io.ReadFull(tr, buf)
 		data := buf[:n]
-		if crc != nil {
-			crc.Write(data)
-		}
+		*crc = crc64ISO(*crc, data)
 		for len(data) > 0 {
 			if zeroRun > 0 || data[0] == 0 {
 				z := leadingZeros(data)
@@ -229,50 +226,123 @@ func (e *encoder) run(reader io.Reader) error {
 	if err != nil {
 		return err
 	}
+	defer workerEncoders(e.level).Put(tsZstd)
 	tsZstd.Reset(io.MultiWriter(&tsCompressed, tsDigester.Hash()))
 	tsCounter := &countingWriter{w: tsZstd}
-	packer := storage.NewJSONPacker(tsCounter)
-	tsClosed := false
-	defer func() {
-		if !tsClosed {
-			tsZstd.Close()
-		}
-		workerEncoders(e.level).Put(tsZstd)
-	}()
-
-	e.packer = packer
-	recs, err := e.body(reader)
+	e.packer = storage.NewJSONPacker(tsCounter)
+	tocZstd, err := e.workerEncoder()
 	if err != nil {
 		return err
 	}
-	tsClosed = true
-	if err := tsZstd.Close(); err != nil {
+	defer workerEncoders(e.level).Put(tocZstd)
+	e.toc = &tocWriter{zw: tocZstd}
+	tocZstd.Reset(&e.toc.compressed)
+
+	err = e.body(reader)
+	// Closed even after an error: a pooled encoder must not keep a frame open.
+	tsErr := tsZstd.Close()
+	if err == nil {
+		err = tsErr
+	}
+	if err == nil {
+		err = e.toc.err
+	}
+	if err != nil {
+		tocZstd.Close()
 		return err
 	}
+	return e.writeManifest(tsCompressed.Bytes(), tsDigester.Digest(), tsCounter.n)
+}
 
-	var entries []FileMetadata
-	for _, rec := range recs {
-		m := rec.meta
-		if rec.first != nil {
-			m.Digest = rec.digest
-			m.Offset = rec.first.start
-			m.EndOffset = rec.last.end
-		}
-		es := []FileMetadata{m}
-		for i := 1; i < len(rec.chunks); i++ {
-			es = append(es, FileMetadata{Type: typeChunk, Name: m.Name, ChunkOffset: rec.chunks[i].offset})
-		}
-		if len(rec.chunks) > 1 {
-			for i, c := range rec.chunks {
-				es[i].ChunkSize = c.size
-				es[i].Offset = c.frame.start
-				es[i].ChunkDigest = c.frame.digest.String()
-				es[i].ChunkType = c.typ
-			}
-		}
-		entries = append(entries, es...)
+// tocWriter streams the TOC's JSON into its zstd encoder as the sink
+// finishes each file, so that little is left to do after the last frame.
+// The JSON is what marshalling the whole TOC gives: the prefix and suffix
+// come from marshalling a TOC without entries, and the encoder's frames do
+// not depend on how the input is split into writes.
+type tocWriter struct {
+	zw         *zstd.Encoder
+	compressed bytes.Buffer
+	n          int64 // uncompressed bytes written
+	entries    int
+	buf        []FileMetadata
+	err        error
+}
+
+var tocJSON = jsoniter.ConfigCompatibleWithStandardLibrary
+
+func (t *tocWriter) write(b []byte) {
+	if t.err != nil {
+		return
 	}
-	return e.writeManifest(entries, tsCompressed.Bytes(), tsDigester.Digest(), tsCounter.n)
+	_, t.err = t.zw.Write(b)
+	t.n += int64(len(b))
+}
+
+// add writes the entries of a file whose frames are all written.
+func (t *tocWriter) add(rec *fileRec) {
+	if t.err != nil {
+		return
+	}
+	m := rec.meta
+	if rec.first != nil {
+		m.Digest = rec.digest
+		m.Offset = rec.first.start
+		m.EndOffset = rec.last.end
+	}
+	es := append(t.buf[:0], m)
+	for i := 1; i < len(rec.chunks); i++ {
+		es = append(es, FileMetadata{Type: typeChunk, Name: m.Name, ChunkOffset: rec.chunks[i].offset})
+	}
+	if len(rec.chunks) > 1 {
+		for i, c := range rec.chunks {
+			es[i].ChunkSize = c.size
+			es[i].Offset = c.frame.start
+			es[i].ChunkDigest = c.frame.digest.String()
+			es[i].ChunkType = c.typ
+		}
+	}
+	t.buf = es
+	for i := range es {
+		if t.entries == 0 {
+			prefix, err := tocJSON.Marshal(TOC{Version: 1, Entries: []FileMetadata{}})
+			if err != nil {
+				t.err = err
+				return
+			}
+			t.write(prefix[:bytes.LastIndexByte(prefix, '[')+1])
+		} else {
+			t.write([]byte{','})
+		}
+		b, err := tocJSON.Marshal(&es[i])
+		if err != nil {
+			t.err = err
+			return
+		}
+		t.write(b)
+		t.entries++
+	}
+	clear(es)
+}
+
+// finish writes the end of the JSON and closes the frame.
+func (t *tocWriter) finish(tarSplitDigest digest.Digest) error {
+	if t.entries == 0 {
+		b, err := tocJSON.Marshal(TOC{Version: 1, TarSplitDigest: tarSplitDigest})
+		if err != nil {
+			return err
+		}
+		t.write(b)
+	} else {
+		b, err := tocJSON.Marshal(TOC{Version: 1, Entries: []FileMetadata{}, TarSplitDigest: tarSplitDigest})
+		if err != nil {
+			return err
+		}
+		t.write(b[bytes.IndexByte(b, '[')+1:])
+	}
+	if t.err != nil {
+		return t.err
+	}
+	return t.zw.Close()
 }
 
 // body writes the frames and returns the files in order. It parses the tar
@@ -280,7 +350,7 @@ func (e *encoder) run(reader io.Reader) error {
 // twice (tar-split's asm disassembler tees the stream to its own reader
 // through a pipe). The tar-split entries are the ones asm would add, in the
 // same order; the sink packs them.
-func (e *encoder) body(reader io.Reader) (recs []*fileRec, retErr error) {
+func (e *encoder) body(reader io.Reader) error {
 	e.order = make(chan *frame, 4096)
 	e.jobs = make(chan *frame, 4096)
 	e.cur = &frame{}
@@ -314,35 +384,32 @@ func (e *encoder) body(reader io.Reader) (recs []*fileRec, retErr error) {
 				break
 			}
 			e.abort(finish)
-			return nil, err
+			return err
 		}
 		e.raw(tr.RawBytes())
 		meta, err := newFileMetadata(hdr)
 		if err != nil {
 			e.abort(finish)
-			return nil, err
+			return err
 		}
 		rec := &fileRec{meta: meta}
-		var crc hash.Hash64
-		if hdr.Size > 0 {
-			crc = crc64.New(storage.CRCTable)
-		}
-		if err := e.payload(rec, tr, buf[:readBlock], crc); err != nil {
+		var crc uint64
+		if err := e.payload(rec, tr, buf[:readBlock], &crc); err != nil {
 			e.abort(finish)
-			return nil, err
+			return err
 		}
 		e.order <- &frame{fileEnd: rec}
 		ent := &storage.Entry{Type: storage.FileType, Size: hdr.Size}
-		if crc != nil {
-			ent.Payload = crc.Sum(nil)
+		if hdr.Size > 0 {
+			// what asm's crc64.New(storage.CRCTable).Sum(nil) gives
+			ent.Payload = binary.BigEndian.AppendUint64(nil, crc)
 		}
 		ent.SetName(hdr.Name)
 		e.order <- &frame{tsEntry: ent}
 		e.raw(tr.RawBytes())
-		recs = append(recs, rec)
 		if err := e.failed(); err != nil {
 			e.abort(finish)
-			return nil, err
+			return err
 		}
 	}
 	e.raw(tr.RawBytes())
@@ -358,14 +425,14 @@ func (e *encoder) body(reader io.Reader) (recs []*fileRec, retErr error) {
 		}
 		if err != nil {
 			e.abort(finish)
-			return nil, err
+			return err
 		}
 	}
 	e.closeFrame()
 	if err := finish(); err != nil {
-		return nil, err
+		return err
 	}
-	return recs, nil
+	return nil
 }
 
 // readBufs holds body's read buffers: 1 MiB, asm's padding read size.
@@ -388,31 +455,16 @@ func (e *encoder) abort(finish func() error) {
 	_ = finish()
 }
 
-func (e *encoder) writeManifest(entries []FileMetadata, tarSplit []byte, tarSplitDigest digest.Digest, tarSplitSize int64) error {
+func (e *encoder) writeManifest(tarSplit []byte, tarSplitDigest digest.Digest, tarSplitSize int64) error {
 	dest := e.dest
 	manifestOffset := uint64(dest.n) + skippableFrameBytes
-	toc := TOC{Version: 1, Entries: entries, TarSplitDigest: tarSplitDigest}
-	manifest, err := jsoniter.ConfigCompatibleWithStandardLibrary.Marshal(toc)
-	if err != nil {
+	if err := e.toc.finish(tarSplitDigest); err != nil {
 		return err
 	}
-	var cm bytes.Buffer
-	zw, err := e.workerEncoder()
-	if err != nil {
-		return err
-	}
-	defer workerEncoders(e.level).Put(zw)
-	zw.Reset(&cm)
-	if _, err := zw.Write(manifest); err != nil {
-		zw.Close()
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	compressedManifest := cm.Bytes()
+	compressedManifest := e.toc.compressed.Bytes()
+	manifestLen := e.toc.n
 	e.out[ManifestChecksumKey] = digest.FromBytes(compressedManifest).String()
-	e.out[ManifestInfoKey] = fmt.Sprintf("%d:%d:%d:%d", manifestOffset, len(compressedManifest), len(manifest), manifestTypeCRFS)
+	e.out[ManifestInfoKey] = fmt.Sprintf("%d:%d:%d:%d", manifestOffset, len(compressedManifest), manifestLen, manifestTypeCRFS)
 	if err := appendSkippableFrame(dest, compressedManifest); err != nil {
 		return err
 	}
@@ -421,6 +473,6 @@ func (e *encoder) writeManifest(entries []FileMetadata, tarSplit []byte, tarSpli
 	if err := appendSkippableFrame(dest, tarSplit); err != nil {
 		return err
 	}
-	return appendSkippableFrame(dest, footerBlob(manifestOffset, uint64(len(compressedManifest)), uint64(len(manifest)),
+	return appendSkippableFrame(dest, footerBlob(manifestOffset, uint64(len(compressedManifest)), uint64(manifestLen),
 		tarSplitOffset, uint64(len(tarSplit)), uint64(tarSplitSize)))
 }

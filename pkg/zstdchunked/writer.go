@@ -168,6 +168,7 @@ type encoder struct {
 	blockSize int
 
 	packer storage.Packer // the tar-split stream, fed by the sink
+	toc    *tocWriter     // the TOC, fed by the sink
 
 	order chan *frame
 	jobs  chan *frame
@@ -330,6 +331,9 @@ func (e *encoder) sink(done chan<- struct{}) {
 				putBuf(rec.hold.content)
 				rec.hold.content = nil
 				rec.hold = nil
+			}
+			if err == nil {
+				e.toc.add(rec)
 			}
 			continue
 		}
