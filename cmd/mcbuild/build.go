@@ -239,7 +239,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 	plan.build.SystemContext, plan.build.TmpDir, plan.build.Log = sys, filepath.Join(scratch, "tmp"), stderr
 	popts := publish.Options{
 		SystemContext: sys, ZstdLevel: f.zstdLevel, BlobInfoCacheDir: sys.BlobInfoCacheDir,
-		Publisher: f.publisher, ZstdChunkedEncoder: f.zstdChunkedEncoder, TmpDir: scratch,
+		Publisher: f.publisher, ZstdChunkedEncoder: f.zstdChunkedEncoder, TmpDir: publish.DefaultTmpDir(),
 		Log: stderr, ProgressInterval: 10 * time.Second, Registry: ropts,
 	}
 

@@ -58,7 +58,8 @@ type Options struct {
 	// EncoderUpstream; only the stream publisher chooses.
 	ZstdChunkedEncoder string
 	// TmpDir holds compressed layers between compression and upload (the
-	// stream publisher); "" means os.TempDir().
+	// stream publisher; the files are unlinked at once); "" means
+	// DefaultTmpDir().
 	TmpDir string
 	// Early, if set, holds layers compressed while the image was being
 	// built (StartEarly); the stream publisher uses them.
@@ -137,9 +138,20 @@ func (o Options) validate() error {
 func (o Options) compressSettings() compressSettings {
 	cs := compressSettings{level: o.zstdLevel(), encoder: o.ZstdChunkedEncoder, tmpDir: o.TmpDir}
 	if cs.tmpDir == "" {
-		cs.tmpDir = os.TempDir()
+		cs.tmpDir = DefaultTmpDir()
 	}
 	return cs
+}
+
+// DefaultTmpDir is where layers wait between compression and upload unless
+// Options.TmpDir says otherwise: $TMPDIR, else /var/tmp, as containers/image
+// does for big files (/tmp is often a small tmpfs). Resolve it before a
+// build, which points TMPDIR elsewhere while it runs.
+func DefaultTmpDir() string {
+	if d := os.Getenv("TMPDIR"); d != "" {
+		return d
+	}
+	return "/var/tmp"
 }
 
 func (o Options) zstdLevel() int {
