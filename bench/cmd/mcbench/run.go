@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -21,18 +22,22 @@ import (
 	"github.com/mcbuild/mcbuild/bench/internal/workload"
 )
 
-// The arms, in the order each round runs them.
+// The arms; defaultArms is the order each round runs them.
 const (
 	armA = "a" // mcbuild, gzip only
-	armB = "b" // mcbuild, gzip + zstd:chunked
+	armB = "b" // mcbuild, gzip + zstd:chunked (its defaults: compressing while building)
+	armF = "f" // mcbuild, gzip + zstd:chunked, --compress-while-building=false
 	armC = "c" // naive library path: two sequential copy.Image
 	armD = "d" // buildah 1.45 CLI: build, push gzip, manifest push --all --add-compression zstd:chunked
 	armE = "e" // encoder floors
 )
 
+const defaultArms = "a,b,f,c,d,e"
+
 var armTitles = map[string]string{
-	armA: "mcbuild, gzip only",
-	armB: "mcbuild, gzip + zstd:chunked",
+	armA: "mcbuild, gzip only, at its defaults (stream publisher, layers compressed while the build runs)",
+	armB: "mcbuild, gzip + zstd:chunked at its defaults: the stream publisher reads each layer once and compresses both formats concurrently (zstd:chunked by pkg/zstdchunked, level 3), and layers are compressed while the build runs (--compress-while-building)",
+	armF: "mcbuild, gzip + zstd:chunked with --compress-while-building=false: the same stream publisher, compressing every layer after the build",
 	armC: "naive library path: copy.Image gzip, then copy.Image zstd:chunked (defaults)",
 	armD: "buildah 1.45 CLI: build; push gzip; manifest push --all --add-compression zstd:chunked",
 	armE: "floors: encoders alone over the layer tars",
@@ -66,7 +71,7 @@ func runCmd(args []string) error {
 	runs, _ := strconv.Atoi(envDefault("BENCH_RUNS", "3"))
 	fs.IntVar(&c.runs, "runs", runs, "runs per arm ($BENCH_RUNS)")
 	fs.BoolVar(&c.big, "big", os.Getenv("BENCH_BIG") == "1", "the workload with a 1 GiB layer ($BENCH_BIG=1)")
-	arms := fs.String("arms", envDefault("BENCH_ARMS", "a,b,c,d,e"), "arms to run ($BENCH_ARMS)")
+	arms := fs.String("arms", envDefault("BENCH_ARMS", defaultArms), "arms to run ($BENCH_ARMS)")
 	fs.StringVar(&c.driver, "storage-driver", envDefault("BENCH_STORAGE_DRIVER", "vfs"), "containers/storage driver for every build ($BENCH_STORAGE_DRIVER)")
 	fs.StringVar(&c.workRoot, "work", envDefault("BENCH_WORK", "/var/tmp"), "where the registry, stores and logs live during the run ($BENCH_WORK)")
 	fs.StringVar(&c.cacheDir, "cache", "bench/.cache/workload", "workload cache directory")
@@ -79,7 +84,7 @@ func runCmd(args []string) error {
 	}
 	for _, a := range strings.Split(*arms, ",") {
 		if _, ok := armTitles[a]; !ok {
-			return fmt.Errorf("-arms: unknown arm %q (valid: a,b,c,d,e)", a)
+			return fmt.Errorf("-arms: unknown arm %q (valid: %s)", a, defaultArms)
 		}
 		c.arms = append(c.arms, a)
 	}
@@ -178,6 +183,8 @@ func (b *bench) run() error {
 				recs = []*record{b.runMcbuild(armA, "gzip", round)}
 			case armB:
 				recs = []*record{b.runMcbuild(armB, "gzip,zstd:chunked", round)}
+			case armF:
+				recs = []*record{b.runMcbuild(armF, "gzip,zstd:chunked", round, "--compress-while-building=false")}
 			case armC:
 				recs = []*record{b.runNaive(round)}
 			case armD:
@@ -301,15 +308,16 @@ func (b *bench) runDir(name string) (string, error) {
 	return d, os.MkdirAll(d, 0o755)
 }
 
-// mcbuildArgs is one `mcbuild build` of the workload into a private store.
-func (b *bench) mcbuildArgs(dir, repo, formats string) []string {
-	return []string{b.cfg.mcbuild, "build", "--tls-verify=false",
+// mcbuildArgs is one `mcbuild build` of the workload into a private store,
+// with mcbuild's defaults but for extra.
+func (b *bench) mcbuildArgs(dir, repo, formats string, extra ...string) []string {
+	return append([]string{b.cfg.mcbuild, "build", "--tls-verify=false",
 		"--image", b.reg + "/" + repo + ":latest",
 		"--context", b.wl.Context, "--file", b.wl.Containerfile(),
 		"--storage-driver", b.cfg.driver,
 		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
 		"--compression-formats", formats,
-		"--summary-json", filepath.Join(dir, "summary.json")}
+		"--summary-json", filepath.Join(dir, "summary.json")}, extra...)
 }
 
 // mcbuildSummary is the part of --summary-json the benchmark reads.
@@ -318,21 +326,46 @@ type mcbuildSummary struct {
 		Compression string `json:"compression"`
 	} `json:"manifests"`
 	Phases struct {
-		Build    float64            `json:"build_seconds"`
-		Publish  float64            `json:"publish_seconds"`
-		ByFormat map[string]float64 `json:"publish_format_seconds"`
-		Total    float64            `json:"total_seconds"`
+		Build float64 `json:"build_seconds"`
+		// CompressDuringBuild is the wall time of the compression started
+		// while the build ran (--compress-while-building); left out when 0.
+		CompressDuringBuild float64            `json:"compress_during_build_seconds"`
+		Publish             float64            `json:"publish_seconds"`
+		ByFormat            map[string]float64 `json:"publish_format_seconds"`
+		Total               float64            `json:"total_seconds"`
 	} `json:"phases"`
 }
 
-func (b *bench) runMcbuild(arm, formats string, round int) *record {
+// earlyLayersRE matches the stream publisher's line saying how many layers
+// the build had already compressed when the publish phase needed them.
+var earlyLayersRE = regexp.MustCompile(`: (\d+) of (\d+) layers were compressed during the build$`)
+
+// earlyLayers reads that line from a log: ok is false without it (no early
+// compression, or a mcbuild that does not print it).
+func earlyLayers(log string) (early, total int, ok bool) {
+	b, err := os.ReadFile(log)
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if m := earlyLayersRE.FindStringSubmatch(l); m != nil {
+			e, _ := strconv.Atoi(m[1])
+			t, _ := strconv.Atoi(m[2])
+			early, total, ok = early+e, total+t, true
+		}
+	}
+	return early, total, ok
+}
+
+func (b *bench) runMcbuild(arm, formats string, round int, extra ...string) *record {
 	r := newRecord(arm)
 	dir, err := b.runDir(fmt.Sprintf("%s-%d", arm, round))
 	if err != nil {
 		return r.fail(err)
 	}
 	defer removeAll(dir)
-	p, err := measure(runSpec{args: b.mcbuildArgs(dir, fmt.Sprintf("bench/%s-r%d", arm, round), formats), log: b.logPath(arm, round, "build"), markPrefix: "pushing "})
+	log := b.logPath(arm, round, "build")
+	p, err := measure(runSpec{args: b.mcbuildArgs(dir, fmt.Sprintf("bench/%s-r%d", arm, round), formats, extra...), log: log, markPrefix: "pushing "})
 	r.Procs["mcbuild"] = p
 	if err != nil {
 		return r.fail(err)
@@ -351,6 +384,15 @@ func (b *bench) runMcbuild(arm, formats string, round int) *record {
 	in := mib(b.wl.TotalBytes)
 	r.set("build_s", s.Phases.Build)
 	r.set("build_mibps", in/s.Phases.Build)
+	// Compression moved into the build: it overlaps build_s, and its CPU
+	// and memory count before the "pushing " mark. Arm f turns it off.
+	if arm != armF || s.Phases.CompressDuringBuild > 0 {
+		r.set("early_compress_s", s.Phases.CompressDuringBuild)
+	}
+	if e, t, ok := earlyLayers(log); ok {
+		r.set("early_layers", float64(e))
+		r.set("layers", float64(t))
+	}
 	r.set("publish_s", s.Phases.Publish)
 	for f, sec := range s.Phases.ByFormat {
 		r.set("publish_"+f+"_s", sec)

@@ -37,9 +37,11 @@ func chunked(level int) NewFunc {
 	}
 }
 
-// Ours is mcbuild's zstd:chunked encoder (pkg/zstdchunked, both cores) at
-// its default level (publish.DefaultZstdLevel). Its output is byte for byte
-// containers/storage's at the same level, so the size ratio is 1 by design.
+// Ours is mcbuild's zstd:chunked encoder (pkg/zstdchunked, every core) at
+// its default level (publish.DefaultZstdLevel): what `mcbuild build`'s
+// default stream publisher pushes with. It is written to produce byte for
+// byte containers/storage's output at the same level (pkg/zstdchunked's tests
+// compare them), so the size ratio is 1 unless that breaks.
 var Ours = Encoder{
 	Name: "mcbuild-zstd-chunked",
 	Doc:  fmt.Sprintf("mcbuild's zstd:chunked encoder (pkg/zstdchunked, all cores), level %d", publish.DefaultZstdLevel),
