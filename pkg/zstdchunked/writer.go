@@ -241,47 +241,51 @@ func (e *encoder) worker(wg *sync.WaitGroup) {
 		defer workerEncoders(e.level).Put(enc)
 	}
 	var sw sliceWriter
+	hasher := sha256.New()
 	for f := range e.jobs {
 		if err != nil {
 			close(f.done)
 			continue
 		}
-		sw.b = getBuf(len(f.content) + len(f.content)>>7 + 1024)
-		enc.Reset(&sw)
-		f.out = nil
+		out := getBuf(len(f.content) + len(f.content)>>7 + 1024)
 		var h hash.Hash
 		if f.file != nil {
-			h = sha256.New()
+			h = hasher
+			h.Reset()
 		}
-		if f.zeros > 0 {
-			for n := f.zeros; n > 0; {
-				k := min(n, int64(len(zeroBuf)))
-				_, _ = enc.Write(zeroBuf[:k])
-				if h != nil {
-					h.Write(zeroBuf[:k])
-				}
-				n -= k
-			}
-		} else if f.tail > 0 {
-			_, _ = enc.Write(f.content[:f.tail-1])
-			_, _ = enc.ReadFrom(bytes.NewReader(f.content[f.tail-1:]))
-		} else if len(f.content) > 0 && len(f.content) < e.blockSize {
+		if f.zeros == 0 && f.tail == 0 && len(f.content) > 0 && len(f.content) < e.blockSize {
 			// A final block that is the whole frame is encoded by encodeAll
 			// either way; EncodeAll skips copying it through the encoder's
-			// block buffer and the output through sw.
-			f.out = enc.EncodeAll(f.content, sw.b)
+			// block buffer and the output through sw, and needs no Reset.
+			f.out = enc.EncodeAll(f.content, out)
 			if h != nil {
 				h.Write(f.content)
 			}
 		} else {
-			_, _ = enc.Write(f.content)
-			if h != nil {
-				h.Write(f.content)
+			sw.b = out
+			enc.Reset(&sw)
+			switch {
+			case f.zeros > 0:
+				for n := f.zeros; n > 0; {
+					k := min(n, int64(len(zeroBuf)))
+					_, _ = enc.Write(zeroBuf[:k])
+					if h != nil {
+						h.Write(zeroBuf[:k])
+					}
+					n -= k
+				}
+			case f.tail > 0:
+				_, _ = enc.Write(f.content[:f.tail-1])
+				_, _ = enc.ReadFrom(bytes.NewReader(f.content[f.tail-1:]))
+			default:
+				_, _ = enc.Write(f.content)
+				if h != nil {
+					h.Write(f.content)
+				}
 			}
-		}
-		if f.out == nil {
 			_ = enc.Close()
 			f.out = sw.b
+			sw.b = nil
 		}
 		if h != nil {
 			f.digest = digest.NewDigest(digest.SHA256, h)
