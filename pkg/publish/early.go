@@ -31,20 +31,22 @@ const earlyPollInterval = 100 * time.Millisecond
 //
 // A nil *Early is valid and does nothing.
 type Early struct {
-	store  storage.Store
-	fs     []formats.Format
-	cs     compressSettings
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   sync.WaitGroup
-	stop   chan struct{} // closed by StopWatching
-	wake   chan struct{}
+	store   storage.Store
+	fs      []formats.Format
+	cs      compressSettings
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+	stop    chan struct{} // closed by StopWatching
+	watched chan struct{} // closed when the watcher has returned
+	wake    chan struct{}
 
 	mu      sync.Mutex
 	known   map[string]bool // layer IDs present at the start or queued since
 	pending []*earlyJob     // waiting for the worker, in commit order
 	jobs    map[string]*earlyJob
-	busy    time.Duration // wall time the worker spent compressing
+	busy    []interval // when the worker was compressing
+	stopped time.Time  // when StopWatching was called (the build ended)
 }
 
 // earlyJob is one layer compressed (or to be compressed) early.
@@ -70,13 +72,13 @@ func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, o
 	ctx, cancel := context.WithCancel(ctx)
 	e := &Early{
 		store: store, fs: slices.Clone(fs), cs: opts.compressSettings(), ctx: ctx, cancel: cancel,
-		stop: make(chan struct{}), wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), watched: make(chan struct{}), wake: make(chan struct{}, 1),
 		known: map[string]bool{}, jobs: map[string]*earlyJob{},
 	}
 	for _, l := range layers {
 		e.known[l.ID] = true
 	}
-	e.done.Add(2)
+	e.done.Add(1)
 	go e.watch()
 	go e.work()
 	return e, nil
@@ -85,7 +87,7 @@ func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, o
 // watch queues every new image layer (one with a content digest: complete,
 // and not a container's read-write layer) until StopWatching.
 func (e *Early) watch() {
-	defer e.done.Done()
+	defer close(e.watched)
 	t := time.NewTicker(earlyPollInterval)
 	defer t.Stop()
 	for {
@@ -149,7 +151,7 @@ func (e *Early) work() {
 		start := time.Now()
 		staged, err := e.compress(jctx, j.layer)
 		e.mu.Lock()
-		e.busy += time.Since(start)
+		e.busy = append(e.busy, interval{start, time.Now()})
 		j.staged, j.err = staged, err
 		close(j.done)
 		e.mu.Unlock()
@@ -180,8 +182,9 @@ func (e *Early) compress(ctx context.Context, l sourceLayer) ([]*stagedBlob, err
 	return compressStream(ctx, tmp, l, e.fs, e.cs)
 }
 
-// StopWatching stops looking for new layers (the build is over); layers
-// already queued are still compressed.
+// StopWatching stops looking for new layers (the build is over) and
+// returns once no more will be queued; layers already queued are still
+// compressed.
 func (e *Early) StopWatching() {
 	if e == nil {
 		return
@@ -189,8 +192,12 @@ func (e *Early) StopWatching() {
 	select {
 	case <-e.stop:
 	default:
+		e.mu.Lock()
+		e.stopped = time.Now()
+		e.mu.Unlock()
 		close(e.stop)
 	}
+	<-e.watched
 }
 
 // keep drops every queued or compressed layer not in ids.
@@ -250,15 +257,27 @@ func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format) ([
 	return j.staged, nil
 }
 
-// Busy is the wall time spent compressing early, overlapping the build.
+// Busy is the wall time spent compressing while the build ran (until
+// StopWatching): the compression that overlapped the build. What the worker
+// did after that is part of the publish.
 func (e *Early) Busy() time.Duration {
 	if e == nil {
 		return 0
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.busy
+	var d time.Duration
+	for _, iv := range e.busy {
+		end := iv.end
+		if !e.stopped.IsZero() && e.stopped.Before(end) {
+			end = e.stopped
+		}
+		d += max(end.Sub(iv.start), 0)
+	}
+	return d
 }
+
+type interval struct{ start, end time.Time }
 
 // Close stops Early and discards every layer Publish did not take.
 func (e *Early) Close() {
