@@ -65,7 +65,7 @@ func NewWriter(dest io.Writer, metadata map[string]string, level int, opts ...Op
 		o.maxInflight = 1
 	}
 	el := zstd.EncoderLevelFromZstd(level)
-	r, w := io.Pipe()
+	r := newHandoffPipe()
 	ch := make(chan error, 1)
 	go func() {
 		e := &encoder{dest: &countingWriter{w: dest}, out: metadata, level: el, opts: o, blockSize: 128 << 10}
@@ -77,29 +77,29 @@ func NewWriter(dest io.Writer, metadata map[string]string, level int, opts ...Op
 		r.Close()
 		close(ch)
 	}()
-	return &pipeWriter{w: w, errc: ch}, nil
+	return &pipeWriter{p: r, errc: ch}, nil
 }
 
 type pipeWriter struct {
-	w    *io.PipeWriter
+	p    *handoffPipe
 	errc chan error
 }
 
 func (p *pipeWriter) Write(b []byte) (int, error) {
 	select {
 	case err := <-p.errc:
-		p.w.Close()
+		p.p.CloseWrite()
 		if err == nil {
 			err = errors.New("zstdchunked: encoder stopped")
 		}
 		return 0, err
 	default:
-		return p.w.Write(b)
+		return p.p.Write(b)
 	}
 }
 
 func (p *pipeWriter) Close() error {
-	errClose := p.w.Close()
+	errClose := p.p.CloseWrite()
 	if err := <-p.errc; err != nil && err != io.EOF {
 		return err
 	}
