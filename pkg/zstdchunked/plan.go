@@ -345,11 +345,12 @@ func (t *tocWriter) finish(tarSplitDigest digest.Digest) error {
 	return t.zw.Close()
 }
 
-// body writes the frames and returns the files in order. It parses the tar
-// once, for both the frames and the tar-split stream: upstream parses it
-// twice (tar-split's asm disassembler tees the stream to its own reader
-// through a pipe). The tar-split entries are the ones asm would add, in the
-// same order; the sink packs them.
+// body writes the frames and the tar-split stream. It parses the tar once,
+// for both: upstream parses it twice (tar-split's asm disassembler tees the
+// stream to its own reader through a pipe). The tar-split entries are the
+// ones asm would add, in the same order. They are packed here, not queued to
+// the sink: a queue entry per header could fill the order channel while the
+// sink waits for the rest of a streamed frame of headers.
 func (e *encoder) body(reader io.Reader) error {
 	e.order = make(chan *frame, 4096)
 	e.jobs = make(chan *frame, 4096)
@@ -386,7 +387,10 @@ func (e *encoder) body(reader io.Reader) error {
 			e.abort(finish)
 			return err
 		}
-		e.raw(tr.RawBytes())
+		if err := e.raw(tr.RawBytes()); err != nil {
+			e.abort(finish)
+			return err
+		}
 		meta, err := newFileMetadata(hdr)
 		if err != nil {
 			e.abort(finish)
@@ -399,26 +403,36 @@ func (e *encoder) body(reader io.Reader) error {
 			return err
 		}
 		e.order <- &frame{fileEnd: rec}
-		ent := &storage.Entry{Type: storage.FileType, Size: hdr.Size}
+		ent := storage.Entry{Type: storage.FileType, Size: hdr.Size}
 		if hdr.Size > 0 {
 			// what asm's crc64.New(storage.CRCTable).Sum(nil) gives
 			ent.Payload = binary.BigEndian.AppendUint64(nil, crc)
 		}
 		ent.SetName(hdr.Name)
-		e.order <- &frame{tsEntry: ent}
-		e.raw(tr.RawBytes())
+		if _, err := e.packer.AddEntry(ent); err != nil {
+			e.abort(finish)
+			return err
+		}
+		if err := e.raw(tr.RawBytes()); err != nil {
+			e.abort(finish)
+			return err
+		}
 		if err := e.failed(); err != nil {
 			e.abort(finish)
 			return err
 		}
 	}
-	e.raw(tr.RawBytes())
+	if err := e.raw(tr.RawBytes()); err != nil {
+		e.abort(finish)
+		return err
+	}
 	e.markTail()
 	// the rest of the stream (the end-of-archive blocks and any padding)
 	for {
 		n, err := reader.Read(buf)
-		if n > 0 {
-			e.raw(buf[:n])
+		if perr := e.raw(buf[:n]); perr != nil {
+			e.abort(finish)
+			return perr
 		}
 		if err == io.EOF {
 			break
@@ -438,14 +452,15 @@ func (e *encoder) body(reader io.Reader) error {
 // readBufs holds body's read buffers: 1 MiB, asm's padding read size.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// raw appends bytes outside file payloads to the stream and queues them as
+// raw appends bytes outside file payloads to the stream and packs them as
 // a tar-split segment.
-func (e *encoder) raw(b []byte) {
+func (e *encoder) raw(b []byte) error {
 	if len(b) == 0 {
-		return
+		return nil
 	}
 	e.appendCur(b)
-	e.order <- &frame{tsEntry: &storage.Entry{Type: storage.SegmentType, Payload: bytes.Clone(b)}}
+	_, err := e.packer.AddEntry(storage.Entry{Type: storage.SegmentType, Payload: b})
+	return err
 }
 
 func (e *encoder) abort(finish func() error) {

@@ -136,8 +136,7 @@ type frame struct {
 
 	start, end int64 // offsets in the output, set when written
 
-	fileEnd *fileRec       // not a frame: marks the end of a file's payload
-	tsEntry *storage.Entry // not a frame: the next tar-split entry
+	fileEnd *fileRec // not a frame: marks the end of a file's payload
 }
 
 type chunkRec struct {
@@ -167,7 +166,7 @@ type encoder struct {
 	// from Write+Close or EncodeAll.
 	blockSize int
 
-	packer storage.Packer // the tar-split stream, fed by the sink
+	packer storage.Packer // the tar-split stream
 	toc    *tocWriter     // the TOC, fed by the sink
 
 	order chan *frame
@@ -317,14 +316,6 @@ func (e *encoder) sink(done chan<- struct{}) {
 		}
 	}
 	for f := range e.order {
-		if f.tsEntry != nil {
-			if err == nil {
-				if _, perr := e.packer.AddEntry(*f.tsEntry); perr != nil {
-					fail(perr)
-				}
-			}
-			continue
-		}
 		if rec := f.fileEnd; rec != nil {
 			switch {
 			case rec.hasher != nil:

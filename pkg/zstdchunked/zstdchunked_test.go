@@ -235,7 +235,14 @@ func TestTrailingPadding(t *testing.T) {
 	tarball := mkTar(t, cases()["mixed"])
 	padded := append(bytes.Clone(tarball), make([]byte, 10240-len(tarball)%10240)...)
 	junk := append(bytes.Clone(tarball), bytes.Repeat([]byte("junk"), 300_000)...)
-	for _, in := range [][]byte{padded, junk} {
+	// over 8 MiB of headers without payloads at the end: a streamed frame
+	var dirs []entry
+	for i := range 20000 {
+		dirs = append(dirs, entry{hdr: tar.Header{Name: fmt.Sprintf("d%d/", i), Typeflag: tar.TypeDir, Mode: 0o755}})
+	}
+	manyDirs := mkTar(t, dirs)
+	manyDirs = append(manyDirs, bytes.Repeat([]byte("junk"), 300_000)...)
+	for _, in := range [][]byte{padded, junk, manyDirs} {
 		for _, ws := range []int{1000, 7777, 1 << 20, len(in)} {
 			var ob, ub bytes.Buffer
 			omd, umd := map[string]string{}, map[string]string{}
