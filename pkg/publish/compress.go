@@ -24,6 +24,10 @@ import (
 	"github.com/mcbuild/mcbuild/pkg/zstdchunked"
 )
 
+// pgzipBlockSize is pgzip's default block size, kept when only its
+// concurrency changes.
+const pgzipBlockSize = 1 << 20
+
 const (
 	// blockSize is the unit read from storage and handed to every
 	// compressor; each compressor may hold queueBlocks of them, which
@@ -47,6 +51,9 @@ type compressSettings struct {
 	level   int    // zstd level for zstd and zstd:chunked
 	encoder string // zstd:chunked encoder, EncoderParallel or EncoderUpstream
 	tmpDir  string
+	// oneCore keeps each compressor to one goroutine at a time (Early:
+	// the build keeps the other core). The output is the same.
+	oneCore bool
 }
 
 // compressLayer reads layer's uncompressed tar from store once and writes it
@@ -205,14 +212,27 @@ func newSink(f formats.Format, cs compressSettings) (*sink, error) {
 func newCompressor(f formats.Format, w io.Writer, metadata map[string]string, cs compressSettings) (io.WriteCloser, error) {
 	switch f {
 	case formats.Gzip:
-		return pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+		zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+		if err == nil && cs.oneCore {
+			// pgzip's blocks do not depend on how many compress at once.
+			err = zw.SetConcurrency(pgzipBlockSize, 1)
+		}
+		return zw, err
 	case formats.Zstd:
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(cs.level)))
+		opts := []zstd.EOption{zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(cs.level))}
+		if cs.oneCore {
+			opts = append(opts, zstd.WithEncoderConcurrency(1))
+		}
+		return zstd.NewWriter(w, opts...)
 	case formats.ZstdChunked:
 		if cs.encoder == EncoderUpstream {
 			return zstdchunked.NewUpstreamWriter(w, metadata, cs.level)
 		}
-		return zstdchunked.NewWriter(w, metadata, cs.level)
+		var opts []zstdchunked.Option
+		if cs.oneCore {
+			opts = append(opts, zstdchunked.WithWorkers(1))
+		}
+		return zstdchunked.NewWriter(w, metadata, cs.level, opts...)
 	}
 	return nil, fmt.Errorf("compression format %q: not supported", f)
 }

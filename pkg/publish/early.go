@@ -18,10 +18,13 @@ import (
 const earlyPollInterval = 100 * time.Millisecond
 
 // Early compresses layers while the build that makes them is still running.
-// A build commits one layer per instruction and mostly keeps one core busy
-// (copying files, hashing); Early watches the store for each layer committed
-// and compresses it, in every format, on the spare cores, so the publish
-// that follows finds most layers ready and only uploads them.
+// A build commits one layer per instruction and often keeps only one core
+// busy (copying files, hashing); Early watches the store for each layer
+// committed and compresses it, one format and one core at a time, so the
+// publish that follows finds most layers ready and only uploads them. On the
+// 2-vCPU reference machine the build slowed down by about what the publish
+// gained (the vCPUs share a core, and Go shares its threads between the
+// build's goroutines and these), so mcbuild leaves it off by default.
 //
 // It takes the storage lock only to copy a layer's tar to a temporary file,
 // not while compressing, so the build is not held up. Layers that do not
@@ -176,10 +179,25 @@ func (e *Early) compress(ctx context.Context, l sourceLayer) ([]*stagedBlob, err
 	if err != nil {
 		return nil, fmt.Errorf("reading layer %s from storage: %w", l.id, err)
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, err
+	// One format after the other, each on one core: the build keeps the
+	// other core (in one Go process, goroutines share the cores evenly, so
+	// more compressing goroutines would slow the build down).
+	staged := make([]*stagedBlob, 0, len(e.fs))
+	cs := e.cs
+	cs.oneCore = true
+	for _, f := range e.fs {
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			closeStaged(staged)
+			return nil, err
+		}
+		one, err := compressStream(ctx, tmp, l, []formats.Format{f}, cs)
+		if err != nil {
+			closeStaged(staged)
+			return nil, err
+		}
+		staged = append(staged, one...)
 	}
-	return compressStream(ctx, tmp, l, e.fs, e.cs)
+	return staged, nil
 }
 
 // StopWatching stops looking for new layers (the build is over) and
