@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +23,7 @@ type globalFlags struct {
 	retryDelay     time.Duration
 	requestTimeout time.Duration
 	timeout        time.Duration
+	cpuProfile     string
 	cancel         context.CancelFunc
 }
 
@@ -92,10 +95,38 @@ artifact listing every digest, whose reference it writes as a Tekton result.`,
 	pf.DurationVar(&g.retryDelay, "retry-delay", registry.DefaultRetryDelay, fmt.Sprintf("first wait before a retry; doubles each time, up to %s; a registry's Retry-After is honored up to %s", registry.MaxRetryDelay, registry.MaxRetryAfter))
 	pf.DurationVar(&g.requestTimeout, "request-timeout", registry.DefaultRequestTimeout, "abandon (and retry) a registry request that makes no progress for this long: no answer, no bytes moving; 0 for no bound")
 	pf.DurationVar(&g.timeout, "timeout", 0, "give up the whole command after this long (0: no limit)")
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return g.withTimeout(cmd) }
+	pf.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole command to this file (as buildah's flag)")
+	_ = pf.MarkHidden("cpu-profile")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := g.withTimeout(cmd); err != nil {
+			return err
+		}
+		return g.startProfile()
+	}
 	root.AddCommand(newBuildCommand(g), newIndexCommand(g), newSubjectsCommand(g), newInspectCommand(g))
 	explainTimeout(root)
 	return root
+}
+
+// startProfile starts --cpu-profile; it stops when the command ends,
+// failed or not (cobra's finalizers).
+func (g *globalFlags) startProfile() error {
+	if g.cpuProfile == "" {
+		return nil
+	}
+	f, err := os.Create(g.cpuProfile)
+	if err != nil {
+		return fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--cpu-profile: %w", err)
+	}
+	cobra.OnFinalize(func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	})
+	return nil
 }
 
 // version is set with -ldflags "-X main.buildVersion=..." by release builds;
