@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,5 +46,22 @@ func TestBuildPublishers(t *testing.T) {
 				t.Errorf("%s: %s manifest %s, the stream publisher's is %s", p.name, e.format, e.desc.Digest, first[i].desc.Digest)
 			}
 		}
+	}
+}
+
+// TestCPUProfile: --cpu-profile writes a profile even when the command
+// fails (the profile is for finding out why something is slow, or stuck).
+func TestCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	r := run(t, nil, "--cpu-profile", path, "inspect", "--tls-verify=false", "127.0.0.1:1/e2e/none:v1")
+	if r.code == 0 {
+		t.Fatal("inspect of an unreachable registry succeeded")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b { // pprof profiles are gzipped protobufs
+		t.Errorf("%s is not a gzipped pprof profile (%d bytes)", path, len(raw))
 	}
 }
