@@ -739,3 +739,38 @@ func TestUntrustedSubjects(t *testing.T) {
 	// The genuine artifact verifies.
 	mustRun(t, nil, "subjects", "verify", "--tls-verify=false", reg.Repo(repoName)+"@"+good.Digest.String())
 }
+
+// TestBuildSecretFromEnv: --secret id=ID,env=VAR takes the secret from the
+// environment, reaches RUN, and stays out of everything published.
+func TestBuildSecretFromEnv(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	repoName := reg.Repo("e2e/secret-env")
+	secret, words := secretWords(t, "env-", "")
+	sum := sha256.Sum256([]byte(secret))
+	wantHash := hex.EncodeToString(sum[:])
+	ctxDir := contextFiles(t, `FROM scratch
+COPY rootfs/amd64/ /
+RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /secret.sha256
+`, "amd64")
+	resultsDir := t.TempDir()
+	args := append([]string{"build", "--tls-verify=false", "--context", ctxDir, "--platform", "linux/amd64",
+		"--image", repoName + ":v1", "--results-dir", resultsDir, "--secret", "id=tok,env=MCBUILD_TEST_TOKEN"}, storageFlags(t)...)
+	r := mustRun(t, []string{"MCBUILD_TEST_TOKEN=" + secret}, args...)
+	assertAbsent(t, "stdout", []byte(r.stdout), words)
+	assertAbsent(t, "stderr", []byte(r.stderr), words)
+	res := readResults(t, resultsDir)
+	p := download(t, openRepo(t, repoName), "v1", res["SUBJECTS_REF"])
+	p.assertAbsent(t, words)
+	found := 0
+	for _, files := range p.layers {
+		if b, ok := files["secret.sha256"]; ok {
+			found++
+			if got := strings.TrimSpace(string(b)); got != wantHash {
+				t.Errorf("/secret.sha256 = %q, want %s (the secret from the environment did not reach RUN)", got, wantHash)
+			}
+		}
+	}
+	if found != 2 {
+		t.Errorf("/secret.sha256 found in %d layers, want 2 (the RUN layer in gzip and in zstd:chunked)", found)
+	}
+}
