@@ -47,8 +47,12 @@ func (r *rollSum) scan(p []byte) (int, bool) {
 		// s1 biased by -windowSize*charOffset folds the constant out of
 		// the s2 update; unrolled by 8 without bounds checks, since this
 		// loop is most of the producer's time.
-		s1 -= windowSize * charOffset
 		j := 0
+		if haveAVX2 && len(cur) >= 16 {
+			// 16 bytes a step up to the block with the next split
+			j, s1, s2 = rollScan16(&cur[0], &old[0], len(cur)/16, s1, s2)
+		}
+		s1 -= windowSize * charOffset
 		for ; j+8 <= len(cur); j += 8 {
 			c := cur[j : j+8 : j+8]
 			d := old[j : j+8 : j+8]

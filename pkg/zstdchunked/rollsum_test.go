@@ -1,6 +1,7 @@
 package zstdchunked
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -59,6 +60,27 @@ func TestRollSumMatchesUpstream(t *testing.T) {
 				t.Fatalf("step %d: split %d at %d, upstream %d", step, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// Many split points, each somewhere in a 16-byte block of the vector scan.
+func TestRollSumManySplits(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	p := make([]byte, 24<<20)
+	for i := range p {
+		p[i] = byte(r.Uint32())
+	}
+	want := upstreamSplits(p)
+	lanes := map[int]bool{}
+	for _, w := range want {
+		lanes[w%16] = true
+	}
+	if len(lanes) < 16 {
+		t.Fatalf("splits in only %d of 16 positions", len(lanes))
+	}
+	got := ourSplits(p, 1<<20)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%d splits, upstream %d, or at other offsets", len(got), len(want))
 	}
 }
 
