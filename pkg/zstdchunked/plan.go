@@ -226,7 +226,7 @@ func (e *encoder) run(reader io.Reader) error {
 	if err != nil {
 		return err
 	}
-	defer workerEncoders(e.level).Put(tsZstd)
+	defer e.putEncoder(tsZstd)
 	tsZstd.Reset(io.MultiWriter(&tsCompressed, tsDigester.Hash()))
 	tsCounter := &countingWriter{w: tsZstd}
 	e.packer = storage.NewJSONPacker(tsCounter)
@@ -234,22 +234,18 @@ func (e *encoder) run(reader io.Reader) error {
 	if err != nil {
 		return err
 	}
-	defer workerEncoders(e.level).Put(tocZstd)
+	defer e.putEncoder(tocZstd)
 	e.toc = &tocWriter{zw: tocZstd}
 	tocZstd.Reset(&e.toc.compressed)
 
-	err = e.body(reader)
-	// Closed even after an error: a pooled encoder must not keep a frame open.
-	tsErr := tsZstd.Close()
-	if err == nil {
-		err = tsErr
-	}
-	if err == nil {
-		err = e.toc.err
-	}
-	if err != nil {
-		tocZstd.Close()
+	if err := e.body(reader); err != nil {
 		return err
+	}
+	if err := tsZstd.Close(); err != nil {
+		return err
+	}
+	if e.toc.err != nil {
+		return e.toc.err
 	}
 	return e.writeManifest(tsCompressed.Bytes(), tsDigester.Digest(), tsCounter.n)
 }

@@ -204,6 +204,13 @@ func (e *encoder) workerEncoder() (*zstd.Encoder, error) {
 	return e.newEncoder(1)
 }
 
+// putEncoder returns a pooled encoder, first dropping its destination so
+// that the pool does not keep this writer's buffers alive.
+func (e *encoder) putEncoder(enc *zstd.Encoder) {
+	enc.Reset(nil)
+	workerEncoders(e.level).Put(enc)
+}
+
 func (e *encoder) acquire(n int64) {
 	e.mu.Lock()
 	for e.inflight > 0 && e.inflight+n > e.opts.maxInflight {
@@ -237,7 +244,7 @@ func (e *encoder) worker(wg *sync.WaitGroup) {
 	defer wg.Done()
 	enc, err := e.workerEncoder()
 	if enc != nil {
-		defer workerEncoders(e.level).Put(enc)
+		defer e.putEncoder(enc)
 	}
 	var sw sliceWriter
 	hasher := sha256.New()
