@@ -68,7 +68,7 @@ demo: deps build ## loopback registry, example build, results and index table
 # Issue #5's benchmark (bench/README.md): mcbuild vs the naive copy.Image path
 # vs the buildah 1.45 CLI vs the encoder floors, alternating; BENCH_RUNS (3),
 # BENCH_BIG=1 (1 GiB layer), BENCH_ARMS; results under bench/results/<date>/.
-bench: build $(REGISTRY_BIN) ## benchmark of issue #5; about 7 minutes with the defaults
+bench: build $(REGISTRY_BIN) ## benchmark of issue #5; about 5 minutes with the defaults
 	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild GO=$(GO) bench/run.sh
 
 fmt:
