@@ -3,6 +3,8 @@ package publish_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -190,16 +192,13 @@ func TestPublishStreamDamagedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Count manifest PUTs on their way to the registry.
-	target, _ := url.Parse(reg.URL)
 	var manifestPuts atomic.Int32
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	repoName := proxied(t, reg, func(r *http.Request) int {
 		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
 			manifestPuts.Add(1)
 		}
-		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
-	}))
-	t.Cleanup(proxy.Close)
-	repoName := strings.TrimPrefix(proxy.URL, "http://") + "/publish/damaged"
+		return 0
+	}) + "/publish/damaged"
 	_, err = publish.Publish(ctx, store, img, repoName, []formats.Format{formats.Gzip, formats.ZstdChunked},
 		publish.Options{SystemContext: &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}, TmpDir: t.TempDir()})
 	// containers/storage notices first (per-file checksums in tar-split);
@@ -303,5 +302,101 @@ func TestPublishEarly(t *testing.T) {
 		if withEarly[i].Descriptor.Digest != without[i].Descriptor.Digest {
 			t.Errorf("%s: manifest %s with Early, %s without", fs[i], withEarly[i].Descriptor.Digest, without[i].Descriptor.Digest)
 		}
+	}
+}
+
+// proxied starts a proxy to reg that calls intercept on every request: a
+// status other than 0 is answered instead of forwarding. It returns the
+// proxy's host:port.
+func proxied(t *testing.T, reg *testregistry.Registry, intercept func(*http.Request) int) string {
+	t.Helper()
+	target, err := url.Parse(reg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code := intercept(r); code != 0 {
+			_, _ = io.Copy(io.Discard, r.Body)
+			http.Error(w, `{"errors":[{"code":"DENIED","message":"refused by the test proxy"}]}`, code)
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	return strings.TrimPrefix(proxy.URL, "http://")
+}
+
+// TestPublishSlowRegistry: with more layers than may wait for upload and a
+// registry slower than the compressors, staging waits for the uploads (and
+// the image is complete); when an upload then fails for good, Publish
+// returns that error instead of waiting forever on a full queue.
+func TestPublishSlowRegistry(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	store, tmp := newStore(t)
+	var cf strings.Builder
+	files := map[string]string{}
+	cf.WriteString("FROM scratch\n")
+	for i := range 6 {
+		name := fmt.Sprintf("f%d.txt", i)
+		files[name] = strings.Repeat(name, 20000)
+		fmt.Fprintf(&cf, "COPY %s /%s\n", name, name)
+	}
+	files["Containerfile"] = cf.String()
+	dir := testfixture.Context(t, files)
+	platform := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	built, err := build.Build(context.Background(), store, build.Options{
+		ContextDir: dir, Containerfile: filepath.Join(dir, "Containerfile"), TmpDir: filepath.Join(tmp, "tmp"),
+	}, platform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := publish.Image{ID: built.ID, Platform: platform}
+	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
+	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
+	isLayerPatch := func(r *http.Request) bool {
+		return r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/blobs/uploads/")
+	}
+
+	var patches atomic.Int32
+	slow := proxied(t, reg, func(r *http.Request) int {
+		if isLayerPatch(r) {
+			patches.Add(1)
+			time.Sleep(150 * time.Millisecond)
+		}
+		return 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	entries, err := publish.Publish(ctx, store, img, slow+"/publish/slow", fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range entries {
+		v, err := imagecheck.Check(ctx, plainRepo(t, reg.Repo("publish/slow")), e.Descriptor, fs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Manifest.Layers) != 6 {
+			t.Errorf("%s variant has %d layers, want 6", fs[i], len(v.Manifest.Layers))
+		}
+	}
+	if n := patches.Load(); n != 13 { // the config and 6 layers per format
+		t.Errorf("%d blob uploads, want 13", n)
+	}
+
+	patches.Store(0)
+	failing := proxied(t, reg, func(r *http.Request) int {
+		if isLayerPatch(r) && patches.Add(1) > 3 { // the config and the first layer of each format get through
+			return http.StatusForbidden
+		}
+		return 0
+	})
+	_, err = publish.Publish(ctx, store, img, failing+"/publish/failing", fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("err = %v, want the registry's 403", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Publish only returned at the test's deadline")
 	}
 }

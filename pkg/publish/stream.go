@@ -31,9 +31,9 @@ import (
 // stored one, pushed once (while the first layer compresses) and shared by
 // every variant. Then each format has an uploader that pushes its layers in
 // order as they become ready (so layer N uploads while layer N+1
-// compresses), then its manifest. Blobs and
-// manifests go through containers/image's registry client, the same as
-// the copy publisher, and a failed upload is retried from its file without
+// compresses; at most maxQueuedLayers wait), then its manifest. Blobs and
+// manifests go through containers/image's registry client, the same as the
+// copy publisher, and a failed upload is retried from its file without
 // compressing again.
 
 func publishStream(ctx context.Context, store storage.Store, img Image, repo string, destRef types.ImageReference, fs []formats.Format, opts Options, r *reporter) ([]index.Entry, error) {
@@ -63,7 +63,7 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 	variants := make([]*variant, len(fs))
 	for i, f := range fs {
 		r.logf("pushing %s %s to %s", platform, f, repo)
-		variants[i] = &variant{format: f, queue: make(chan *stagedBlob, len(src.layers))}
+		variants[i] = &variant{format: f, queue: make(chan *stagedBlob, maxQueuedLayers)}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -100,7 +100,12 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 			}
 			for i, v := range variants {
 				staged[i].desc.Annotations = mergeAnnotations(l.annotations, staged[i].desc.Annotations)
-				v.queue <- staged[i] // never blocks: room for every layer
+				select {
+				case v.queue <- staged[i]:
+				case <-gctx.Done(): // an upload failed
+					closeStaged(staged[i:])
+					return gctx.Err()
+				}
 			}
 		}
 		if opts.Early != nil {
@@ -136,6 +141,11 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 	}
 	return entries, nil
 }
+
+// maxQueuedLayers bounds the compressed layers of one format waiting for
+// their upload: when the registry is slower than the compressors, staging
+// stops there instead of filling $TMPDIR with the whole image.
+const maxQueuedLayers = 2
 
 // variant is one format's manifest in the making.
 type variant struct {
