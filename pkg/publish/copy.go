@@ -33,11 +33,7 @@ func pushVariant(ctx context.Context, src, dest types.ImageReference, f formats.
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	sys := &types.SystemContext{}
-	if opts.SystemContext != nil {
-		copied := *opts.SystemContext
-		sys = &copied
-	}
+	sys := opts.systemContext()
 	sys.CompressionFormat = &algo
 	if f.IsZstd() {
 		level := opts.zstdLevel()

@@ -94,14 +94,18 @@ func (e *Early) watch() {
 	t := time.NewTicker(earlyPollInterval)
 	defer t.Stop()
 	for {
+		last := false
 		select {
 		case <-e.stop:
-			return
+			last = true // one more look: the build's last layer may be minutes old or just committed
 		case <-e.ctx.Done():
 			return
 		case <-t.C:
 		}
 		layers, err := e.store.Layers()
+		if err != nil && last {
+			return
+		}
 		if err != nil {
 			continue // the next tick tries again; Publish compresses what is missed
 		}
@@ -125,6 +129,9 @@ func (e *Early) watch() {
 		select {
 		case e.wake <- struct{}{}:
 		default:
+		}
+		if last {
+			return
 		}
 	}
 }
@@ -200,8 +207,9 @@ func (e *Early) compress(ctx context.Context, l sourceLayer) ([]*stagedBlob, err
 	return staged, nil
 }
 
-// StopWatching stops looking for new layers (the build is over) and
-// returns once no more will be queued; layers already queued are still
+// StopWatching stops looking for new layers (the build is over), after one
+// last look that queues the layers the build committed since the previous
+// one, and returns once no more will be queued; queued layers are still
 // compressed.
 func (e *Early) StopWatching() {
 	if e == nil {

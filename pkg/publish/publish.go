@@ -135,6 +135,15 @@ func (o Options) validate() error {
 	return nil
 }
 
+// systemContext is a copy of SystemContext (never nil) that a push may change.
+func (o Options) systemContext() *types.SystemContext {
+	if o.SystemContext == nil {
+		return &types.SystemContext{}
+	}
+	copied := *o.SystemContext
+	return &copied
+}
+
 func (o Options) compressSettings() compressSettings {
 	cs := compressSettings{level: o.zstdLevel(), encoder: o.ZstdChunkedEncoder, tmpDir: o.TmpDir}
 	if cs.tmpDir == "" {

@@ -41,11 +41,7 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 	if err != nil {
 		return nil, err
 	}
-	sys := &types.SystemContext{}
-	if opts.SystemContext != nil {
-		copied := *opts.SystemContext
-		sys = &copied
-	}
+	sys := opts.systemContext()
 	dest, err := destRef.NewImageDestination(ctx, sys)
 	if err != nil {
 		return nil, fmt.Errorf("pushing to %s: %w", repo, err)
