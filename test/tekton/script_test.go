@@ -125,6 +125,7 @@ func testBuildStepArguments(t *testing.T, shell []string) {
 			strParam("PLATFORM", "linux/amd64,linux/arm64"),
 			strParam("COMPRESSION_FORMATS", "gzip"),
 			strParam("ZSTD_LEVEL", "7"),
+			strParam("PUBLISHER", "copy"),
 			arrParam("BUILD_ARGS", "A=1", "B=two words", "C=--not-a-marker", "ALONE"),
 			strParam("BUILD_ARGS_FILE", "args.env"),
 			arrParam("LABELS", "l1=one", "l2=x=y"),
@@ -145,7 +146,7 @@ func testBuildStepArguments(t *testing.T, shell []string) {
 	results := filepath.Join(out.Root, "tekton", "results")
 	want := []string{
 		"build", "--image", "registry.example:5000/ns/app:v1", "--context", "sub dir",
-		"--compression-formats", "gzip", "--zstd-level", "7", "--tls-verify=false",
+		"--compression-formats", "gzip", "--zstd-level", "7", "--publisher", "copy", "--tls-verify=false",
 		"--results-dir", results, "--results-budget", "8000",
 		"--build-arg=A=1", "--build-arg=B=two words", "--build-arg=C=--not-a-marker", "--build-arg=ALONE",
 		"--label=l1=one", "--label=l2=x=y", "--annotation=org.opencontainers.image.title=a b",
@@ -202,7 +203,7 @@ func TestBuildStepDefaults(t *testing.T) {
 	vlc := filepath.Join(out.Root, "volumes", "varlibcontainers")
 	want := []string{
 		"build", "--image", "registry.example/app", "--context", ".",
-		"--compression-formats", "gzip,zstd:chunked", "--zstd-level", "3", "--tls-verify=true",
+		"--compression-formats", "gzip,zstd:chunked", "--zstd-level", "3", "--publisher", "stream", "--tls-verify=true",
 		"--results-dir", filepath.Join(tekton, "results"), "--results-budget", "4096",
 		"--storage-driver", "vfs", "--root", vlc + "/storage", "--runroot", vlc + "/run",
 	}
