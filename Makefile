@@ -79,7 +79,8 @@ clean:
 
 # Fuzzing: every parser of outside input (compression formats, platform
 # lists, image references, the subjects document, index inputs, build-args
-# files, --secret specs), each for FUZZTIME. `go test ./...` (make test)
+# files, --secret specs) and the zstd:chunked encoder against upstream's, each
+# for FUZZTIME. `go test ./...` (make test)
 # already replays the seeds and every testdata/fuzz crash as regression
 # tests. A longer hunt: make fuzz FUZZTIME=10m, or one target:
 #   go test -tags "$(TAGS)" -run '^$$' -fuzz '^FuzzCollect$$' -fuzztime 1h ./pkg/index
@@ -89,7 +90,7 @@ FUZZTIME ?= 10s
 FUZZMINIMIZETIME ?= 2s
 FUZZ_TARGETS := pkg/formats:FuzzParse pkg/platforms:FuzzParse pkg/imageref:FuzzParse \
 	pkg/index:FuzzAssemble pkg/index:FuzzCollect pkg/subjects:FuzzDecode pkg/subjects:FuzzFetch \
-	pkg/build:FuzzParseArgs pkg/build:FuzzCheckSecret
+	pkg/build:FuzzParseArgs pkg/build:FuzzCheckSecret pkg/zstdchunked:FuzzMatchesUpstream
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 10s)
 	@failed=""; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
