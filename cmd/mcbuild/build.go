@@ -143,6 +143,9 @@ func (f *buildFlags) plan() (buildPlan, []string, error) {
 	if !slices.Contains(publish.Encoders, f.zstdChunkedEncoder) {
 		return p, nil, fmt.Errorf("--zstd-chunked-encoder %q: valid encoders are %s", f.zstdChunkedEncoder, strings.Join(publish.Encoders, ", "))
 	}
+	if f.publisher == publish.PublisherCopy && f.compressWhileBuilding {
+		return p, nil, fmt.Errorf("--compress-while-building needs --publisher %s: the %s publisher compresses inside containers/image's copy", publish.PublisherStream, publish.PublisherCopy)
+	}
 	if f.publisher == publish.PublisherCopy && f.zstdChunkedEncoder == publish.EncoderParallel {
 		if f.encoderSet {
 			return p, nil, fmt.Errorf("--zstd-chunked-encoder %s needs --publisher %s: the %s publisher always uses containers/storage's encoder", publish.EncoderParallel, publish.PublisherStream, publish.PublisherCopy)
@@ -250,7 +253,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		t0 := time.Now()
 		fmt.Fprintf(stderr, "building %s for %s\n", plan.build.Containerfile, platforms.String(platform))
 		var early *publish.Early
-		if f.compressWhileBuilding && f.publisher == publish.PublisherStream {
+		if f.compressWhileBuilding {
 			if early, err = publish.StartEarly(ctx, store, plan.formats, popts); err != nil {
 				return err
 			}
