@@ -88,7 +88,7 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
 	fl.IntVar(&f.zstdLevel, "zstd-level", publish.DefaultZstdLevel, "compression level for zstd and zstd:chunked layers (upstream's zstd:chunked default is 10, about 4x slower)")
 	fl.StringVar(&f.publisher, "publisher", publish.PublisherStream, "how variants are made: stream (read each layer once, compress every format at the same time) or copy (one containers/image copy per format, the reference path)")
 	fl.StringVar(&f.zstdChunkedEncoder, "zstd-chunked-encoder", publish.EncoderParallel, "zstd:chunked encoder of the stream publisher: parallel (every core, same bytes as upstream) or upstream (containers/storage's, one core)")
-	fl.BoolVar(&f.compressWhileBuilding, "compress-while-building", false, "compress each layer as soon as the build commits it, one core at a time, for hosts where the build leaves cores idle (stream publisher; layers of other stages are compressed in vain; on 2 shared vCPUs it slowed the build more than it saved)")
+	fl.BoolVar(&f.compressWhileBuilding, "compress-while-building", false, "compress each layer as soon as the build commits it, in a child process at the lowest CPU priority, for hosts where the build leaves cores idle (stream publisher; layers of other stages are compressed in vain; on 2 shared vCPUs it slowed the build about as much as it saved)")
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (KEY alone takes the value from the environment); repeatable")
 	fl.StringVar(&f.buildArgsFile, "build-args-file", "", "file of KEY=VALUE build arguments, one per line (# comments); --build-arg wins")
 	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE; repeatable")

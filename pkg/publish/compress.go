@@ -51,9 +51,24 @@ type compressSettings struct {
 	level   int    // zstd level for zstd and zstd:chunked
 	encoder string // zstd:chunked encoder, EncoderParallel or EncoderUpstream
 	tmpDir  string
-	// oneCore keeps each compressor to one goroutine at a time (Early:
-	// the build keeps the other core). The output is the same.
+	// oneCore keeps each compressor to one goroutine at a time. The output
+	// is the same.
 	oneCore bool
+	// outFile, if set, gives the file the i-th format is written to
+	// (default: a new stagingFile in tmpDir).
+	outFile func(i int) (*os.File, error)
+}
+
+// stagingFile creates a temporary file in dir and unlinks it at once: the
+// open file is all that is needed until the upload, and a killed process
+// leaves nothing behind.
+func stagingFile(dir, pattern string) (*os.File, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("staging a layer: %w", err)
+	}
+	_ = os.Remove(f.Name())
+	return f, nil
 }
 
 // compressLayer reads layer's uncompressed tar from store once and writes it
@@ -89,8 +104,8 @@ func compressStream(ctx context.Context, rc io.Reader, layer sourceLayer, fs []f
 			}
 		}
 	}()
-	for _, f := range fs {
-		s, err := newSink(f, cs)
+	for i, f := range fs {
+		s, err := newSink(f, cs, i)
 		if err != nil {
 			return nil, err
 		}
@@ -186,13 +201,15 @@ type sink struct {
 	metadata   map[string]string // zstd:chunked annotations, filled on Close
 }
 
-func newSink(f formats.Format, cs compressSettings) (*sink, error) {
-	file, err := os.CreateTemp(cs.tmpDir, "mcbuild-layer-*")
-	if err != nil {
-		return nil, fmt.Errorf("staging a compressed layer: %w", err)
+func newSink(f formats.Format, cs compressSettings, i int) (*sink, error) {
+	newFile := cs.outFile
+	if newFile == nil {
+		newFile = func(int) (*os.File, error) { return stagingFile(cs.tmpDir, "mcbuild-layer-*") }
 	}
-	// Unlinked at once: the open file is all that is needed until the upload.
-	_ = os.Remove(file.Name())
+	file, err := newFile(i)
+	if err != nil {
+		return nil, err
+	}
 	s := &sink{
 		format: f, in: make(chan *block, queueBlocks), file: file,
 		buf: bufio.NewWriterSize(file, 1<<20), metadata: map[string]string{},

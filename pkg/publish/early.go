@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -18,13 +17,13 @@ import (
 const earlyPollInterval = 100 * time.Millisecond
 
 // Early compresses layers while the build that makes them is still running.
-// A build commits one layer per instruction and often keeps only one core
-// busy (copying files, hashing); Early watches the store for each layer
-// committed and compresses it, one format and one core at a time, so the
-// publish that follows finds most layers ready and only uploads them. On the
-// 2-vCPU reference machine the build slowed down by about what the publish
-// gained (the vCPUs share a core, and Go shares its threads between the
-// build's goroutines and these), so mcbuild leaves it off by default.
+// A build commits one layer per instruction and often leaves cores idle
+// (it waits on many small file system calls); Early watches the store for
+// each layer committed and compresses it, in every format, in a child
+// process at the lowest CPU priority (child.go), so the publish that follows
+// finds most layers ready and only uploads them. On the 2-vCPU reference
+// machine it is a wash (the build slows by about what the publish gains), so
+// mcbuild leaves it off by default.
 //
 // It takes the storage lock only to copy a layer's tar to a temporary file,
 // not while compressing, so the build is not held up. Layers that do not
@@ -171,11 +170,10 @@ func (e *Early) work() {
 // compress copies the layer's tar to a temporary file, releasing the
 // storage lock at once, then compresses the copy.
 func (e *Early) compress(ctx context.Context, l sourceLayer) ([]*stagedBlob, error) {
-	tmp, err := os.CreateTemp(e.cs.tmpDir, "mcbuild-tar-*")
+	tmp, err := stagingFile(e.cs.tmpDir, "mcbuild-tar-*")
 	if err != nil {
-		return nil, fmt.Errorf("staging layer %s: %w", l.id, err)
+		return nil, err
 	}
-	_ = os.Remove(tmp.Name())
 	defer tmp.Close()
 	rc, err := readLayer(e.store, l.id)
 	if err != nil {
@@ -186,9 +184,15 @@ func (e *Early) compress(ctx context.Context, l sourceLayer) ([]*stagedBlob, err
 	if err != nil {
 		return nil, fmt.Errorf("reading layer %s from storage: %w", l.id, err)
 	}
-	// One format after the other, each on one core: the build keeps the
-	// other core (in one Go process, goroutines share the cores evenly, so
-	// more compressing goroutines would slow the build down).
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	// In a niced child process: the build keeps priority on every core.
+	if staged, err := compressInChild(ctx, tmp, l, e.fs, e.cs); err == nil || ctx.Err() != nil {
+		return staged, err
+	}
+	// The child failed (no /proc/self/exe, say): one format after the other,
+	// each on one core, in this process.
 	staged := make([]*stagedBlob, 0, len(e.fs))
 	cs := e.cs
 	cs.oneCore = true

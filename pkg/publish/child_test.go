@@ -1,0 +1,90 @@
+package publish
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/mcbuild/mcbuild/pkg/formats"
+)
+
+// layerTar writes a small tar to an unlinked file and returns it (at its
+// start) with its digest and size.
+func layerTar(t *testing.T) (*os.File, digest.Digest, int64) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for i := range 20 {
+		body := strings.Repeat(fmt.Sprintf("line %d of a text file\n", i), 500*(i+1))
+		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d/f%d.txt", i), Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := stagingFile(t.TempDir(), "tar-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	return f, digest.FromBytes(buf.Bytes()), int64(buf.Len())
+}
+
+// TestCompressInChild: the re-executed child writes what this process
+// would, and reports a damaged input as such.
+func TestCompressInChild(t *testing.T) {
+	ctx := context.Background()
+	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
+	cs := compressSettings{level: DefaultZstdLevel, tmpDir: t.TempDir()}
+	f, d, size := layerTar(t)
+	l := sourceLayer{id: "layer1", diffID: d, size: size}
+
+	inChild, err := compressInChild(ctx, f, l, fs, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStaged(inChild)
+	if _, err := f.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	here, err := compressStream(ctx, f, l, fs, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStaged(here)
+	for i := range fs {
+		if !reflect.DeepEqual(inChild[i].desc, here[i].desc) {
+			t.Errorf("%s: child wrote %+v, this process %+v", fs[i], inChild[i].desc, here[i].desc)
+		}
+		st, err := inChild[i].file.Stat()
+		if err != nil || st.Size() != inChild[i].desc.Size {
+			t.Errorf("%s: the child's file holds %v bytes (%v), its descriptor says %d", fs[i], st.Size(), err, inChild[i].desc.Size)
+		}
+	}
+
+	if _, err := f.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	bad := l
+	bad.diffID = digest.FromString("something else")
+	if _, err := compressInChild(ctx, f, bad, fs, cs); err == nil || !strings.Contains(err.Error(), "the store is damaged") {
+		t.Errorf("child on a tar that does not match its diff ID: err = %v", err)
+	}
+}
