@@ -38,6 +38,7 @@ import (
 	"github.com/olareg/olareg"
 	"github.com/olareg/olareg/config"
 	"golang.org/x/crypto/bcrypt"
+	"oras.land/oras-go/v2/registry/remote"
 )
 
 // Registry is a running test registry.
@@ -52,6 +53,18 @@ type Registry struct {
 
 // Repo returns a repository reference on this registry: Host + "/" + name.
 func (r *Registry) Repo(name string) string { return r.Host + "/" + name }
+
+// OpenRepo returns an oras client for ref ("host:port/name") speaking plain
+// HTTP, as these registries do unless started [WithTLS].
+func OpenRepo(t testing.TB, ref string) *remote.Repository {
+	t.Helper()
+	repo, err := remote.NewRepository(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.PlainHTTP = true
+	return repo
+}
 
 // Option changes how [StartDistribution] configures the registry.
 type Option func(*distOptions)

@@ -22,7 +22,6 @@ import (
 	"go.podman.io/buildah"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
-	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/mcbuild/mcbuild/internal/imagecheck"
@@ -77,16 +76,6 @@ func buildInto(t *testing.T, store storage.Store, tmp string) publish.Image {
 	return publish.Image{ID: img.ID, Platform: platform}
 }
 
-func plainRepo(t *testing.T, name string) *remote.Repository {
-	t.Helper()
-	repo, err := remote.NewRepository(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo.PlainHTTP = true
-	return repo
-}
-
 // TestPublishVariants builds once and publishes every format with each
 // publisher, then reads each variant back: layer media types, diffIDs, TOC,
 // one config for all. Every publisher must push the same gzip and
@@ -120,7 +109,7 @@ func TestPublishVariants(t *testing.T) {
 			if len(entries) != len(all) {
 				t.Fatalf("got %d entries, want %d", len(entries), len(all))
 			}
-			repo := plainRepo(t, repoName)
+			repo := testregistry.OpenRepo(t, repoName)
 			configs := map[string]bool{}
 			for i, e := range entries {
 				if e.Format != all[i] {
@@ -290,11 +279,11 @@ func TestPublishEarly(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range fs {
-		a, err := imagecheck.Check(ctx, plainRepo(t, reg.Repo("publish/early")), withEarly[i].Descriptor, fs[i])
+		a, err := imagecheck.Check(ctx, testregistry.OpenRepo(t, reg.Repo("publish/early")), withEarly[i].Descriptor, fs[i])
 		if err != nil {
 			t.Fatalf("%s variant compressed early: %v", fs[i], err)
 		}
-		b, err := imagecheck.Check(ctx, plainRepo(t, reg.Repo("publish/late")), without[i].Descriptor, fs[i])
+		b, err := imagecheck.Check(ctx, testregistry.OpenRepo(t, reg.Repo("publish/late")), without[i].Descriptor, fs[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +364,7 @@ func TestPublishSlowRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, e := range entries {
-		v, err := imagecheck.Check(ctx, plainRepo(t, reg.Repo("publish/slow")), e.Descriptor, fs[i])
+		v, err := imagecheck.Check(ctx, testregistry.OpenRepo(t, reg.Repo("publish/slow")), e.Descriptor, fs[i])
 		if err != nil {
 			t.Fatal(err)
 		}

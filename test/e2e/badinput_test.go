@@ -62,7 +62,7 @@ func TestBadInput(t *testing.T) {
 					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
 				}
 			}
-			if got := tags(t, openRepo(t, repoName)); len(got) != 0 {
+			if got := tags(t, testregistry.OpenRepo(t, repoName)); len(got) != 0 {
 				t.Errorf("tags left behind: %v", got)
 			}
 			if files, _ := os.ReadDir(resultsDir); len(files) != 0 {

@@ -47,7 +47,7 @@ func TestBuildTwoPlatforms(t *testing.T) {
 		"--platform", "linux/amd64,linux/arm64", "--results-dir", resultsDir, "--summary-json", summaryJSON}, storageFlags(t)...)
 	r := mustRun(t, nil, args...)
 
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	idx, entries := checkIndex(t, repo, "v1", []string{"linux/amd64", "linux/arm64"}, gzipFirst)
 	res := readResults(t, resultsDir)
 	wantImages := []string{repoName + "@" + idx.Digest.String()}
@@ -158,7 +158,7 @@ func TestBuildReferrersAPI(t *testing.T) {
 	args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":latest", "--context", dir,
 		"--platform", "linux/amd64", "--compression-formats", "zstd:chunked,gzip", "--results-dir", resultsDir}, storageFlags(t)...)
 	mustRun(t, nil, args...)
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	idx, entries := checkIndex(t, repo, "latest", []string{"linux/amd64"}, gzipFirst)
 	res := readResults(t, resultsDir)
 	checkSubjects(t, repo, repoName, res["SUBJECTS_REF"], idx, entries)
@@ -231,7 +231,7 @@ func TestResultsBudgetTwentyPlatforms(t *testing.T) {
 	if len(encoded) > results.DefaultBudget {
 		t.Errorf("results take %d bytes, over %d", len(encoded), results.DefaultBudget)
 	}
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	idx, entries := checkIndex(t, repo, "v1", platforms, gzipFirst)
 	checkSubjects(t, repo, repoName, res["SUBJECTS_REF"], idx, entries)
 }
@@ -257,7 +257,7 @@ func TestIndexMerge(t *testing.T) {
 	}
 	resultsDir := t.TempDir()
 	mustRun(t, nil, "index", "--tls-verify=false", "--image", repoName+":v1", "--from", from[0], "--from", from[1], "--results-dir", resultsDir)
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	idx, entries := checkIndex(t, repo, "v1", []string{"linux/arm64", "linux/arm/v7"}, gzipFirst)
 	res := readResults(t, resultsDir)
 	if res["IMAGE_DIGEST"] != idx.Digest.String() {
@@ -281,7 +281,7 @@ func TestSubjectsVerifyTampered(t *testing.T) {
 	resultsDir := t.TempDir()
 	mustRun(t, nil, append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir,
 		"--platform", "linux/amd64", "--results-dir", resultsDir}, storageFlags(t)...)...)
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	ctx := context.Background()
 	res := readResults(t, resultsDir)
 	good, err := repo.Resolve(ctx, res["SUBJECTS_REF"])

@@ -181,7 +181,7 @@ func TestFaults(t *testing.T) {
 			}
 			// The tag already points at an older image: it must stay there
 			// on failure.
-			direct := openRepo(t, backend.Repo(faultRepo))
+			direct := testregistry.OpenRepo(t, backend.Repo(faultRepo))
 			if tc.authed {
 				direct.Client = basicAuthClient(user, pass)
 			}
@@ -290,7 +290,7 @@ func checkFallback(repoName string) func(t *testing.T, r result, res map[string]
 	return func(t *testing.T, r result, res map[string]string) {
 		t.Helper()
 		ctx := context.Background()
-		repo := openRepo(t, repoName)
+		repo := testregistry.OpenRepo(t, repoName)
 		idx := digest.Digest(res["IMAGE_DIGEST"])
 		tagged, err := repo.Resolve(ctx, subjects.FallbackTag(idx))
 		if err != nil {

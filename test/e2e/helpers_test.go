@@ -88,16 +88,6 @@ func mustRun(t *testing.T, env []string, args ...string) result {
 	return r
 }
 
-func openRepo(t *testing.T, name string) *remote.Repository {
-	t.Helper()
-	repo, err := remote.NewRepository(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo.PlainHTTP = true
-	return repo
-}
-
 // tags lists a repository's tags; a repository nothing was tagged in has none.
 func tags(t *testing.T, repo *remote.Repository) []string {
 	t.Helper()

@@ -70,7 +70,7 @@ func runConcurrently(t *testing.T, envs [][]string, argss [][]string) []result {
 func checkOwnRelease(t *testing.T, repoName, tag string, res map[string]string, wantManifests []ocispec.Descriptor, wantFormats []formats.Format) {
 	t.Helper()
 	ctx := context.Background()
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	idxDesc, err := repo.Resolve(ctx, tag)
 	if err != nil {
 		t.Fatalf("resolving %s: %v", tag, err)
@@ -142,7 +142,7 @@ func TestLoadConcurrentIndex(t *testing.T) {
 func loadIndex(t *testing.T, reg *testregistry.Registry, fallbackTags bool) {
 	const runs = 8
 	repoName := reg.Repo("e2e/load-index")
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	b := testimage.New(t, repo)
 	platforms := []string{"linux/amd64", "linux/arm64"}
 	want := make([][]ocispec.Descriptor, runs)
@@ -224,7 +224,7 @@ func TestLoadConcurrentBuilds(t *testing.T) {
 	started := time.Now()
 	results := runConcurrently(t, envs, argss)
 	t.Logf("%d concurrent builds took %s", runs, time.Since(started).Round(time.Millisecond))
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	seen := map[string]int{}
 	for i, r := range results {
 		if r.code != 0 {

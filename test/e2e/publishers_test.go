@@ -36,7 +36,7 @@ func TestBuildPublishers(t *testing.T) {
 		if want := p.name == "stream-early"; early != want {
 			t.Errorf("%s: log mentions layers compressed during the build: %v, want %v\n%s", p.name, early, want, r.stderr)
 		}
-		_, entries := checkIndex(t, openRepo(t, repoName), "v1", []string{"linux/amd64"}, gzipFirst)
+		_, entries := checkIndex(t, testregistry.OpenRepo(t, repoName), "v1", []string{"linux/amd64"}, gzipFirst)
 		if first == nil {
 			first = entries
 			continue

@@ -409,7 +409,7 @@ func TestAuthSources(t *testing.T) {
 		{"--authfile workspace/.dockerconfigjson", nil, []string{"--authfile", filepath.Join(workspace, ".dockerconfigjson")}},
 		{"DOCKER_CONFIG", []string{"DOCKER_CONFIG=" + dockerConfig}, nil},
 	}
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	repo.Client = &auth.Client{Credential: auth.StaticCredential(reg.Host, auth.Credential{Username: user, Password: password})}
 	var lastRef string
 	for i, tc := range good {
@@ -525,7 +525,7 @@ COPY hello.txt /hello.txt
 	for name, v := range res {
 		assertAbsent(t, "result "+name, []byte(v), words)
 	}
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	idx, entries := checkIndex(t, repo, "v1", []string{"linux/amd64", "linux/arm64"}, gzipFirst)
 	checkSubjects(t, repo, repoName, res["SUBJECTS_REF"], idx, entries)
 	p := download(t, repo, "v1", res["SUBJECTS_REF"])
@@ -604,7 +604,7 @@ func tamperProxy(t *testing.T, reg *testregistry.Registry, swap map[string][]byt
 func TestUntrustedIndexInputs(t *testing.T) {
 	reg := testregistry.StartDistribution(t)
 	repoName := "e2e/untrusted"
-	repo := openRepo(t, reg.Repo(repoName))
+	repo := testregistry.OpenRepo(t, reg.Repo(repoName))
 	b := testimage.New(t, repo)
 	ctx := context.Background()
 
@@ -664,7 +664,7 @@ func TestUntrustedIndexInputs(t *testing.T) {
 func TestUntrustedSubjects(t *testing.T) {
 	reg := testregistry.StartDistribution(t)
 	repoName := "e2e/bad-subjects"
-	repo := openRepo(t, reg.Repo(repoName))
+	repo := testregistry.OpenRepo(t, reg.Repo(repoName))
 	b := testimage.New(t, repo)
 	img := b.Image("linux/amd64", formats.Gzip)
 	idx := b.Index(img)
@@ -759,7 +759,7 @@ RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /sec
 	assertAbsent(t, "stdout", []byte(r.stdout), words)
 	assertAbsent(t, "stderr", []byte(r.stderr), words)
 	res := readResults(t, resultsDir)
-	p := download(t, openRepo(t, repoName), "v1", res["SUBJECTS_REF"])
+	p := download(t, testregistry.OpenRepo(t, repoName), "v1", res["SUBJECTS_REF"])
 	p.assertAbsent(t, words)
 	found := 0
 	for _, files := range p.layers {

@@ -309,7 +309,7 @@ func followUp(t *testing.T, d runDirs, repoName, tag string) {
 	args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":" + tag, "--context", ctxDir,
 		"--platform", "linux/amd64"}, d.flags()...)
 	mustRun(t, d.env(), args...)
-	if _, err := openRepo(t, repoName).Resolve(context.Background(), tag); err != nil {
+	if _, err := testregistry.OpenRepo(t, repoName).Resolve(context.Background(), tag); err != nil {
 		t.Errorf("follow-up build did not tag %s: %v", tag, err)
 	}
 	checkClean(t, d, ctxDir)
@@ -364,7 +364,7 @@ func TestSignalDuringRun(t *testing.T) {
 				}
 			}
 			checkCleanProcs(t, d, markers, ctxDir)
-			if got := tags(t, openRepo(t, repoName)); len(got) != 0 {
+			if got := tags(t, testregistry.OpenRepo(t, repoName)); len(got) != 0 {
 				t.Errorf("tags after an interrupted build: %v", got)
 			}
 			if files, _ := os.ReadDir(resultsDir); len(files) != 0 {
@@ -383,7 +383,7 @@ func TestSignalDuringPush(t *testing.T) {
 	reg := testregistry.StartDistribution(t)
 	repoName := reg.Repo("e2e/signal-push")
 	d := newRunDirs(t, "overlay")
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 
 	// The tag exists before the interrupted run.
 	followUp(t, d, repoName, "v1")

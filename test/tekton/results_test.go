@@ -74,7 +74,7 @@ func TestBuildResultsAndChains(t *testing.T) {
 				t.Fatalf("%v\n%s", out.StepErr, out.Output)
 			}
 			checkMessage(t, out, tc.wantImages)
-			repo := openRepo(t, repoName)
+			repo := testregistry.OpenRepo(t, repoName)
 			idx, manifests := readIndex(t, repo, out.Results["IMAGE_DIGEST"])
 			if len(manifests) != 2*len(tc.platforms) {
 				t.Fatalf("index lists %d manifests, want %d", len(manifests), 2*len(tc.platforms))
@@ -163,16 +163,6 @@ func sameSet(a, b []string) bool {
 	sort.Strings(a)
 	sort.Strings(b)
 	return slices.Equal(a, b)
-}
-
-func openRepo(t *testing.T, repoName string) *remote.Repository {
-	t.Helper()
-	repo, err := remote.NewRepository(repoName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo.PlainHTTP = true
-	return repo
 }
 
 // readIndex fetches the index by digest and returns it and its manifests.
