@@ -88,3 +88,33 @@ func TestCompressInChild(t *testing.T) {
 		t.Errorf("child on a tar that does not match its diff ID: err = %v", err)
 	}
 }
+
+// TestEarlyTakeSettings: a layer compressed early is only used by a publish
+// with the same formats, level and encoder.
+func TestEarlyTakeSettings(t *testing.T) {
+	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
+	cs := compressSettings{level: 3, encoder: EncoderParallel}
+	l := sourceLayer{id: "l", diffID: digest.FromString("l")}
+	for _, tc := range []struct {
+		name string
+		fs   []formats.Format
+		cs   compressSettings
+		want bool
+	}{
+		{"same", fs, cs, true},
+		{"other level", fs, compressSettings{level: 5, encoder: EncoderParallel}, false},
+		{"other encoder", fs, compressSettings{level: 3, encoder: EncoderUpstream}, false},
+		{"other formats", fs[:1], cs, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan struct{})
+			close(done)
+			job := &earlyJob{layer: l, done: done, staged: []*stagedBlob{{}, {}}}
+			e := &Early{fs: fs, cs: cs, jobs: map[string]*earlyJob{l.id: job}}
+			got, err := e.take(context.Background(), l, tc.fs, tc.cs)
+			if err != nil || (got != nil) != tc.want {
+				t.Errorf("take = %v, %v; want a result: %v", got, err, tc.want)
+			}
+		})
+	}
+}

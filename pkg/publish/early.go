@@ -254,12 +254,12 @@ func (e *Early) keep(ids []string) {
 	}
 }
 
-// take returns layer l compressed in Early's formats if the worker has
+// take returns layer l compressed in Early's formats and settings if the worker has
 // it or is working on it (waiting for it then), and nil if Publish should
 // compress it itself (never queued, still queued, or failed early).
-func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format) ([]*stagedBlob, error) {
-	if e == nil || !slices.Equal(e.fs, fs) {
-		return nil, nil
+func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format, cs compressSettings) ([]*stagedBlob, error) {
+	if e == nil || !slices.Equal(e.fs, fs) || e.cs.level != cs.level || e.cs.encoder != cs.encoder {
+		return nil, nil // made for other settings than this publish's
 	}
 	e.mu.Lock()
 	j := e.jobs[l.id]

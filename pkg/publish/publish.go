@@ -37,7 +37,8 @@ type Options struct {
 	// ZstdLevel is the level for zstd and zstd:chunked; 0 means DefaultZstdLevel.
 	ZstdLevel int
 	// BlobInfoCacheDir keeps containers/image's blob-info cache private to
-	// this run, so no push reuses blobs recorded by an unrelated one.
+	// this run, so no push reuses blobs recorded by an unrelated one (the
+	// copy publisher; the stream publisher uses no cache).
 	BlobInfoCacheDir string
 	// Log receives one line per variant started and finished.
 	Log io.Writer
@@ -48,9 +49,11 @@ type Options struct {
 	// the calls are serialized).
 	Pushed func(e index.Entry, took time.Duration)
 	// Registry carries the retry and timeout settings (Retry, RetryDelay,
-	// RequestTimeout); auth and TLS are SystemContext's job. A variant push
-	// that fails transiently is retried as a whole; one that makes no
-	// progress for RequestTimeout is abandoned as a stall (and retried).
+	// RequestTimeout); auth and TLS are SystemContext's job. An upload that
+	// fails transiently is retried (the stream publisher: that blob or
+	// manifest, from its staged file; the copy publisher: the whole variant);
+	// one that makes no progress for RequestTimeout is abandoned as a stall
+	// (and retried).
 	Registry registry.Options
 	// Publisher is PublisherStream (default, "") or PublisherCopy.
 	Publisher string

@@ -85,7 +85,7 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 		}()
 		early := 0
 		for _, l := range src.layers {
-			staged, err := opts.Early.take(gctx, l, fs)
+			staged, err := opts.Early.take(gctx, l, fs, cs)
 			if err != nil {
 				return err
 			}
