@@ -114,7 +114,7 @@ func TestMatrixPipeline(t *testing.T) {
 		rpt["build-images"].TaskRuns = append(rpt["build-images"].TaskRuns, out.TaskRun)
 		buildRuns = append(buildRuns, out)
 	}
-	repo := openRepo(t, repoName)
+	repo := testregistry.OpenRepo(t, repoName)
 	for i, out := range buildRuns {
 		suffix := strings.ReplaceAll(platformsWanted[i], "/", "-")
 		if got, want := out.Results["IMAGE_URL"], image+"-"+suffix; got != want {
