@@ -254,7 +254,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		fmt.Fprintf(stderr, "building %s for %s\n", plan.build.Containerfile, platforms.String(platform))
 		var early *publish.Early
 		if f.compressWhileBuilding {
-			if early, err = publish.StartEarly(ctx, store, plan.formats, popts); err != nil {
+			if early, err = publish.StartEarly(ctx, store, plan.formats, popts, plan.build.TmpDir); err != nil {
 				return err
 			}
 		}

@@ -121,11 +121,11 @@ func compressInChild(ctx context.Context, tar *os.File, l sourceLayer, fs []form
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(job), &stdout, &stderr
 	cmd.ExtraFiles = append([]*os.File{tar}, outs...)
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("compressing layer %s in a child process: %w: %s", l.id, err, bytes.TrimSpace(stderr.Bytes()))
+		return nil, fmt.Errorf("compressing layer %s in a child process: %w: %s", l, err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	var res childResult
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || len(res.Layers) != len(fs) {
-		return nil, fmt.Errorf("compressing layer %s in a child process: unreadable answer %q (%v)", l.id, stdout.Bytes(), err)
+		return nil, fmt.Errorf("compressing layer %s in a child process: unreadable answer %q (%v)", l, stdout.Bytes(), err)
 	}
 	for i, d := range res.Layers {
 		staged = append(staged, &stagedBlob{file: outs[i], desc: d})

@@ -110,8 +110,8 @@ func TestEarlyTakeSettings(t *testing.T) {
 			done := make(chan struct{})
 			close(done)
 			job := &earlyJob{layer: l, done: done, staged: []*stagedBlob{{}, {}}}
-			e := &Early{fs: fs, cs: cs, jobs: map[string]*earlyJob{l.id: job}}
-			got, err := e.take(context.Background(), l, tc.fs, tc.cs)
+			e := &Early{fs: fs, cs: cs, jobs: map[digest.Digest]*earlyJob{l.diffID: job}}
+			got, _, err := e.take(context.Background(), l, tc.fs, tc.cs)
 			if err != nil || (got != nil) != tc.want {
 				t.Errorf("take = %v, %v; want a result: %v", got, err, tc.want)
 			}

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"go.podman.io/storage"
 
 	"github.com/mcbuild/mcbuild/pkg/formats"
@@ -15,6 +18,19 @@ import (
 
 // earlyPollInterval is how often Early looks for layers the build committed.
 const earlyPollInterval = 100 * time.Millisecond
+
+// commitTarPollInterval is how often Early looks for the layer tars buildah
+// writes while committing: each exists only for the length of its commit.
+const commitTarPollInterval = 20 * time.Millisecond
+
+// commitTarGlob matches, under the build's TMPDIR, the tar buildah writes of
+// the layer it is committing (buildah 1.45, containerImageRef.NewImageSource:
+// buildah<random>/layer, renamed to its sha256 digest once complete, read by
+// the copy into storage, then removed). The name is the digest of the
+// content, so it can be checked, and Early only ever uses such a file for an
+// image layer with that diff ID. Should a later buildah write them elsewhere,
+// Early reads every layer back from storage, as it does for pulled layers.
+const commitTarGlob = "buildah*/sha256:*"
 
 // Early compresses layers while the build that makes them is still running.
 // A build commits one layer per instruction and often leaves cores idle
@@ -25,35 +41,43 @@ const earlyPollInterval = 100 * time.Millisecond
 // machine it is a wash (the build slows by about what the publish gains), so
 // mcbuild leaves it off by default.
 //
-// It takes the storage lock only to copy a layer's tar to a temporary file,
-// not while compressing, so the build is not held up. Layers that do not
-// end up in the image (those of other stages) are compressed in vain;
-// Publish (Options.Early) drops what it does not use. Nothing is pushed
-// before Publish runs.
+// Given the build's TMPDIR, it opens the tar buildah writes of each layer it
+// commits (commitTarGlob) the moment it appears, and compresses that: the
+// layer is read once more by nobody, and compression starts while buildah
+// is still copying the tar into storage. Otherwise (a layer pulled for FROM,
+// or a commit too quick to see) it copies the layer's tar out of storage to
+// a temporary file, holding storage's lock (which blocks the build) only for
+// the copy. Layers that do not end up in the image (those of other stages)
+// are compressed in vain; Publish (Options.Early) drops what it does not use.
+// Nothing is pushed before Publish runs.
 //
 // A nil *Early is valid and does nothing.
 type Early struct {
-	store   storage.Store
-	fs      []formats.Format
-	cs      compressSettings
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
-	stop    chan struct{} // closed by StopWatching
-	watched chan struct{} // closed when the watcher has returned
-	wake    chan struct{}
+	store       storage.Store
+	buildTmpDir string // where buildah writes the tars of the layers it commits; "" if unknown
+	fs          []formats.Format
+	cs          compressSettings
+	ctx         context.Context
+	cancel      context.CancelFunc
+	done        sync.WaitGroup
+	stop        chan struct{} // closed by StopWatching
+	watched     chan struct{} // closed when the watcher has returned
+	wake        chan struct{}
+
+	seenTars map[string]bool // commit tars looked at (only the watcher uses it)
 
 	mu      sync.Mutex
-	known   map[string]bool // layer IDs present at the start or queued since
-	pending []*earlyJob     // waiting for the worker, in commit order
-	jobs    map[string]*earlyJob
-	busy    []interval // when the worker was compressing
-	stopped time.Time  // when StopWatching was called (the build ended)
+	known   map[string]bool             // layer IDs present at the start or queued since
+	pending []*earlyJob                 // waiting for the worker, in commit order
+	jobs    map[digest.Digest]*earlyJob // by diff ID
+	busy    []interval                  // when the worker was compressing
+	stopped time.Time                   // when StopWatching was called (the build ended)
 }
 
 // earlyJob is one layer compressed (or to be compressed) early.
 type earlyJob struct {
 	layer  sourceLayer
+	tar    *os.File // the tar buildah committed, open; nil: read it from storage
 	cancel context.CancelFunc
 	done   chan struct{} // closed when staged/err are final
 	staged []*stagedBlob
@@ -61,9 +85,11 @@ type earlyJob struct {
 }
 
 // StartEarly starts watching store for layers committed from now on and
-// compressing them in the formats fs with opts' settings. Call StopWatching
-// when the build is done, and Close after Publish.
-func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, opts Options) (*Early, error) {
+// compressing them in the formats fs with opts' settings. buildTmpDir is the
+// TMPDIR the build runs with (build.Options.TmpDir), where Early picks up the
+// tars of the layers buildah commits; "" reads every layer back from
+// storage. Call StopWatching when the build is done, and Close after Publish.
+func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, opts Options, buildTmpDir string) (*Early, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
@@ -73,9 +99,9 @@ func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, o
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	e := &Early{
-		store: store, fs: slices.Clone(fs), cs: opts.compressSettings(), ctx: ctx, cancel: cancel,
+		store: store, buildTmpDir: buildTmpDir, fs: slices.Clone(fs), cs: opts.compressSettings(), ctx: ctx, cancel: cancel,
 		stop: make(chan struct{}), watched: make(chan struct{}), wake: make(chan struct{}, 1),
-		known: map[string]bool{}, jobs: map[string]*earlyJob{},
+		seenTars: map[string]bool{}, known: map[string]bool{}, jobs: map[digest.Digest]*earlyJob{},
 	}
 	for _, l := range layers {
 		e.known[l.ID] = true
@@ -86,12 +112,19 @@ func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, o
 	return e, nil
 }
 
-// watch queues every new image layer (one with a content digest: complete,
-// and not a container's read-write layer) until StopWatching.
+// watch queues the tar of every layer buildah commits and every new image
+// layer in the store (one with a content digest: complete, and not a
+// container's read-write layer) whose tar it did not see, until StopWatching.
 func (e *Early) watch() {
 	defer close(e.watched)
 	t := time.NewTicker(earlyPollInterval)
 	defer t.Stop()
+	var tarTick <-chan time.Time
+	if e.buildTmpDir != "" {
+		tt := time.NewTicker(commitTarPollInterval)
+		defer tt.Stop()
+		tarTick = tt.C
+	}
 	for {
 		last := false
 		select {
@@ -99,8 +132,12 @@ func (e *Early) watch() {
 			last = true // one more look: the build's last layer may be minutes old or just committed
 		case <-e.ctx.Done():
 			return
+		case <-tarTick:
+			e.queueCommitTars()
+			continue
 		case <-t.C:
 		}
+		e.queueCommitTars() // first: a layer whose tar is still there need not be read back
 		layers, err := e.store.Layers()
 		if err != nil && last {
 			return
@@ -114,6 +151,9 @@ func (e *Early) watch() {
 				continue
 			}
 			e.known[l.ID] = true
+			if e.jobs[l.UncompressedDigest] != nil {
+				continue // its commit tar is queued
+			}
 			j := &earlyJob{
 				layer: sourceLayer{id: l.ID, diffID: l.UncompressedDigest, size: l.UncompressedSize},
 				done:  make(chan struct{}),
@@ -121,17 +161,52 @@ func (e *Early) watch() {
 			if j.layer.size <= 0 {
 				j.layer.size = -1
 			}
-			e.pending = append(e.pending, j)
-			e.jobs[l.ID] = j
+			e.queue(j)
 		}
 		e.mu.Unlock()
-		select {
-		case e.wake <- struct{}{}:
-		default:
-		}
 		if last {
 			return
 		}
+	}
+}
+
+// queueCommitTars opens and queues the commit tars (commitTarGlob) not seen
+// before. A tar removed before it could be opened is read back from storage
+// once its layer shows up there.
+func (e *Early) queueCommitTars() {
+	paths, _ := filepath.Glob(filepath.Join(e.buildTmpDir, commitTarGlob))
+	for _, p := range paths {
+		if e.seenTars[p] {
+			continue
+		}
+		e.seenTars[p] = true
+		d, err := digest.Parse(filepath.Base(p))
+		if err != nil {
+			continue
+		}
+		f, err := os.Open(p) // kept open: buildah removes the name after its commit
+		if err != nil {
+			continue
+		}
+		fi, err := f.Stat()
+		e.mu.Lock()
+		if err != nil || e.jobs[d] != nil {
+			e.mu.Unlock()
+			f.Close()
+			continue
+		}
+		e.queue(&earlyJob{layer: sourceLayer{diffID: d, size: fi.Size()}, tar: f, done: make(chan struct{})})
+		e.mu.Unlock()
+	}
+}
+
+// queue adds j for the worker. Called with e.mu held.
+func (e *Early) queue(j *earlyJob) {
+	e.pending = append(e.pending, j)
+	e.jobs[j.layer.diffID] = j
+	select {
+	case e.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -158,7 +233,7 @@ func (e *Early) work() {
 			}
 		}
 		start := time.Now()
-		staged, err := e.compress(jctx, j.layer)
+		staged, err := e.compress(jctx, j)
 		e.mu.Lock()
 		e.busy = append(e.busy, interval{start, time.Now()})
 		j.staged, j.err = staged, err
@@ -167,26 +242,17 @@ func (e *Early) work() {
 	}
 }
 
-// compress copies the layer's tar to a temporary file, releasing the
-// storage lock at once, then compresses the copy.
-func (e *Early) compress(ctx context.Context, l sourceLayer) ([]*stagedBlob, error) {
-	tmp, err := stagingFile(e.cs.tmpDir, "mcbuild-tar-*")
-	if err != nil {
-		return nil, err
+// compress compresses j's commit tar, or else a copy of its layer's tar
+// taken from storage (releasing the storage lock at once).
+func (e *Early) compress(ctx context.Context, j *earlyJob) ([]*stagedBlob, error) {
+	l, tmp := j.layer, j.tar
+	if tmp == nil {
+		var err error
+		if tmp, err = e.copyOut(l); err != nil {
+			return nil, err
+		}
 	}
 	defer tmp.Close()
-	rc, err := readLayer(e.store, l.id)
-	if err != nil {
-		return nil, err
-	}
-	_, err = io.Copy(tmp, rc)
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("reading layer %s from storage: %w", l.id, err)
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
 	// In a niced child process: the build keeps priority on every core.
 	if staged, err := compressInChild(ctx, tmp, l, e.fs, e.cs); err == nil || ctx.Err() != nil {
 		return staged, err
@@ -211,6 +277,31 @@ func (e *Early) compress(ctx context.Context, l sourceLayer) ([]*stagedBlob, err
 	return staged, nil
 }
 
+// copyOut copies layer l's tar from storage to a temporary file, positioned
+// at its start.
+func (e *Early) copyOut(l sourceLayer) (*os.File, error) {
+	tmp, err := stagingFile(e.cs.tmpDir, "mcbuild-tar-*")
+	if err != nil {
+		return nil, err
+	}
+	rc, err := readLayer(e.store, l.id)
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	_, err = io.Copy(tmp, rc)
+	rc.Close()
+	if err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("reading layer %s from storage: %w", l.id, err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	return tmp, nil
+}
+
 // StopWatching stops looking for new layers (the build is over), after one
 // last look that queues the layers the build committed since the previous
 // one, and returns once no more will be queued; queued layers are still
@@ -230,20 +321,21 @@ func (e *Early) StopWatching() {
 	<-e.watched
 }
 
-// keep drops every queued or compressed layer not in ids.
-func (e *Early) keep(ids []string) {
+// keep drops every queued or compressed layer whose diff ID is not in diffIDs.
+func (e *Early) keep(diffIDs []digest.Digest) {
 	if e == nil {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for id, j := range e.jobs {
-		if slices.Contains(ids, id) {
+	for d, j := range e.jobs {
+		if slices.Contains(diffIDs, d) {
 			continue
 		}
-		delete(e.jobs, id)
+		delete(e.jobs, d)
 		if i := slices.Index(e.pending, j); i >= 0 {
 			e.pending = slices.Delete(e.pending, i, i+1)
+			j.discard()
 			continue
 		}
 		j.cancel()
@@ -254,37 +346,46 @@ func (e *Early) keep(ids []string) {
 	}
 }
 
-// take returns layer l compressed in Early's formats and settings if the worker has
-// it or is working on it (waiting for it then), and nil if Publish should
-// compress it itself (never queued, still queued, or failed early).
-func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format, cs compressSettings) ([]*stagedBlob, error) {
+// discard closes what a job that never started holds.
+func (j *earlyJob) discard() {
+	if j.tar != nil {
+		j.tar.Close()
+	}
+}
+
+// take returns layer l compressed in Early's formats and settings if the
+// worker has it or is working on it (waiting for it then), and nil if
+// Publish should compress it itself (never queued, still queued, or failed
+// early). fromCommit says whether it was compressed from buildah's commit tar.
+func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format, cs compressSettings) (staged []*stagedBlob, fromCommit bool, err error) {
 	if e == nil || !slices.Equal(e.fs, fs) || e.cs.level != cs.level || e.cs.encoder != cs.encoder {
-		return nil, nil // made for other settings than this publish's
+		return nil, false, nil // made for other settings than this publish's
 	}
 	e.mu.Lock()
-	j := e.jobs[l.id]
+	j := e.jobs[l.diffID]
 	if j != nil {
-		delete(e.jobs, l.id)
+		delete(e.jobs, l.diffID)
 		if i := slices.Index(e.pending, j); i >= 0 { // not started: quicker to do it now
 			e.pending = slices.Delete(e.pending, i, i+1)
+			j.discard()
 			j = nil
 		}
 	}
 	e.mu.Unlock()
 	if j == nil {
-		return nil, nil
+		return nil, false, nil
 	}
 	select {
 	case <-j.done:
 	case <-ctx.Done():
 		go func() { <-j.done; closeStaged(j.staged) }()
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
 	if j.err != nil || j.layer.diffID != l.diffID {
 		closeStaged(j.staged)
-		return nil, nil // compressed again by Publish, which reports any error
+		return nil, false, nil // compressed again by Publish, which reports any error
 	}
-	return j.staged, nil
+	return j.staged, j.tar != nil, nil
 }
 
 // Busy is the wall time spent compressing while the build ran (until
@@ -319,12 +420,13 @@ func (e *Early) Close() {
 	e.done.Wait()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for id, j := range e.jobs {
-		delete(e.jobs, id)
+	for d, j := range e.jobs {
+		delete(e.jobs, d)
 		select {
 		case <-j.done:
 			closeStaged(j.staged)
 		default: // never started
+			j.discard()
 		}
 	}
 	e.pending = nil

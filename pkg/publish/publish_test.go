@@ -1,6 +1,8 @@
 package publish_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -245,53 +247,137 @@ func TestCheckLayers(t *testing.T) {
 
 // TestPublishEarly: layers compressed while the build runs are the ones
 // published (the log says so), and they are the same bytes Publish makes on
-// its own.
+// its own; both where Early takes the tars buildah writes while committing
+// (given the build's TMPDIR) and where it reads the layers back from storage.
 func TestPublishEarly(t *testing.T) {
+	tests := []struct {
+		name       string
+		commitTars bool
+	}{
+		{"commit tars", true},
+		{"read back from storage", false},
+	}
 	ctx := context.Background()
 	reg := testregistry.StartDistribution(t)
-	store, tmp := newStore(t)
 	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
 	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
-	early, err := publish.StartEarly(ctx, store, fs, publish.Options{TmpDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := buildInto(t, store, tmp)
-	early.StopWatching()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			store, tmp := newStore(t)
+			buildTmpDir := ""
+			if tc.commitTars {
+				buildTmpDir = filepath.Join(tmp, "tmp") // buildInto's build.Options.TmpDir
+			}
+			early, err := publish.StartEarly(ctx, store, fs, publish.Options{TmpDir: t.TempDir()}, buildTmpDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := buildInto(t, store, tmp)
+			early.StopWatching()
 
+			var log strings.Builder
+			repo := "publish/early-" + strings.ReplaceAll(tc.name, " ", "-")
+			withEarly, err := publish.Publish(ctx, store, img, reg.Repo(repo), fs,
+				publish.Options{SystemContext: sys, TmpDir: t.TempDir(), Early: early, Log: &log})
+			early.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if early.Busy() <= 0 {
+				t.Errorf("Busy() = %v, want the time spent compressing during the build", early.Busy())
+			}
+			// The first layers were committed seconds before the build ended; the
+			// last one may have been left to Publish, depending on timing.
+			m := regexp.MustCompile(`([0-9]) of 3 layers were compressed during the build \(([0-9]) from the tars buildah committed, ([0-9]) read back from storage\)`).FindStringSubmatch(log.String())
+			if m == nil || m[1] == "0" {
+				t.Fatalf("log does not say layers came from the build:\n%s", log.String())
+			}
+			if fromCommits := m[2] != "0"; fromCommits != tc.commitTars {
+				t.Errorf("layers from commit tars: %s, want some: %v\n%s", m[2], tc.commitTars, log.String())
+			}
+			without, err := publish.Publish(ctx, store, img, reg.Repo(repo+"-late"), fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range fs {
+				a, err := imagecheck.Check(ctx, testregistry.OpenRepo(t, reg.Repo(repo)), withEarly[i].Descriptor, fs[i])
+				if err != nil {
+					t.Fatalf("%s variant compressed early: %v", fs[i], err)
+				}
+				b, err := imagecheck.Check(ctx, testregistry.OpenRepo(t, reg.Repo(repo+"-late")), without[i].Descriptor, fs[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(a.Manifest.Layers, b.Manifest.Layers) {
+					t.Errorf("%s: layers compressed during the build differ from those compressed after:\n%+v\n%+v", fs[i], a.Manifest.Layers, b.Manifest.Layers)
+				}
+				if withEarly[i].Descriptor.Digest != without[i].Descriptor.Digest {
+					t.Errorf("%s: manifest %s with Early, %s without", fs[i], withEarly[i].Descriptor.Digest, without[i].Descriptor.Digest)
+				}
+			}
+		})
+	}
+}
+
+// TestPublishEarlyForgedCommitTar: a file where buildah's commit tars go,
+// named with the diff ID of one of the image's layers but holding other
+// bytes, is not published: Publish compresses that layer from storage.
+func TestPublishEarlyForgedCommitTar(t *testing.T) {
+	ctx := context.Background()
+	reg := testregistry.StartDistribution(t)
+	store, img, _ := builtImage(t)
+	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
+	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
+	want, err := publish.Publish(ctx, store, img, reg.Repo("publish/forged-want"), fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := imagecheck.Check(ctx, testregistry.OpenRepo(t, reg.Repo("publish/forged-want")), want[0].Descriptor, fs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	buildTmpDir := t.TempDir()
+	early, err := publish.StartEarly(ctx, store, fs, publish.Options{TmpDir: t.TempDir()}, buildTmpDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	forged := filepath.Join(buildTmpDir, "buildah1234", a.Config.RootFS.DiffIDs[0].String())
+	if err := os.MkdirAll(filepath.Dir(forged), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var other bytes.Buffer // a valid tar, so only its digest gives it away
+	tw := tar.NewWriter(&other)
+	if err := tw.WriteHeader(&tar.Header{Name: "forged", Mode: 0o644, Size: 3, Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte("hi\n")); err != nil || tw.Close() != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(forged, other.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Let the worker try it (and fail: Busy counts its attempt), rather than
+	// Publish finding it still queued.
+	for deadline := time.Now().Add(30 * time.Second); early.Busy() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Early did not pick up the file in 30 s")
+		}
+	}
+	early.StopWatching()
 	var log strings.Builder
-	withEarly, err := publish.Publish(ctx, store, img, reg.Repo("publish/early"), fs,
+	got, err := publish.Publish(ctx, store, img, reg.Repo("publish/forged"), fs,
 		publish.Options{SystemContext: sys, TmpDir: t.TempDir(), Early: early, Log: &log})
-	early.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if early.Busy() <= 0 {
-		t.Errorf("Busy() = %v, want the time spent compressing during the build", early.Busy())
-	}
-	// The first layers were committed seconds before the build ended; the
-	// last one may have been left to Publish, depending on timing.
-	if m := regexp.MustCompile(`([0-9]) of 3 layers were compressed during the build`).FindStringSubmatch(log.String()); m == nil || m[1] == "0" {
-		t.Errorf("log does not say layers came from the build:\n%s", log.String())
-	}
-	without, err := publish.Publish(ctx, store, img, reg.Repo("publish/late"), fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
+	if !strings.Contains(log.String(), "0 of 3 layers were compressed during the build") {
+		t.Errorf("the forged tar was used:\n%s", log.String())
 	}
 	for i := range fs {
-		a, err := imagecheck.Check(ctx, testregistry.OpenRepo(t, reg.Repo("publish/early")), withEarly[i].Descriptor, fs[i])
-		if err != nil {
-			t.Fatalf("%s variant compressed early: %v", fs[i], err)
-		}
-		b, err := imagecheck.Check(ctx, testregistry.OpenRepo(t, reg.Repo("publish/late")), without[i].Descriptor, fs[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(a.Manifest.Layers, b.Manifest.Layers) {
-			t.Errorf("%s: layers compressed during the build differ from those compressed after:\n%+v\n%+v", fs[i], a.Manifest.Layers, b.Manifest.Layers)
-		}
-		if withEarly[i].Descriptor.Digest != without[i].Descriptor.Digest {
-			t.Errorf("%s: manifest %s with Early, %s without", fs[i], withEarly[i].Descriptor.Digest, without[i].Descriptor.Digest)
+		if got[i].Descriptor.Digest != want[i].Descriptor.Digest {
+			t.Errorf("%s: manifest %s, want %s", fs[i], got[i].Descriptor.Digest, want[i].Descriptor.Digest)
 		}
 	}
 }

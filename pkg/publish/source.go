@@ -33,6 +33,15 @@ type sourceLayer struct {
 	annotations map[string]string
 }
 
+// String names the layer in messages: by its storage ID, or by its diff ID
+// if it came from a commit tar (Early) and has none yet.
+func (l sourceLayer) String() string {
+	if l.id != "" {
+		return l.id
+	}
+	return "with diff ID " + l.diffID.String()
+}
+
 // loadSource reads image id's manifest, config and layer chain from store
 // and checks that they agree with each other.
 func loadSource(store storage.Store, id string) (*source, error) {

@@ -50,11 +50,11 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 
 	platform := platforms.String(img.Platform)
 	cs := opts.compressSettings()
-	ids := make([]string, len(src.layers))
+	diffIDs := make([]digest.Digest, len(src.layers))
 	for i, l := range src.layers {
-		ids[i] = l.id
+		diffIDs[i] = l.diffID
 	}
-	opts.Early.keep(ids)
+	opts.Early.keep(diffIDs)
 	up := &uploader{dest: dest, opts: opts, r: r, platform: platform}
 	variants := make([]*variant, len(fs))
 	for i, f := range fs {
@@ -83,11 +83,14 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 				close(v.queue)
 			}
 		}()
-		early := 0
+		early, fromCommits := 0, 0
 		for _, l := range src.layers {
-			staged, err := opts.Early.take(gctx, l, fs, cs)
+			staged, fromCommit, err := opts.Early.take(gctx, l, fs, cs)
 			if err != nil {
 				return err
+			}
+			if fromCommit {
+				fromCommits++
 			}
 			if staged != nil {
 				early++
@@ -105,7 +108,8 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 			}
 		}
 		if opts.Early != nil {
-			r.logf("%s: %d of %d layers were compressed during the build", platform, early, len(src.layers))
+			r.logf("%s: %d of %d layers were compressed during the build (%d from the tars buildah committed, %d read back from storage)",
+				platform, early, len(src.layers), fromCommits, early-fromCommits)
 		}
 		return nil
 	})

@@ -338,7 +338,7 @@ type mcbuildSummary struct {
 
 // earlyLayersRE matches the stream publisher's line saying how many layers
 // the build had already compressed when the publish phase needed them.
-var earlyLayersRE = regexp.MustCompile(`: (\d+) of (\d+) layers were compressed during the build$`)
+var earlyLayersRE = regexp.MustCompile(`: (\d+) of (\d+) layers were compressed during the build\b`)
 
 // earlyLayers reads that line from a log: ok is false without it (no early
 // compression, or a mcbuild that does not print it).
