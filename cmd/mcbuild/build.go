@@ -232,9 +232,12 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		return err
 	}
 	defer func() { _, _ = store.Shutdown(false) }()
-	scratch, err := os.MkdirTemp(store.RunRoot(), "mcbuild-")
+	// The build's TMPDIR receives a copy of every layer's tar while buildah
+	// commits it: with containers/image's big files ($TMPDIR, else /var/tmp),
+	// not in the run root, often a tmpfs that a big layer would fill.
+	scratch, err := os.MkdirTemp(publish.DefaultTmpDir(), "mcbuild-")
 	if err != nil {
-		return fmt.Errorf("creating a scratch directory under %s: %w", store.RunRoot(), err)
+		return fmt.Errorf("creating a scratch directory under %s: %w", publish.DefaultTmpDir(), err)
 	}
 	defer os.RemoveAll(scratch)
 

@@ -342,6 +342,14 @@ func TestSignalDuringRun(t *testing.T) {
 			p := start(t, d.env(), args...)
 			if tc.late {
 				p.waitFor(t, "sleeping-now pid=", 90*time.Second)
+				// The run's scratch directory (buildah's layer tars, the blob-info
+				// cache) is under TMPDIR, like containers/image's big files, and
+				// not under the run root, often a small tmpfs.
+				inTmp, _ := filepath.Glob(filepath.Join(d.tmp, "mcbuild-*"))
+				inRunRoot, _ := filepath.Glob(filepath.Join(d.runRoot, "mcbuild-*"))
+				if len(inTmp) != 1 || len(inRunRoot) != 0 {
+					t.Errorf("scratch directories: %v under TMPDIR, %v under the run root; want one under TMPDIR", inTmp, inRunRoot)
+				}
 			} else {
 				p.waitFor(t, "STEP 3/3", 90*time.Second)
 			}
