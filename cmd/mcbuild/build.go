@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -263,7 +265,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		}
 		published, err := func() ([]index.Entry, error) {
 			defer early.Close()
-			img, err := build.Build(ctx, store, plan.build, platform)
+			var img build.Image
+			// Phase labels let --cpu-profile be read per phase (pprof -tagfocus phase=publish).
+			pprof.Do(ctx, pprof.Labels("phase", "build"), func(ctx context.Context) {
+				img, err = build.Build(ctx, store, plan.build, platform)
+			})
 			early.StopWatching()
 			if err != nil {
 				return nil, err
@@ -271,7 +277,10 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 			phases.Build += time.Since(t0).Seconds()
 			t0 = time.Now()
 			popts.Early = early
-			published, err := publish.Publish(ctx, store, publish.Image{ID: img.ID, Platform: platform}, plan.dest.Repository, plan.formats, popts)
+			var published []index.Entry
+			pprof.Do(ctx, pprof.Labels("phase", "publish"), func(ctx context.Context) {
+				published, err = publish.Publish(ctx, store, publish.Image{ID: img.ID, Platform: platform}, plan.dest.Repository, plan.formats, popts)
+			})
 			phases.Publish += time.Since(t0).Seconds()
 			phases.CompressDuringBuild += early.Busy().Seconds()
 			return published, err

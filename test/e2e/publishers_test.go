@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/pprof/profile"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
 
@@ -28,10 +29,14 @@ func TestBuildPublishers(t *testing.T) {
 		{"copy", []string{"--publisher", "copy"}},
 	}
 	var first []checkedEntry
+	profile := filepath.Join(t.TempDir(), "cpu.prof")
 	for _, p := range paths {
 		repoName := reg.Repo("e2e/publishers-" + p.name)
 		args := append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir,
 			"--platform", "linux/amd64", "--source-date-epoch", "1700000000"}, storageFlags(t)...)
+		if p.name == "stream" {
+			args = append(args, "--cpu-profile", profile)
+		}
 		r := mustRun(t, nil, append(args, p.args...)...)
 		early := strings.Contains(r.stderr, "layers were compressed during the build")
 		if want := p.name == "stream-early"; early != want {
@@ -41,6 +46,9 @@ func TestBuildPublishers(t *testing.T) {
 		// that stops writing them where Early looks shows up here).
 		if p.name == "stream-early" && !regexp.MustCompile(`\([1-9][0-9]* from the tars buildah committed`).MatchString(r.stderr) {
 			t.Errorf("%s: no layer was compressed from buildah's commit tars:\n%s", p.name, r.stderr)
+		}
+		if p.name == "stream" {
+			checkProfileLabels(t, profile)
 		}
 		_, entries := checkIndex(t, testregistry.OpenRepo(t, repoName), "v1", []string{"linux/amd64"}, gzipFirst)
 		if first == nil {
@@ -52,6 +60,36 @@ func TestBuildPublishers(t *testing.T) {
 				t.Errorf("%s: %s manifest %s, the stream publisher's is %s", p.name, e.format, e.desc.Digest, first[i].desc.Digest)
 			}
 		}
+	}
+}
+
+// checkProfileLabels: a build's CPU profile labels its samples with the
+// phase they belong to, so it can be read per phase (pprof -tagfocus
+// phase=publish); the build phase always has samples.
+func checkProfileLabels(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	prof, err := profile.Parse(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	phases := map[string]int{}
+	for _, s := range prof.Sample {
+		for _, v := range s.Label["phase"] {
+			phases[v]++
+		}
+	}
+	for v := range phases {
+		if v != "build" && v != "publish" {
+			t.Errorf("profile sample labeled phase=%q", v)
+		}
+	}
+	if phases["build"] == 0 {
+		t.Errorf("no sample of the CPU profile is labeled phase=build (labels: %v)", phases)
 	}
 }
 
