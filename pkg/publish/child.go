@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/storage/pkg/reexec"
+	"golang.org/x/sys/unix"
 
 	"github.com/mcbuild/mcbuild/pkg/formats"
 )
@@ -79,8 +80,9 @@ func runChild(in io.Reader, out io.Writer) error {
 	return json.NewEncoder(out).Encode(res)
 }
 
-// renice sets every thread of this process to nice n (on Linux a nice
-// value is per thread; threads started later inherit their creator's).
+// renice sets every thread of this process to nice n and the SCHED_IDLE
+// policy (on Linux both are per thread; threads started later inherit
+// their creator's).
 func renice(n int) {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
@@ -90,6 +92,11 @@ func renice(n int) {
 	for _, t := range tasks {
 		if tid, err := strconv.Atoi(t.Name()); err == nil {
 			_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, n)
+			// SCHED_IDLE (kernel >= 2.6.23) runs the thread only when a
+			// core has nothing else to run, and never preempts the build's
+			// threads when they wake; a kernel or seccomp profile refusing
+			// it leaves nice n.
+			_ = unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
 		}
 	}
 }

@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"go.podman.io/storage/pkg/reexec"
+	"golang.org/x/sys/unix"
 
 	"github.com/mcbuild/mcbuild/pkg/formats"
 )
@@ -116,5 +120,58 @@ func TestEarlyTakeSettings(t *testing.T) {
 				t.Errorf("take = %v, %v; want a result: %v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// reniceReport is a re-executed test child: it lowers its priority as the
+// compressing child does, starts more threads, and prints the nice value
+// and scheduling policy of each of its threads.
+const reniceReport = "mcbuild-test-renice-report"
+
+func init() {
+	reexec.Register(reniceReport, func() {
+		renice(childNice)
+		var wg sync.WaitGroup
+		release := make(chan struct{})
+		for range 4 { // threads started after renice must inherit it
+			wg.Add(1)
+			go func() {
+				runtime.LockOSThread()
+				wg.Done()
+				<-release
+			}()
+		}
+		wg.Wait()
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, t := range tasks {
+			stat, err := os.ReadFile("/proc/self/task/" + t.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			// Fields after the command (which is in parentheses): nice is the
+			// 19th field of the line, policy the 41st.
+			f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+			fmt.Printf("%s nice=%s policy=%s\n", t.Name(), f[16], f[38])
+		}
+		close(release)
+		os.Exit(0)
+	})
+}
+
+// TestRenice: every thread of the compressing child, including those
+// started later, runs at nice 19 under SCHED_IDLE (policy 5).
+func TestRenice(t *testing.T) {
+	out, err := reexec.Command(reniceReport).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 5 {
+		t.Fatalf("the child reported %d threads, want at least 5:\n%s", len(lines), out)
+	}
+	for _, l := range lines {
+		if !strings.HasSuffix(l, fmt.Sprintf(" nice=%d policy=%d", childNice, unix.SCHED_IDLE)) {
+			t.Errorf("thread %q, want nice %d and policy SCHED_IDLE (%d)", l, childNice, unix.SCHED_IDLE)
+		}
 	}
 }
