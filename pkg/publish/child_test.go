@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -173,5 +175,49 @@ func TestRenice(t *testing.T) {
 		if !strings.HasSuffix(l, fmt.Sprintf(" nice=%d policy=%d", childNice, unix.SCHED_IDLE)) {
 			t.Errorf("thread %q, want nice %d and policy SCHED_IDLE (%d)", l, childNice, unix.SCHED_IDLE)
 		}
+	}
+}
+
+// TestEarlyQueuedTarBound: Early holds at most maxQueuedBytes of commit
+// tars waiting for its worker; the others are left where they are.
+func TestEarlyQueuedTarBound(t *testing.T) {
+	dir := t.TempDir()
+	var names []string
+	for i := range 3 {
+		body := bytes.Repeat([]byte{byte('a' + i)}, 60)
+		d := digest.FromBytes(body)
+		p := filepath.Join(dir, "buildah123", d.String())
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, d.String())
+	}
+	// A file that is not named by a digest is not a commit tar.
+	if err := os.WriteFile(filepath.Join(dir, "buildah123", "sha256:layer"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &Early{buildTmpDir: dir, seenTars: map[string]bool{}, maxQueuedBytes: 130,
+		jobs: map[digest.Digest]*earlyJob{}, wake: make(chan struct{}, 1)}
+	defer func() {
+		for _, j := range e.jobs {
+			j.discard()
+		}
+	}()
+	e.queueCommitTars()
+	if len(e.pending) != 2 {
+		t.Fatalf("%d tars queued, want 2 (120 of at most 130 bytes)", len(e.pending))
+	}
+	for _, j := range e.pending {
+		if j.tar == nil || !slices.Contains(names, j.layer.diffID.String()) || j.layer.size != 60 {
+			t.Errorf("queued %+v", j.layer)
+		}
+	}
+	e.pending = e.pending[1:] // the worker took one
+	e.queueCommitTars()
+	if len(e.pending) != 1 {
+		t.Errorf("%d tars queued after a second look, want 1: a tar not taken the first time stays with storage", len(e.pending))
 	}
 }

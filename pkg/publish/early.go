@@ -32,6 +32,12 @@ const commitTarPollInterval = 20 * time.Millisecond
 // Early reads every layer back from storage, as it does for pulled layers.
 const commitTarGlob = "buildah*/sha256:*"
 
+// maxQueuedTarBytes bounds the commit tars Early holds open while they wait
+// for the worker (buildah has removed their names, so the disk space is
+// Early's): a build committing faster than the idle CPU compresses leaves
+// the rest to Publish rather than filling $TMPDIR.
+const maxQueuedTarBytes = 2 << 30
+
 // Early compresses layers while the build that makes them is still running.
 // A build commits one layer per instruction and often leaves cores idle
 // (it waits on many small file system calls); Early watches the store for
@@ -64,7 +70,8 @@ type Early struct {
 	watched     chan struct{} // closed when the watcher has returned
 	wake        chan struct{}
 
-	seenTars map[string]bool // commit tars looked at (only the watcher uses it)
+	seenTars       map[string]bool // commit tars looked at (only the watcher uses it)
+	maxQueuedBytes int64           // maxQueuedTarBytes but in tests
 
 	mu      sync.Mutex
 	known   map[string]bool             // layer IDs present at the start or queued since
@@ -101,7 +108,7 @@ func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, o
 	e := &Early{
 		store: store, buildTmpDir: buildTmpDir, fs: slices.Clone(fs), cs: opts.compressSettings(), ctx: ctx, cancel: cancel,
 		stop: make(chan struct{}), watched: make(chan struct{}), wake: make(chan struct{}, 1),
-		seenTars: map[string]bool{}, known: map[string]bool{}, jobs: map[digest.Digest]*earlyJob{},
+		seenTars: map[string]bool{}, maxQueuedBytes: maxQueuedTarBytes, known: map[string]bool{}, jobs: map[digest.Digest]*earlyJob{},
 	}
 	for _, l := range layers {
 		e.known[l.ID] = true
@@ -171,8 +178,9 @@ func (e *Early) watch() {
 }
 
 // queueCommitTars opens and queues the commit tars (commitTarGlob) not seen
-// before. A tar removed before it could be opened is read back from storage
-// once its layer shows up there.
+// before. A tar removed before it could be opened, or one that would take the
+// tars waiting for the worker over maxQueuedBytes, is read back from storage
+// once its layer shows up there, when the worker gets to it.
 func (e *Early) queueCommitTars() {
 	paths, _ := filepath.Glob(filepath.Join(e.buildTmpDir, commitTarGlob))
 	for _, p := range paths {
@@ -190,7 +198,7 @@ func (e *Early) queueCommitTars() {
 		}
 		fi, err := f.Stat()
 		e.mu.Lock()
-		if err != nil || e.jobs[d] != nil {
+		if err != nil || e.jobs[d] != nil || e.queuedTarBytes()+fi.Size() > e.maxQueuedBytes {
 			e.mu.Unlock()
 			f.Close()
 			continue
@@ -198,6 +206,18 @@ func (e *Early) queueCommitTars() {
 		e.queue(&earlyJob{layer: sourceLayer{diffID: d, size: fi.Size()}, tar: f, done: make(chan struct{})})
 		e.mu.Unlock()
 	}
+}
+
+// queuedTarBytes is the size of the commit tars waiting for the worker.
+// Called with e.mu held.
+func (e *Early) queuedTarBytes() int64 {
+	var n int64
+	for _, j := range e.pending {
+		if j.tar != nil {
+			n += j.layer.size
+		}
+	}
+	return n
 }
 
 // queue adds j for the worker. Called with e.mu held.
