@@ -263,6 +263,46 @@ func testAppendPlatform(t *testing.T, shell []string) {
 	}
 }
 
+// TestCompressWhileBuilding: COMPRESS_WHILE_BUILDING=true passes
+// --compress-while-building, false passes nothing, anything else is refused
+// before mcbuild runs.
+func TestCompressWhileBuilding(t *testing.T) { forEachShell(t, testCompressWhileBuilding) }
+
+func testCompressWhileBuilding(t *testing.T, shell []string) {
+	src := sourceWorkspace(t)
+	for _, tc := range []struct {
+		value             string
+		wantFlag, refused bool
+	}{
+		{value: "true", wantFlag: true},
+		{value: "false"},
+		{value: "on", refused: true},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			out, call := simulateFake(t, taskRunSim{
+				TaskFile: buildTaskFile, Shell: shell,
+				Params: v1.Params{
+					strParam("IMAGE", "127.0.0.1:5000/ns/app:v1"),
+					strParam("COMPRESS_WHILE_BUILDING", tc.value),
+				},
+				Workspaces: map[string]string{"source": src},
+			})
+			if tc.refused {
+				if out.StepErr == nil || call.ran || !strings.Contains(out.Output, "COMPRESS_WHILE_BUILDING must be true or false, got "+tc.value) {
+					t.Fatalf("COMPRESS_WHILE_BUILDING %q: step ran mcbuild with %q, want a refusal naming the value:\n%s", tc.value, call.args, out.Output)
+				}
+				return
+			}
+			if out.StepErr != nil || !call.ran {
+				t.Fatalf("step failed (%v) or mcbuild not run:\n%s", out.StepErr, out.Output)
+			}
+			if got := slices.Contains(call.args, "--compress-while-building"); got != tc.wantFlag {
+				t.Errorf("--compress-while-building passed = %v, want %v: %q", got, tc.wantFlag, call.args)
+			}
+		})
+	}
+}
+
 // TestDockerconfigWorkspace: config.json is used when there is no
 // .dockerconfigjson; a bound workspace with neither fails the step.
 func TestDockerconfigWorkspace(t *testing.T) {
