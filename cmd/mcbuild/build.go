@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.podman.io/image/v5/types"
 
+	"github.com/mcbuild/mcbuild/internal/cpulimit"
 	"github.com/mcbuild/mcbuild/pkg/build"
 	"github.com/mcbuild/mcbuild/pkg/formats"
 	"github.com/mcbuild/mcbuild/pkg/imageref"
@@ -90,7 +92,7 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
 	fl.IntVar(&f.zstdLevel, "zstd-level", publish.DefaultZstdLevel, "compression level for zstd and zstd:chunked layers (upstream's zstd:chunked default is 10, about 4x slower)")
 	fl.StringVar(&f.publisher, "publisher", publish.PublisherStream, "how variants are made: stream (read each layer once, compress every format at the same time) or copy (one containers/image copy per format, the reference path)")
 	fl.StringVar(&f.zstdChunkedEncoder, "zstd-chunked-encoder", publish.EncoderParallel, "zstd:chunked encoder of the stream publisher: parallel (every core, same bytes as upstream) or upstream (containers/storage's, one core)")
-	fl.BoolVar(&f.compressWhileBuilding, "compress-while-building", false, "compress each layer as soon as the build commits it, in a child process at the lowest CPU priority, for hosts where the build leaves cores idle (stream publisher; layers of other stages are compressed in vain; on 2 shared vCPUs it slowed the build about as much as it saved)")
+	fl.BoolVar(&f.compressWhileBuilding, "compress-while-building", false, "compress each layer as soon as the build commits it, in CPU time the build leaves idle (stream publisher; for hosts with idle cores and no CPU limit below them; layers of other stages are compressed in vain)")
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (KEY alone takes the value from the environment); repeatable")
 	fl.StringVar(&f.buildArgsFile, "build-args-file", "", "file of KEY=VALUE build arguments, one per line (# comments); --build-arg wins")
 	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE; repeatable")
@@ -216,6 +218,13 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 	ropts := g.registryOptions()
 	if err := ropts.Validate(); err != nil {
 		return err
+	}
+	if f.compressWhileBuilding {
+		// The compression runs only on otherwise idle cores, but a CPU quota
+		// counts every core: what it spends, the build loses.
+		if limit, ok := cpulimit.Get(); ok && limit < float64(runtime.NumCPU()) {
+			warnings = append(warnings, fmt.Sprintf("--compress-while-building under a CPU limit of %.3g CPUs (cgroup quota; %d cores here): the compression spends the build's quota, which can make the whole run slower", limit, runtime.NumCPU()))
+		}
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "Warning:", w)
