@@ -275,6 +275,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		published, err := func() ([]index.Entry, error) {
 			defer early.Close()
 			var img build.Image
+			var err error
 			// Phase labels let --cpu-profile be read per phase (pprof -tagfocus phase=publish).
 			pprof.Do(ctx, pprof.Labels("phase", "build"), func(ctx context.Context) {
 				img, err = build.Build(ctx, store, plan.build, platform)
