@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -219,5 +220,75 @@ func TestEarlyQueuedTarBound(t *testing.T) {
 	e.queueCommitTars()
 	if len(e.pending) != 1 {
 		t.Errorf("%d tars queued after a second look, want 1: a tar not taken the first time stays with storage", len(e.pending))
+	}
+}
+
+// TestEarlyStagedBound: once the compressed layers Early holds for Publish
+// reach its limit, it compresses no more (Publish does the rest); a layer
+// Publish takes no longer counts.
+func TestEarlyStagedBound(t *testing.T) {
+	dir := t.TempDir()
+	fs := []formats.Format{formats.Gzip}
+	e := &Early{buildTmpDir: dir, fs: fs, cs: compressSettings{level: DefaultZstdLevel, tmpDir: t.TempDir()},
+		seenTars: map[string]bool{}, maxQueuedBytes: maxQueuedTarBytes, maxStaged: 1,
+		jobs: map[digest.Digest]*earlyJob{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), watched: make(chan struct{})}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	close(e.watched) // no watcher: the test looks for the tars itself
+	e.done.Add(1)
+	go e.work()
+	defer e.Close()
+
+	var diffIDs []digest.Digest
+	for i := range 2 {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		body := strings.Repeat(fmt.Sprintf("layer %d\n", i), 1000)
+		if err := tw.WriteHeader(&tar.Header{Name: "f", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil || tw.Close() != nil {
+			t.Fatal(err)
+		}
+		d := digest.FromBytes(buf.Bytes())
+		p := filepath.Join(dir, "buildah1", d.String())
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		diffIDs = append(diffIDs, d)
+	}
+	e.queueCommitTars()
+	e.mu.Lock()
+	jobs := []*earlyJob{e.jobs[diffIDs[0]], e.jobs[diffIDs[1]]}
+	e.mu.Unlock()
+	if jobs[0] == nil || jobs[1] == nil {
+		t.Fatalf("queued %d tars, want 2", len(e.jobs))
+	}
+	<-jobs[0].done
+	<-jobs[1].done
+	first, second := jobs[0], jobs[1]
+	if first.err != nil { // the worker took them in either order
+		first, second = second, first
+	}
+	if first.err != nil || len(first.staged) != 1 {
+		t.Fatalf("a layer: %v, %d staged; want one compressed", first.err, len(first.staged))
+	}
+	if !errors.Is(second.err, errEarlyFull) {
+		t.Errorf("the other layer: err = %v, want it left to Publish (%v)", second.err, errEarlyFull)
+	}
+	staged, fromCommit, err := e.take(context.Background(), first.layer, fs, e.cs)
+	if err != nil || len(staged) != 1 || !fromCommit {
+		t.Fatalf("take = %d staged, fromCommit %v, %v", len(staged), fromCommit, err)
+	}
+	closeStaged(staged)
+	if got, _, _ := e.take(context.Background(), second.layer, fs, e.cs); got != nil {
+		t.Error("take returned the layer Early skipped")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.staged != 0 {
+		t.Errorf("Early still counts %d staged bytes after Publish took them", e.staged)
 	}
 }

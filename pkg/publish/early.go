@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,6 +39,14 @@ const commitTarGlob = "buildah*/sha256:*"
 // the rest to Publish rather than filling $TMPDIR.
 const maxQueuedTarBytes = 2 << 30
 
+// maxEarlyStagedBytes bounds the compressed layers Early keeps for Publish:
+// layers of other stages are compressed in vain and stay on disk until
+// Publish drops them, so past this Early stops and leaves the rest to Publish.
+const maxEarlyStagedBytes = 4 << 30
+
+// errEarlyFull marks a job Early skipped at maxEarlyStagedBytes.
+var errEarlyFull = errors.New("early compression stopped: its staged layers reached the limit")
+
 // Early compresses layers while the build that makes them is still running.
 // A build commits one layer per instruction and often leaves cores idle
 // (it waits on many small file system calls); Early compresses each layer
@@ -72,12 +81,14 @@ type Early struct {
 
 	seenTars       map[string]bool // commit tars looked at (only the watcher uses it)
 	maxQueuedBytes int64           // maxQueuedTarBytes but in tests
+	maxStaged      int64           // maxEarlyStagedBytes but in tests
 
 	mu      sync.Mutex
 	known   map[string]bool             // layer IDs present at the start or queued since
 	pending []*earlyJob                 // waiting for the worker, in commit order
 	jobs    map[digest.Digest]*earlyJob // by diff ID
 	busy    []interval                  // when the worker was compressing
+	staged  int64                       // bytes of compressed layers not yet taken or dropped
 	stopped time.Time                   // when StopWatching was called (the build ended)
 }
 
@@ -108,7 +119,7 @@ func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, o
 	e := &Early{
 		store: store, buildTmpDir: buildTmpDir, fs: slices.Clone(fs), cs: opts.compressSettings(), ctx: ctx, cancel: cancel,
 		stop: make(chan struct{}), watched: make(chan struct{}), wake: make(chan struct{}, 1),
-		seenTars: map[string]bool{}, maxQueuedBytes: maxQueuedTarBytes, known: map[string]bool{}, jobs: map[digest.Digest]*earlyJob{},
+		seenTars: map[string]bool{}, maxQueuedBytes: maxQueuedTarBytes, maxStaged: maxEarlyStagedBytes, known: map[string]bool{}, jobs: map[digest.Digest]*earlyJob{},
 	}
 	for _, l := range layers {
 		e.known[l.ID] = true
@@ -243,7 +254,16 @@ func (e *Early) work() {
 		if j != nil {
 			jctx, j.cancel = context.WithCancel(e.ctx)
 		}
+		full := j != nil && e.staged >= e.maxStaged
+		if full {
+			j.discard()
+			j.err = errEarlyFull
+			close(j.done)
+		}
 		e.mu.Unlock()
+		if full {
+			continue
+		}
 		if j == nil {
 			select {
 			case <-e.wake:
@@ -257,6 +277,7 @@ func (e *Early) work() {
 		e.mu.Lock()
 		e.busy = append(e.busy, interval{start, time.Now()})
 		j.staged, j.err = staged, err
+		e.staged += stagedSize(staged)
 		close(j.done)
 		e.mu.Unlock()
 	}
@@ -361,7 +382,7 @@ func (e *Early) keep(diffIDs []digest.Digest) {
 		j.cancel()
 		go func() { // under way or done: its files go once it ends
 			<-j.done
-			closeStaged(j.staged)
+			e.release(j.staged)
 		}()
 	}
 }
@@ -398,14 +419,33 @@ func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format, cs
 	select {
 	case <-j.done:
 	case <-ctx.Done():
-		go func() { <-j.done; closeStaged(j.staged) }()
+		go func() { <-j.done; e.release(j.staged) }()
 		return nil, false, ctx.Err()
 	}
 	if j.err != nil || j.layer.diffID != l.diffID {
-		closeStaged(j.staged)
+		e.release(j.staged)
 		return nil, false, nil // compressed again by Publish, which reports any error
 	}
+	e.mu.Lock()
+	e.staged -= stagedSize(j.staged) // Publish's now
+	e.mu.Unlock()
 	return j.staged, j.tar != nil, nil
+}
+
+// release closes staged, compressed by the worker and no longer wanted.
+func (e *Early) release(staged []*stagedBlob) {
+	e.mu.Lock()
+	e.staged -= stagedSize(staged)
+	e.mu.Unlock()
+	closeStaged(staged)
+}
+
+func stagedSize(staged []*stagedBlob) int64 {
+	var n int64
+	for _, b := range staged {
+		n += b.desc.Size
+	}
+	return n
 }
 
 // Busy is the wall time spent compressing while the build ran (until
