@@ -406,8 +406,9 @@ func proxied(t *testing.T, reg *testregistry.Registry, intercept func(*http.Requ
 
 // TestPublishSlowRegistry: with more layers than may wait for upload and a
 // registry slower than the compressors, staging waits for the uploads (and
-// the image is complete); when an upload then fails for good, Publish
-// returns that error instead of waiting forever on a full queue.
+// the image is complete, its layers in order), several layers of a format
+// upload at once; when an upload then fails for good, Publish returns that
+// error instead of waiting forever on a full queue.
 func TestPublishSlowRegistry(t *testing.T) {
 	reg := testregistry.StartDistribution(t)
 	store, tmp := newStore(t)
@@ -435,11 +436,15 @@ func TestPublishSlowRegistry(t *testing.T) {
 		return r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/blobs/uploads/")
 	}
 
-	var patches atomic.Int32
+	var patches, inFlight, maxInFlight atomic.Int32
 	slow := proxied(t, reg, func(r *http.Request) int {
 		if isLayerPatch(r) {
 			patches.Add(1)
+			n := inFlight.Add(1)
+			for m := maxInFlight.Load(); n > m && !maxInFlight.CompareAndSwap(m, n); m = maxInFlight.Load() {
+			}
 			time.Sleep(150 * time.Millisecond)
+			inFlight.Add(-1)
 		}
 		return 0
 	})
@@ -460,6 +465,10 @@ func TestPublishSlowRegistry(t *testing.T) {
 	}
 	if n := patches.Load(); n != 13 { // the config and 6 layers per format
 		t.Errorf("%d blob uploads, want 13", n)
+	}
+	// One layer at a time per format would be at most 2 at once.
+	if m := maxInFlight.Load(); m <= 2 {
+		t.Errorf("at most %d layer uploads at once, want more than one per format", m)
 	}
 
 	patches.Store(0)

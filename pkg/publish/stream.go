@@ -29,9 +29,10 @@ import (
 // each exactly once; every block read goes to one compressor per format,
 // all running at once, into unlinked temporary files. The config is the
 // stored one, pushed once (while the first layer compresses) and shared by
-// every variant. Then each format has an uploader that pushes its layers in
-// order as they become ready (so layer N uploads while layer N+1
-// compresses; at most maxQueuedLayers wait), then its manifest. Blobs and
+// every variant. Then each format has an uploader that pushes its layers as
+// they become ready, up to maxParallelUploads at a time (so layer N uploads
+// while layer N+1 compresses; at most maxQueuedLayers more wait), then its
+// manifest. Blobs and
 // manifests go through containers/image's registry client, the same as the
 // copy publisher, and a failed upload is retried from its file without
 // compressing again.
@@ -147,6 +148,9 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 // stops there instead of filling $TMPDIR with the whole image.
 const maxQueuedLayers = 2
 
+// maxParallelUploads is how many layers of one format upload at once.
+const maxParallelUploads = 3
+
 // variant is one format's manifest in the making.
 type variant struct {
 	format formats.Format
@@ -172,22 +176,37 @@ func (u *uploader) pushVariant(ctx context.Context, v *variant, src *source, con
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// Layers go up maxParallelUploads at a time (as docker push and
+	// containers/image do: one connection rarely fills a remote link); the
+	// manifest lists them in the order they were compressed, which is the
+	// image's.
 	layers := make([]ocispec.Descriptor, 0, len(src.layers))
+	uploads, uctx := errgroup.WithContext(ctx)
+	uploads.SetLimit(maxParallelUploads)
 	for b := range v.queue {
-		err := u.put(ctx, v.format, fmt.Sprintf("layer %s", b.desc.Digest), func(ctx context.Context, touch func()) error {
-			if _, err := b.file.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			_, err := u.dest.PutBlob(ctx, &touchReader{r: b.file, touch: touch},
-				types.BlobInfo{Digest: b.desc.Digest, Size: b.desc.Size, MediaType: b.desc.MediaType}, none.NoCache, false)
-			return err
-		})
-		b.close()
-		if err != nil {
-			return err
+		if uctx.Err() != nil { // an upload failed: stop taking layers
+			b.close()
+			break
 		}
 		layers = append(layers, b.desc)
-		v.pushed.Add(1)
+		uploads.Go(func() error {
+			defer b.close()
+			err := u.put(uctx, v.format, fmt.Sprintf("layer %s", b.desc.Digest), func(ctx context.Context, touch func()) error {
+				if _, err := b.file.Seek(0, io.SeekStart); err != nil {
+					return err
+				}
+				_, err := u.dest.PutBlob(ctx, &touchReader{r: b.file, touch: touch},
+					types.BlobInfo{Digest: b.desc.Digest, Size: b.desc.Size, MediaType: b.desc.MediaType}, none.NoCache, false)
+				return err
+			})
+			if err == nil {
+				v.pushed.Add(1)
+			}
+			return err
+		})
+	}
+	if err := uploads.Wait(); err != nil {
+		return err
 	}
 	if len(layers) != len(src.layers) {
 		return ctx.Err() // the compressing side stopped; its error is the one reported
