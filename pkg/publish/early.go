@@ -53,7 +53,7 @@ var errEarlyFull = errors.New("early compression stopped: its staged layers reac
 // committed, in every format, in a child process at the lowest CPU priority
 // (child.go), so the publish that follows finds most layers ready and only
 // uploads them. On the 2-vCPU reference machine the whole run took
-// 0.87-0.96x the time; mcbuild still leaves it off by default, because
+// 0.87-0.98x the time; mcbuild still leaves it off by default, because
 // under a CPU quota the idle cores' time is the build's too.
 //
 // Given the build's TMPDIR, it opens the tar buildah writes of each layer it
