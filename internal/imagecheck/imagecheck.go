@@ -60,10 +60,7 @@ func Check(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor
 	if len(v.Config.RootFS.DiffIDs) != len(v.Manifest.Layers) {
 		return v, fmt.Errorf("manifest %s: %d layers but %d diffIDs", desc.Digest, len(v.Manifest.Layers), len(v.Config.RootFS.DiffIDs))
 	}
-	want := ocispec.MediaTypeImageLayerGzip
-	if f.IsZstd() {
-		want = ocispec.MediaTypeImageLayerZstd
-	}
+	want := f.LayerMediaType()
 	for i, l := range v.Manifest.Layers {
 		if l.MediaType != want {
 			return v, fmt.Errorf("%s manifest %s layer %d: media type %s, want %s", f, desc.Digest, i, l.MediaType, want)

@@ -92,10 +92,7 @@ func (b *Builder) Layer(mediaType string, chunked bool) ocispec.Descriptor {
 
 // FormatLayer pushes a layer as mcbuild would publish it in format f.
 func (b *Builder) FormatLayer(f formats.Format) ocispec.Descriptor {
-	if f.IsZstd() {
-		return b.Layer(ocispec.MediaTypeImageLayerZstd, f == formats.ZstdChunked)
-	}
-	return b.Layer(ocispec.MediaTypeImageLayerGzip, false)
+	return b.Layer(f.LayerMediaType(), f == formats.ZstdChunked)
 }
 
 // Config pushes a unique image config of mediaType for platform ("" for none).

@@ -5,6 +5,8 @@ package formats
 import (
 	"fmt"
 	"strings"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Format is one layer compression format a manifest variant is published in.
@@ -28,6 +30,15 @@ var Known = []Format{Gzip, Zstd, ZstdChunked}
 
 // IsZstd reports whether layers of this format are zstd frames.
 func (f Format) IsZstd() bool { return f == Zstd || f == ZstdChunked }
+
+// LayerMediaType is the OCI media type of this format's layers
+// (zstd:chunked layers are zstd, told apart by their annotations).
+func (f Format) LayerMediaType() string {
+	if f.IsZstd() {
+		return ocispec.MediaTypeImageLayerZstd
+	}
+	return ocispec.MediaTypeImageLayerGzip
+}
 
 // Rank orders formats inside one platform of an index: gzip first, because
 // Docker and containerd take the first entry matching their platform.

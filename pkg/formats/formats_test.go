@@ -79,3 +79,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLayerMediaType(t *testing.T) {
+	for _, tc := range []struct {
+		f    Format
+		want string
+	}{
+		{Gzip, "application/vnd.oci.image.layer.v1.tar+gzip"},
+		{Zstd, "application/vnd.oci.image.layer.v1.tar+zstd"},
+		{ZstdChunked, "application/vnd.oci.image.layer.v1.tar+zstd"},
+	} {
+		if got := tc.f.LayerMediaType(); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.f, got, tc.want)
+		}
+	}
+}

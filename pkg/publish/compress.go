@@ -282,16 +282,12 @@ func (s *sink) run() error {
 }
 
 func (s *sink) staged() *stagedBlob {
-	mediaType := ocispec.MediaTypeImageLayerGzip
-	if s.format.IsZstd() {
-		mediaType = ocispec.MediaTypeImageLayerZstd
-	}
 	var ann map[string]string // the compressor's (zstd:chunked); the manifest adds the layer's own
 	if len(s.metadata) > 0 {
 		ann = s.metadata
 	}
 	return &stagedBlob{file: s.file, desc: ocispec.Descriptor{
-		MediaType:   mediaType,
+		MediaType:   s.format.LayerMediaType(),
 		Digest:      digest.NewDigest(digest.SHA256, s.out.h),
 		Size:        s.out.n,
 		Annotations: ann,

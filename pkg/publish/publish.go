@@ -216,10 +216,7 @@ func CheckLayers(manifestBytes []byte, f formats.Format) error {
 	if err := json.Unmarshal(manifestBytes, &m); err != nil {
 		return fmt.Errorf("reading pushed manifest: %w", err)
 	}
-	want := ocispec.MediaTypeImageLayerGzip
-	if f.IsZstd() {
-		want = ocispec.MediaTypeImageLayerZstd
-	}
+	want := f.LayerMediaType()
 	for i, l := range m.Layers {
 		if l.MediaType != want {
 			return fmt.Errorf("%s variant: layer %d (%s) has media type %s, want %s", f, i, l.Digest, l.MediaType, want)
