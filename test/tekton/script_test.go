@@ -217,58 +217,36 @@ func TestBuildStepDefaults(t *testing.T) {
 // IMAGE reaches mcbuild unchanged; any value but true or false is refused
 // before mcbuild runs. The suffix itself is checked with the real binary in
 // TestMatrixPipeline and test/e2e.
-func TestAppendPlatform(t *testing.T) { forEachShell(t, testAppendPlatform) }
-
-func testAppendPlatform(t *testing.T, shell []string) {
-	src := sourceWorkspace(t)
-	for _, tc := range []struct {
-		value    string
-		wantFlag bool
-		refused  bool
-	}{
-		{value: "true", wantFlag: true},
-		{value: "false"},
-		{value: "yes", refused: true},
-		{value: "", refused: true},
-	} {
-		t.Run(tc.value, func(t *testing.T) {
-			out, call := simulateFake(t, taskRunSim{
-				TaskFile: buildTaskFile, Shell: shell,
-				Params: v1.Params{
-					strParam("IMAGE", "127.0.0.1:5000/ns/app:v1"),
-					strParam("PLATFORM", "linux/arm/v7"),
-					strParam("IMAGE_APPEND_PLATFORM", tc.value),
-				},
-				Workspaces: map[string]string{"source": src},
-			})
-			if tc.refused {
-				if out.StepErr == nil || call.ran {
-					t.Fatalf("IMAGE_APPEND_PLATFORM %q: step ran mcbuild with %q, want a refusal", tc.value, call.args)
+func TestAppendPlatform(t *testing.T) {
+	forEachShell(t, func(t *testing.T, shell []string) {
+		testBoolParam(t, shell, "IMAGE_APPEND_PLATFORM", "--append-platform",
+			v1.Params{strParam("PLATFORM", "linux/arm/v7")},
+			func(t *testing.T, args []string) {
+				if img, _ := flagValue(args, "--image"); img != "127.0.0.1:5000/ns/app:v1" {
+					t.Errorf("--image %q, want IMAGE unchanged", img)
 				}
-				return
-			}
-			if out.StepErr != nil || !call.ran {
-				t.Fatalf("step failed (%v) or mcbuild not run:\n%s", out.StepErr, out.Output)
-			}
-			if got := slices.Contains(call.args, "--append-platform"); got != tc.wantFlag {
-				t.Errorf("--append-platform passed = %v, want %v: %q", got, tc.wantFlag, call.args)
-			}
-			if img, _ := flagValue(call.args, "--image"); img != "127.0.0.1:5000/ns/app:v1" {
-				t.Errorf("--image %q, want IMAGE unchanged", img)
-			}
-			if p, _ := flagValue(call.args, "--platform"); p != "linux/arm/v7" {
-				t.Errorf("--platform %q, want linux/arm/v7", p)
-			}
-		})
-	}
+				if p, _ := flagValue(args, "--platform"); p != "linux/arm/v7" {
+					t.Errorf("--platform %q, want linux/arm/v7", p)
+				}
+			})
+	})
 }
 
 // TestCompressWhileBuilding: COMPRESS_WHILE_BUILDING=true passes
 // --compress-while-building, false passes nothing, anything else is refused
 // before mcbuild runs.
-func TestCompressWhileBuilding(t *testing.T) { forEachShell(t, testCompressWhileBuilding) }
+func TestCompressWhileBuilding(t *testing.T) {
+	forEachShell(t, func(t *testing.T, shell []string) {
+		testBoolParam(t, shell, "COMPRESS_WHILE_BUILDING", "--compress-while-building", nil, nil)
+	})
+}
 
-func testCompressWhileBuilding(t *testing.T, shell []string) {
+// testBoolParam runs the build step with the true/false param set to true,
+// false and two other values: true must pass flag, false nothing, and the
+// others must be refused before mcbuild runs, with a message naming the
+// param and the value. check, if set, looks at the arguments of the runs
+// that went through; other params are added to IMAGE and param.
+func testBoolParam(t *testing.T, shell []string, param, flag string, other v1.Params, check func(t *testing.T, args []string)) {
 	src := sourceWorkspace(t)
 	for _, tc := range []struct {
 		value             string
@@ -276,28 +254,29 @@ func testCompressWhileBuilding(t *testing.T, shell []string) {
 	}{
 		{value: "true", wantFlag: true},
 		{value: "false"},
-		{value: "on", refused: true},
+		{value: "yes", refused: true},
+		{value: "", refused: true},
 	} {
 		t.Run(tc.value, func(t *testing.T) {
+			params := append(v1.Params{strParam("IMAGE", "127.0.0.1:5000/ns/app:v1"), strParam(param, tc.value)}, other...)
 			out, call := simulateFake(t, taskRunSim{
-				TaskFile: buildTaskFile, Shell: shell,
-				Params: v1.Params{
-					strParam("IMAGE", "127.0.0.1:5000/ns/app:v1"),
-					strParam("COMPRESS_WHILE_BUILDING", tc.value),
-				},
+				TaskFile: buildTaskFile, Shell: shell, Params: params,
 				Workspaces: map[string]string{"source": src},
 			})
 			if tc.refused {
-				if out.StepErr == nil || call.ran || !strings.Contains(out.Output, "COMPRESS_WHILE_BUILDING must be true or false, got "+tc.value) {
-					t.Fatalf("COMPRESS_WHILE_BUILDING %q: step ran mcbuild with %q, want a refusal naming the value:\n%s", tc.value, call.args, out.Output)
+				if out.StepErr == nil || call.ran || !strings.Contains(out.Output, param+" must be true or false, got "+tc.value) {
+					t.Fatalf("%s %q: step ran mcbuild with %q, want a refusal naming the value:\n%s", param, tc.value, call.args, out.Output)
 				}
 				return
 			}
 			if out.StepErr != nil || !call.ran {
 				t.Fatalf("step failed (%v) or mcbuild not run:\n%s", out.StepErr, out.Output)
 			}
-			if got := slices.Contains(call.args, "--compress-while-building"); got != tc.wantFlag {
-				t.Errorf("--compress-while-building passed = %v, want %v: %q", got, tc.wantFlag, call.args)
+			if got := slices.Contains(call.args, flag); got != tc.wantFlag {
+				t.Errorf("%s passed = %v, want %v: %q", flag, got, tc.wantFlag, call.args)
+			}
+			if check != nil {
+				check(t, call.args)
 			}
 		})
 	}
