@@ -133,9 +133,6 @@ type Planned struct {
 	Warnings []string
 }
 
-// Values returns the results that will be written, by name.
-func (p Planned) Values() map[string]string { return maps.Clone(p.values) }
-
 // Plan decides which results of s are written: IMAGE_URL, IMAGE_DIGEST,
 // IMAGE_REF and SUBJECTS_REF always, and IMAGES when all five together fit in
 // budget bytes of termination message (EncodedSize). When IMAGES does not fit

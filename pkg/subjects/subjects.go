@@ -134,12 +134,6 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// pack returns the artifact's layer and manifest bytes. Deterministic: the
-// same document and subject give the same bytes (no created annotation).
-func pack(doc Document, subject ocispec.Descriptor) (layer []byte, layerDesc ocispec.Descriptor, manifest []byte, manifestDesc ocispec.Descriptor, err error) {
-	return packForm(doc, &subject)
-}
-
 // packForm packs the OCI 1.1 form when subject is set, else the OCI 1.0
 // fallback form (config media type ArtifactType, no artifactType).
 func packForm(doc Document, subject *ocispec.Descriptor) (layer []byte, layerDesc ocispec.Descriptor, manifest []byte, manifestDesc ocispec.Descriptor, err error) {
