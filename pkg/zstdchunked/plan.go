@@ -387,6 +387,10 @@ func (e *encoder) body(reader io.Reader) error {
 			e.abort(finish)
 			return err
 		}
+		if err := checkNotSparse(hdr); err != nil {
+			e.abort(finish)
+			return err
+		}
 		meta, err := newFileMetadata(hdr)
 		if err != nil {
 			e.abort(finish)

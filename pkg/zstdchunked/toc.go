@@ -3,6 +3,7 @@ package zstdchunked
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -88,6 +89,31 @@ func timeIfNotZero(t *time.Time) *time.Time {
 		return nil
 	}
 	return t
+}
+
+// ErrSparse is returned for a sparse tar entry (GNU type 'S', or PAX
+// GNU.sparse.* records). A zstd:chunked stream holds each file's whole
+// content, holes included, so with the tar's sparse headers it would not
+// decompress to the input tar: the layer's diff ID would not match, and
+// readers that are not zstd:chunked-aware would read a corrupt tar.
+// Upstream's compressor writes such a stream without a word; we refuse.
+var ErrSparse = errors.New("zstd:chunked cannot carry sparse tar entries (its stream would not decompress to the same tar); publish this layer as gzip or zstd instead")
+
+func checkNotSparse(hdr *tar.Header) error {
+	kind := ""
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		kind = "GNU sparse entry"
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			kind = "PAX GNU.sparse records"
+			break
+		}
+	}
+	if kind == "" {
+		return nil
+	}
+	return fmt.Errorf("%q is a sparse file (%s): %w", hdr.Name, kind, ErrSparse)
 }
 
 func newFileMetadata(hdr *tar.Header) (FileMetadata, error) {

@@ -7,6 +7,8 @@
 // writes for the same tar and level (same chunk boundaries, same frames,
 // same TOC, tar-split and footer, same annotations); only the time it takes
 // differs. The tests check this, and that storage's own reader accepts it.
+// One deliberate difference: sparse tar entries are refused (ErrSparse),
+// where upstream writes a stream that does not decompress to its input.
 package zstdchunked
 
 import (
