@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -290,5 +291,61 @@ func TestEarlyStagedBound(t *testing.T) {
 	defer e.mu.Unlock()
 	if e.staged != 0 {
 		t.Errorf("Early still counts %d staged bytes after Publish took them", e.staged)
+	}
+}
+
+// TestCompressStreamErrors: a tar a compressor cannot take fails naming the
+// layer and the format; a tar that does not match its diff ID is reported
+// as that, even when a compressor choked on it first (the mismatch is the
+// cause), and the tar is read to its end to know.
+func TestCompressStreamErrors(t *testing.T) {
+	ctx := context.Background()
+	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
+	cs := compressSettings{level: DefaultZstdLevel, tmpDir: t.TempDir()}
+	f, d, size := layerTar(t)
+	good, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a tar cut inside a file's payload, then 1 MiB that is not a tar
+	broken := append(bytes.Clone(good[:20000]), bytes.Repeat([]byte("x"), 1<<20)...)
+	for _, tc := range []struct {
+		name   string
+		in     []byte
+		diffID digest.Digest
+		size   int64
+		want   []string
+	}{
+		{"fine", good, d, size, nil},
+		{"compressor fails", broken, digest.FromBytes(broken), int64(len(broken)),
+			[]string{"layer layer1 (" + digest.FromBytes(broken).String() + ")", "compressing a layer as zstd:chunked"}},
+		{"diff ID mismatch first", broken, d, -1,
+			[]string{"layer layer1 in storage reads as " + digest.FromBytes(broken).String(), fmt.Sprintf("(%d bytes)", len(broken)), "the store is damaged", "sparse files"}},
+		{"size mismatch", good, d, size + 1,
+			[]string{fmt.Sprintf("reads as %d bytes, storage recorded %d", size, size+1)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := sourceLayer{id: "layer1", diffID: tc.diffID, size: tc.size}
+			staged, err := compressStream(ctx, bytes.NewReader(tc.in), l, fs, cs)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				closeStaged(staged)
+				return
+			}
+			if err == nil {
+				closeStaged(staged)
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant it to contain %q", err, w)
+				}
+			}
+			if tc.name == "diff ID mismatch first" && strings.Contains(err.Error(), "compressing") {
+				t.Errorf("err = %v: the compressor's failure hides the mismatch", err)
+			}
+		})
 	}
 }

@@ -113,8 +113,15 @@ func compressStream(ctx context.Context, rc io.Reader, layer sourceLayer, fs []f
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	for _, s := range sinks {
-		g.Go(s.run)
+	// A failing sink keeps draining and does not stop the reading: the
+	// whole tar is still hashed, so a layer that does not read back as its
+	// diff ID (often why a compressor choked on it) is reported as that.
+	sinkErrs := make([]error, len(sinks))
+	for i, s := range sinks {
+		g.Go(func() error {
+			sinkErrs[i] = s.run()
+			return nil
+		})
 	}
 	diffID := sha256.New()
 	var read int64
@@ -154,10 +161,15 @@ func compressStream(ctx context.Context, rc io.Reader, layer sourceLayer, fs []f
 		return nil, err
 	}
 	if got := digest.NewDigest(digest.SHA256, diffID); got != layer.diffID {
-		return nil, fmt.Errorf("layer %s in storage reads as %s (%d bytes), the image config says %s: the store is damaged", layer.id, got, read, layer.diffID)
+		return nil, fmt.Errorf("layer %s in storage reads as %s (%d bytes), the image config says %s: %s", layer.id, got, read, layer.diffID, notReproduced)
 	}
 	if layer.size >= 0 && read != layer.size {
-		return nil, fmt.Errorf("layer %s in storage reads as %d bytes, storage recorded %d: the store is damaged", layer.id, read, layer.size)
+		return nil, fmt.Errorf("layer %s in storage reads as %d bytes, storage recorded %d: %s", layer.id, read, layer.size, notReproduced)
+	}
+	for _, err := range sinkErrs {
+		if err != nil {
+			return nil, fmt.Errorf("layer %s (%s): %w", layer.id, layer.diffID, err)
+		}
 	}
 	staged = make([]*stagedBlob, len(sinks))
 	for i, s := range sinks {
@@ -165,6 +177,9 @@ func compressStream(ctx context.Context, rc io.Reader, layer sourceLayer, fs []f
 	}
 	return staged, nil
 }
+
+// notReproduced says why a layer may not read back as its diff ID.
+const notReproduced = "storage does not give back the layer's tar: the store is damaged, or the layer comes from a base image whose tar storage cannot reproduce (sparse files, for one)"
 
 // block is a piece of a layer's tar shared, read only, by every sink; the
 // last sink done with it returns it to the pool.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -27,6 +28,13 @@ import (
 // containers/image's own compressors (storage's zstd:chunked encoder on one
 // core). It is the reference the stream publisher is measured and checked
 // against.
+
+// sourceReadMarker is how containers/image's copy annotates an error from
+// the stream it uploads (copy/blob.go, errorAnnotationReader): here, the
+// layer read from storage and compressed. Not a registry failure, whatever
+// it is (an unexpected EOF from a tar the compressor cannot parse looks
+// like a cut connection otherwise).
+const sourceReadMarker = "happened during read: "
 
 func pushVariant(ctx context.Context, src, dest types.ImageReference, f formats.Format, opts Options, progress func(done, total int)) (ocispec.Descriptor, error) {
 	algo, err := compression.AlgorithmByName(string(f))
@@ -70,6 +78,9 @@ func pushVariant(ctx context.Context, src, dest types.ImageReference, f formats.
 		if errors.As(context.Cause(attemptCtx), &se) && ctx.Err() == nil {
 			// containers/image's own message already ends with the cause.
 			return ocispec.Descriptor{}, fmt.Errorf("%v%.0w", err, se)
+		}
+		if strings.Contains(err.Error(), sourceReadMarker) {
+			return ocispec.Descriptor{}, &registry.LocalError{Err: fmt.Errorf("reading or compressing a layer from local storage: %w", err)}
 		}
 		return ocispec.Descriptor{}, err
 	}

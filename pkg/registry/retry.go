@@ -203,12 +203,21 @@ func retryableStatus(code int) bool {
 	return code >= 500 && code < 600
 }
 
+// LocalError marks a failure on this side of an upload: reading or
+// compressing what is being pushed. However it ended (an EOF included),
+// the registry is not to blame and retrying cannot help.
+type LocalError struct{ Err error }
+
+func (e *LocalError) Error() string { return e.Err.Error() }
+func (e *LocalError) Unwrap() error { return e.Err }
+
 // Retryable decides whether err is worth retrying: 408, 429 and 5xx
 // answers (not 501/505), connections reset, refused, cut short (EOF, broken
 // pipe) or timed out, and stalls. Never 401, 403, other 4xx answers, a
 // refused manifest, TLS trust failures or a cancelled run.
 func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	var le *LocalError
+	if err == nil || errors.Is(err, context.Canceled) || errors.As(err, &le) {
 		return false
 	}
 	if errors.Is(err, ErrNoProgress) {
@@ -240,6 +249,9 @@ func Retryable(err error) bool {
 // failed: "HTTP 503 Service Unavailable", "HTTP 401 Unauthorized",
 // "no response within 5s (--request-timeout)", "connection reset", or "".
 func Reason(err error) string {
+	if le := (*LocalError)(nil); errors.As(err, &le) {
+		return ""
+	}
 	if code, ok := Status(err); ok {
 		return fmt.Sprintf("HTTP %d %s", code, http.StatusText(code))
 	}

@@ -65,6 +65,7 @@ func TestRetryable(t *testing.T) {
 		{"broken pipe", &url.Error{Op: "Put", URL: "x", Err: &net.OpError{Op: "write", Err: syscall.EPIPE}}, true, 0},
 		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true, 0},
 		{"unexpected EOF", fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), true, 0},
+		{"local: the layer being pushed ended early", fmt.Errorf("pushing: %w", &LocalError{Err: fmt.Errorf("happened during read: %w", io.ErrUnexpectedEOF)}), false, 0},
 		{"closed conn", fmt.Errorf("x: %w", net.ErrClosed), true, 0},
 		{"timeout", &url.Error{Op: "Get", URL: "x", Err: timeoutErr{}}, true, 0},
 		{"stall", &StallError{After: time.Second}, true, 0},
@@ -209,6 +210,15 @@ func TestDo(t *testing.T) {
 	}
 	if msg := o.Explain("tagging", err).Error(); !strings.Contains(msg, "HTTP 401 Unauthorized, not retried") {
 		t.Errorf("Explain(401) = %q", msg)
+	}
+	calls = 0
+	local := &LocalError{Err: fmt.Errorf("reading a layer: writing blob: happened during read: %w", io.ErrUnexpectedEOF)}
+	err = Do(ctx, o, nil, func(context.Context) error { calls++; return local })
+	if calls != 1 {
+		t.Fatalf("a local failure tried %d times, want once", calls)
+	}
+	if msg := o.Explain("pushing", err).Error(); msg != "pushing: "+local.Error() {
+		t.Errorf("Explain(local) = %q, want the error alone, blaming no connection", msg)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	calls = 0

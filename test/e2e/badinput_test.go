@@ -1,12 +1,20 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/gzip"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
@@ -112,3 +120,87 @@ func TestRefusedCredentials(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestSparseBaseImage: a base image whose layer holds a sparse file (PAX
+// GNU.sparse entries, as GNU tar --sparse writes them) is pulled and built
+// on, but containers/storage cannot give that layer's tar back as it was:
+// each publisher refuses it with an error saying what is wrong (not a
+// registry failure, no retries), a non-zero exit, and no index or tag.
+func TestSparseBaseImage(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	sparseTar, err := os.ReadFile("../../pkg/zstdchunked/testdata/sparse/pax-1.0.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := reg.Repo("e2e/sparse-base")
+	pushBaseImage(t, testregistry.OpenRepo(t, base), "v1", sparseTar)
+	dir := contextFiles(t, "FROM "+base+":v1\nCOPY hello.txt /hello.txt\n")
+	for _, tc := range []struct {
+		publisher string
+		want      []string
+	}{
+		{"stream", []string{"storage does not give back the layer's tar", "sparse files", digest.FromBytes(sparseTar).String()}},
+		{"copy", []string{"reading or compressing a layer from local storage"}},
+	} {
+		t.Run(tc.publisher, func(t *testing.T) {
+			repoName := reg.Repo("e2e/sparse-" + tc.publisher)
+			r := run(t, nil, append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir,
+				"--publisher", tc.publisher}, storageFlags(t)...)...)
+			if r.code == 0 {
+				t.Fatalf("exit 0, want failure; stderr:\n%s", r.stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
+				}
+			}
+			for _, bad := range []string{"retrying", "connection reset", "pushed index"} {
+				if strings.Contains(r.stderr, bad) {
+					t.Errorf("stderr mentions %q:\n%s", bad, r.stderr)
+				}
+			}
+			if got := tags(t, testregistry.OpenRepo(t, repoName)); len(got) != 0 {
+				t.Errorf("tags left behind: %v", got)
+			}
+		})
+	}
+}
+
+// pushBaseImage pushes a one-layer linux/amd64 image made of layerTar
+// (gzip-compressed) to repo as tag.
+func pushBaseImage(t *testing.T, repo *remote.Repository, tag string, layerTar []byte) {
+	t.Helper()
+	ctx := context.Background()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write(layerTar); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := oras.PushBytes(ctx, repo, ocispec.MediaTypeImageLayerGzip, gz.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, err := json.Marshal(ocispec.Image{
+		Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(layerTar)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	configDesc, err := oras.PushBytes(ctx, repo, ocispec.MediaTypeImageConfig, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, "", oras.PackManifestOptions{
+		ConfigDescriptor: &configDesc, Layers: []ocispec.Descriptor{layer},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Tag(ctx, manifest, tag); err != nil {
+		t.Fatal(err)
+	}
+}
