@@ -210,6 +210,7 @@ func (res *results) ratios() []ratio {
 	sz := div("zstd:chunked size vs upstream", fmt.Sprintf("compressed bytes of %s over %s (same level)", floors.Ours.Name, floors.UpstreamChunkedName), ours, "out_bytes", upstream, "out_bytes", "<= 1.03", le(1.03))
 	sz.Note = "pkg/zstdchunked is meant to write upstream's bytes exactly (its tests compare them), so this is 1.000 unless that breaks"
 	out = append(out, sz)
+	out = append(out, div("zstd:chunked encoder: all cores / one core", fmt.Sprintf("median MiB/s of %s over %s (GOMAXPROCS=1): how the encoder scales with cores", floors.Ours.Name, floors.OursOneCPU.Name), ours, "mibps", armE+":"+floors.OursOneCPU.Name, "mibps", "", nil))
 	out = append(out, res.peakMemory())
 	out = append(out,
 		div("publish: c / b", "naive two sequential copy.Image (defaults) over mcbuild both formats", armC, "publish_s", armB, "publish_s", "", nil),

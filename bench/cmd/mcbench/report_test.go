@@ -41,6 +41,7 @@ func TestRatiosAndVerdicts(t *testing.T) {
 			rec(armD, i+1, map[string]float64{"push_all_s": 40, "e2e_s": 25}),
 			rec(armE+":"+floors.Ours.Name, i+1, map[string]float64{"mibps": 310, "out_bytes": 104}),
 			rec(armE+":"+floors.UpstreamChunkedName, i+1, map[string]float64{"mibps": 60, "out_bytes": 100}),
+			rec(armE+":"+floors.OursOneCPU.Name, i+1, map[string]float64{"mibps": 160, "out_bytes": 104}),
 		)
 	}
 	failed := rec(armB, 4, map[string]float64{"publish_s": 1000})
@@ -80,6 +81,7 @@ func TestRatiosAndVerdicts(t *testing.T) {
 		"| publish, compressing while building: f / b | 0.545 |  | info |",
 		"| end to end: f / b (what the overlap buys, < 1 faster) | 0.900 |  | info |",
 		"| build: f / b (what the overlap costs the build) | 1.111 |  | info |",
+		"| zstd:chunked encoder: all cores / one core | 1.938 |  | info |",
 		"| f  mcbuild gzip + zstd:chunked, compressing while building | 6.00 |",
 		"| f  mcbuild build, gzip + zstd:chunked, compressing while building | 18.00 |",
 		"| arm | wall s | CPU s | peak RSS MiB | MiB/s | compressing during build s | layers compressed early |",

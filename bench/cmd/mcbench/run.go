@@ -597,7 +597,7 @@ var cliFloors = []struct {
 
 // floorOrder is the order the floors run and print in.
 func floorOrder() []string {
-	names := []string{"pgzip", "zstd-3", floors.UpstreamChunkedName, floors.Ours.Name, "storage-zstd-chunked-10"}
+	names := []string{"pgzip", "zstd-3", floors.UpstreamChunkedName, floors.Ours.Name, floors.OursOneCPU.Name, "storage-zstd-chunked-10"}
 	for _, c := range cliFloors {
 		names = append(names, c.name)
 	}
@@ -627,6 +627,9 @@ func (b *bench) runFloors(round int) []*record {
 		var out bytes.Buffer
 		var count floors.Counter
 		spec := runSpec{args: args, log: b.logPath(armE, round, name), stdout: &out}
+		if e, err := floors.Get(name); err == nil {
+			spec.env = e.Env
+		}
 		if isCLI {
 			spec.stdout = &count
 		}

@@ -29,6 +29,8 @@ type Encoder struct {
 	Name string
 	Doc  string
 	New  NewFunc
+	// Env is added to the environment of the process that runs it.
+	Env []string
 }
 
 func chunked(level int) NewFunc {
@@ -50,21 +52,31 @@ var Ours = Encoder{
 	},
 }
 
+// OursOneCPU is Ours limited to one core (GOMAXPROCS=1, so one worker):
+// its rate per core, against which Ours' shows how it scales.
+var OursOneCPU = Encoder{
+	Name: Ours.Name + "-1cpu",
+	Doc:  Ours.Doc + ", limited to one core (GOMAXPROCS=1)",
+	New:  Ours.New,
+	Env:  []string{"GOMAXPROCS=1"},
+}
+
 // UpstreamChunkedName is the upstream encoder at Ours' level, for the size target.
 var UpstreamChunkedName = fmt.Sprintf("storage-zstd-chunked-%d", publish.DefaultZstdLevel)
 
 // All lists every encoder, by name.
 func All() map[string]Encoder {
 	encs := []Encoder{
-		{"pgzip", "github.com/klauspost/pgzip at its default level and blocks (containers/image's gzip)", func(w io.Writer, _ map[string]string) (io.WriteCloser, error) {
+		{Name: "pgzip", Doc: "github.com/klauspost/pgzip at its default level and blocks (containers/image's gzip)", New: func(w io.Writer, _ map[string]string) (io.WriteCloser, error) {
 			return pgzip.NewWriter(w), nil
 		}},
-		{"zstd-3", "github.com/klauspost/compress/zstd at level 3 (containers/image's plain zstd default)", func(w io.Writer, _ map[string]string) (io.WriteCloser, error) {
+		{Name: "zstd-3", Doc: "github.com/klauspost/compress/zstd at level 3 (containers/image's plain zstd default)", New: func(w io.Writer, _ map[string]string) (io.WriteCloser, error) {
 			return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(3)))
 		}},
-		{UpstreamChunkedName, fmt.Sprintf("go.podman.io/storage/pkg/chunked/compressor.ZstdCompressor at level %d", publish.DefaultZstdLevel), chunked(publish.DefaultZstdLevel)},
-		{"storage-zstd-chunked-10", "go.podman.io/storage/pkg/chunked/compressor.ZstdCompressor at level 10 (its default)", chunked(10)},
+		{Name: UpstreamChunkedName, Doc: fmt.Sprintf("go.podman.io/storage/pkg/chunked/compressor.ZstdCompressor at level %d", publish.DefaultZstdLevel), New: chunked(publish.DefaultZstdLevel)},
+		{Name: "storage-zstd-chunked-10", Doc: "go.podman.io/storage/pkg/chunked/compressor.ZstdCompressor at level 10 (its default)", New: chunked(10)},
 		Ours,
+		OursOneCPU,
 	}
 	m := map[string]Encoder{}
 	for _, e := range encs {
