@@ -153,7 +153,7 @@ func compressStream(ctx context.Context, rc io.Reader, layer sourceLayer, fs []f
 				return nil
 			}
 			if err != nil {
-				return fmt.Errorf("reading layer %s from storage: %w", layer.id, err)
+				return fmt.Errorf("reading layer %s: %w", layer, err)
 			}
 		}
 	})
@@ -161,14 +161,14 @@ func compressStream(ctx context.Context, rc io.Reader, layer sourceLayer, fs []f
 		return nil, err
 	}
 	if got := digest.NewDigest(digest.SHA256, diffID); got != layer.diffID {
-		return nil, fmt.Errorf("layer %s in storage reads as %s (%d bytes), the image config says %s: %s", layer.id, got, read, layer.diffID, notReproduced)
+		return nil, fmt.Errorf("layer %s in storage reads as %s (%d bytes), the image config says %s: %s", layer, got, read, layer.diffID, notReproduced)
 	}
 	if layer.size >= 0 && read != layer.size {
-		return nil, fmt.Errorf("layer %s in storage reads as %d bytes, storage recorded %d: %s", layer.id, read, layer.size, notReproduced)
+		return nil, fmt.Errorf("layer %s in storage reads as %d bytes, storage recorded %d: %s", layer, read, layer.size, notReproduced)
 	}
 	for _, err := range sinkErrs {
 		if err != nil {
-			return nil, fmt.Errorf("layer %s (%s): %w", layer.id, layer.diffID, err)
+			return nil, fmt.Errorf("layer %s: %w", layer, err)
 		}
 	}
 	staged = make([]*stagedBlob, len(sinks))
@@ -291,7 +291,7 @@ func (s *sink) run() error {
 		err = s.buf.Flush()
 	}
 	if err != nil {
-		return fmt.Errorf("compressing a layer as %s: %w", s.format, err)
+		return fmt.Errorf("compressing as %s: %w", s.format, err)
 	}
 	return nil
 }

@@ -422,7 +422,7 @@ func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format, cs
 		go func() { <-j.done; e.release(j.staged) }()
 		return nil, false, ctx.Err()
 	}
-	if j.err != nil || j.layer.diffID != l.diffID {
+	if j.err != nil {
 		e.release(j.staged)
 		return nil, false, nil // compressed again by Publish, which reports any error
 	}
