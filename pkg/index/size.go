@@ -23,9 +23,15 @@ func ImageSize(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descri
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return 0, fmt.Errorf("manifest %s: %w", desc.Digest, err)
 	}
+	return DownloadSize(desc, m), nil
+}
+
+// DownloadSize is ImageSize of a manifest already read: desc's size, its
+// config's and every layer's.
+func DownloadSize(desc ocispec.Descriptor, m ocispec.Manifest) int64 {
 	total := desc.Size + m.Config.Size
 	for _, l := range m.Layers {
 		total += l.Size
 	}
-	return total, nil
+	return total
 }

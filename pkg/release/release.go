@@ -232,13 +232,11 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 				return fmt.Errorf("verifying %s before tagging: %s is not a manifest: %w", repoName, r.what, err)
 			}
 			add(m.Config, "the config of "+r.what)
-			size := r.desc.Size + m.Config.Size
 			for i, l := range m.Layers {
 				add(l, fmt.Sprintf("layer %d of %s", i, r.what))
-				size += l.Size
 			}
 			mu.Lock()
-			sizes[r.desc.Digest] = size
+			sizes[r.desc.Digest] = index.DownloadSize(r.desc, m)
 			mu.Unlock()
 			return nil
 		})
