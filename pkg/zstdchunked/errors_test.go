@@ -13,21 +13,32 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// writeBoth writes in, in one Write, through our encoder and upstream's at
+// level 3, and returns each one's output and error (Write's or Close's).
+func writeBoth(in []byte) (ours, up []byte, oErr, uErr error) {
+	one := func(newWriter func(io.Writer, map[string]string, int) (io.WriteCloser, error)) ([]byte, error) {
+		var b bytes.Buffer
+		w, err := newWriter(&b, map[string]string{}, 3)
+		if err != nil {
+			return nil, err
+		}
+		_, werr := w.Write(in)
+		return b.Bytes(), errors.Join(werr, w.Close())
+	}
+	ours, oErr = one(func(w io.Writer, m map[string]string, l int) (io.WriteCloser, error) { return NewWriter(w, m, l) })
+	up, uErr = one(NewUpstreamWriter)
+	return ours, up, oErr, uErr
+}
+
 // Bad input fails like upstream's (an error from Close, no hang), and empty
 // input gives upstream's bytes.
 func TestInputErrors(t *testing.T) {
 	for _, in := range [][]byte{nil, bytes.Repeat([]byte("not a tar "), 1000), mkTar(t, cases()["mixed"])[:5000]} {
-		var ob, ub bytes.Buffer
-		ow, _ := NewWriter(&ob, map[string]string{}, 3)
-		uw, _ := NewUpstreamWriter(&ub, map[string]string{}, 3)
-		_, owErr := ow.Write(in)
-		_, uwErr := uw.Write(in)
-		oErr := errors.Join(owErr, ow.Close())
-		uErr := errors.Join(uwErr, uw.Close())
+		ours, up, oErr, uErr := writeBoth(in)
 		if (oErr == nil) != (uErr == nil) {
 			t.Errorf("%d bytes in: ours %v, upstream %v", len(in), oErr, uErr)
 		}
-		if oErr == nil && !bytes.Equal(ob.Bytes(), ub.Bytes()) {
+		if oErr == nil && !bytes.Equal(ours, up) {
 			t.Errorf("%d bytes in: output differs", len(in))
 		}
 	}
@@ -55,13 +66,7 @@ func TestDestinationError(t *testing.T) {
 func TestDuplicatePath(t *testing.T) {
 	data := []byte("x")
 	in := mkTar(t, []entry{{hdr: tar.Header{Name: "a", Typeflag: tar.TypeReg}, data: data}, {hdr: tar.Header{Name: "./a", Typeflag: tar.TypeReg}, data: data}})
-	var ob, ub bytes.Buffer
-	ow, _ := NewWriter(&ob, map[string]string{}, 3)
-	uw, _ := NewUpstreamWriter(&ub, map[string]string{}, 3)
-	_, owErr := ow.Write(in)
-	_, uwErr := uw.Write(in)
-	oErr := errors.Join(owErr, ow.Close())
-	uErr := errors.Join(uwErr, uw.Close())
+	_, _, oErr, uErr := writeBoth(in)
 	if oErr == nil || uErr == nil {
 		t.Errorf("ours %v, upstream %v", oErr, uErr)
 	}
@@ -83,20 +88,15 @@ func TestSparseRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, _ := NewWriter(io.Discard, map[string]string{}, 3)
-			_, werr := w.Write(in)
-			err = errors.Join(werr, w.Close())
+			_, up, err, uErr := writeBoth(in)
 			if !errors.Is(err, ErrSparse) || !strings.Contains(err.Error(), `"f" is a sparse file`) {
 				t.Errorf("err = %v, want ErrSparse naming \"f\"", err)
 			}
-			var ub bytes.Buffer
-			uw, _ := NewUpstreamWriter(&ub, map[string]string{}, 3)
-			_, uwErr := uw.Write(in)
-			if errors.Join(uwErr, uw.Close()) != nil {
+			if uErr != nil {
 				return
 			}
 			dec, _ := zstd.NewReader(nil)
-			plain, err := dec.DecodeAll(ub.Bytes(), nil)
+			plain, err := dec.DecodeAll(up, nil)
 			if err == nil && bytes.Equal(plain, in) {
 				t.Errorf("upstream's stream now decompresses to the sparse tar: refusing sparse entries may no longer be needed")
 			}
