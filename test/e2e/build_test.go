@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -80,11 +81,15 @@ func TestBuildTwoPlatforms(t *testing.T) {
 		t.Errorf("subjects.Find from the index = %v, %v; want %s", found.Digest, err, res["SUBJECTS_REF"])
 	}
 
-	// The human summary names every manifest; the JSON one too, with phases.
+	// The human summary names every manifest and the time of each phase;
+	// the JSON one too.
 	for _, e := range entries {
 		if !strings.Contains(r.stdout, e.desc.Digest.String()) {
 			t.Errorf("summary lacks %s:\n%s", e.desc.Digest, r.stdout)
 		}
+	}
+	if !regexp.MustCompile(`time: build [0-9.]+s, publish [0-9.]+s \(gzip [0-9.]+s, zstd:chunked [0-9.]+s\), index [0-9.]+s, subjects [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
+		t.Errorf("summary lacks the phase times:\n%s", r.stdout)
 	}
 	var report summary.Report
 	raw, err := os.ReadFile(summaryJSON)
@@ -256,9 +261,25 @@ func TestIndexMerge(t *testing.T) {
 		from = append(from, res["IMAGE_REF"])
 	}
 	resultsDir := t.TempDir()
-	mustRun(t, nil, "index", "--tls-verify=false", "--image", repoName+":v1", "--from", from[0], "--from", from[1], "--results-dir", resultsDir)
+	summaryJSON := filepath.Join(t.TempDir(), "summary.json")
+	r := mustRun(t, nil, "index", "--tls-verify=false", "--image", repoName+":v1", "--from", from[0], "--from", from[1], "--results-dir", resultsDir, "--summary-json", summaryJSON)
 	repo := testregistry.OpenRepo(t, repoName)
 	idx, entries := checkIndex(t, repo, "v1", []string{"linux/arm64", "linux/arm/v7"}, gzipFirst)
+	// Its time, per phase: in the human summary and in --summary-json.
+	if !regexp.MustCompile(`time: collect [0-9.]+s, index [0-9.]+s, subjects [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
+		t.Errorf("index summary lacks its phase times:\n%s", r.stdout)
+	}
+	var report summary.Report
+	raw, err := os.ReadFile(summaryJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &report); err != nil {
+		t.Fatal(err)
+	}
+	if p := report.Phases; report.IndexDigest != idx.Digest.String() || p.Collect <= 0 || p.Index <= 0 || p.Subjects <= 0 || p.Build != 0 || p.Total < p.Collect+p.Index+p.Subjects {
+		t.Errorf("index summary JSON: index %s, phases %+v; want %s, collect, index and subjects, no build, a total covering them", report.IndexDigest, p, idx.Digest)
+	}
 	res := readResults(t, resultsDir)
 	if res["IMAGE_DIGEST"] != idx.Digest.String() {
 		t.Errorf("IMAGE_DIGEST %s, want %s", res["IMAGE_DIGEST"], idx.Digest)
