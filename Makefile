@@ -83,14 +83,14 @@ clean:
 # for FUZZTIME. `go test ./...` (make test)
 # already replays the seeds and every testdata/fuzz crash as regression
 # tests. A longer hunt: make fuzz FUZZTIME=10m, or one target:
-#   go test -tags "$(TAGS)" -run '^$$' -fuzz '^FuzzCollect$$' -fuzztime 1h ./pkg/index
+#   go test -tags "$(TAGS)" -run '^$$' -fuzz '^FuzzCollect$$' -fuzztime 1h ./internal/index
 # A crash is written to <pkg>/testdata/fuzz/<Target>/: commit it with the fix.
 FUZZTIME ?= 10s
 # Minimising each new "interesting" input may otherwise take up to 60s.
 FUZZMINIMIZETIME ?= 2s
-FUZZ_TARGETS := pkg/formats:FuzzParse pkg/platforms:FuzzParse pkg/imageref:FuzzParse \
-	pkg/index:FuzzAssemble pkg/index:FuzzCollect pkg/subjects:FuzzDecode pkg/subjects:FuzzFetch \
-	pkg/build:FuzzParseArgs pkg/build:FuzzCheckSecret pkg/zstdchunked:FuzzMatchesUpstream
+FUZZ_TARGETS := internal/formats:FuzzParse internal/platforms:FuzzParse internal/imageref:FuzzParse \
+	internal/index:FuzzAssemble internal/index:FuzzCollect pkg/subjects:FuzzDecode pkg/subjects:FuzzFetch \
+	internal/build:FuzzParseArgs internal/build:FuzzCheckSecret pkg/zstdchunked:FuzzMatchesUpstream
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 10s)
 	@failed=""; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \

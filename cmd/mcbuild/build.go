@@ -16,16 +16,16 @@ import (
 	"github.com/spf13/cobra"
 	"go.podman.io/image/v5/types"
 
+	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/cpulimit"
-	"github.com/mcbuild/mcbuild/pkg/build"
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/imageref"
-	"github.com/mcbuild/mcbuild/pkg/index"
-	"github.com/mcbuild/mcbuild/pkg/platforms"
-	"github.com/mcbuild/mcbuild/pkg/publish"
-	"github.com/mcbuild/mcbuild/pkg/registry"
-	"github.com/mcbuild/mcbuild/pkg/results"
-	"github.com/mcbuild/mcbuild/pkg/summary"
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/imageref"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/publish"
+	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/results"
+	"github.com/mcbuild/mcbuild/internal/summary"
 )
 
 type buildFlags struct {
@@ -324,7 +324,7 @@ func warnTLS(cmd *cobra.Command, g *globalFlags) {
 }
 
 // appendPlatform gives each build of a matrix its own tag: the tag plus the
-// platform's suffix (pkg/platforms.Suffix), for exactly one platform.
+// platform's suffix (internal/platforms.Suffix), for exactly one platform.
 func appendPlatform(dest imageref.Ref, flag string, ps []ocispec.Platform) (imageref.Ref, error) {
 	if len(ps) != 1 {
 		return dest, fmt.Errorf("--append-platform needs exactly one --platform, got %q", flag)

@@ -7,12 +7,12 @@ import (
 	"github.com/spf13/cobra"
 	"oras.land/oras-go/v2/registry/remote"
 
-	"github.com/mcbuild/mcbuild/pkg/imageref"
-	"github.com/mcbuild/mcbuild/pkg/index"
-	"github.com/mcbuild/mcbuild/pkg/platforms"
-	"github.com/mcbuild/mcbuild/pkg/registry"
-	"github.com/mcbuild/mcbuild/pkg/release"
-	"github.com/mcbuild/mcbuild/pkg/summary"
+	"github.com/mcbuild/mcbuild/internal/imageref"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/release"
+	"github.com/mcbuild/mcbuild/internal/summary"
 )
 
 // finishRelease pushes index and subjects, moves the tag, writes results and

@@ -6,9 +6,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/mcbuild/mcbuild/pkg/index"
-	"github.com/mcbuild/mcbuild/pkg/platforms"
-	"github.com/mcbuild/mcbuild/pkg/summary"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/summary"
 )
 
 func newInspectCommand(g *globalFlags) *cobra.Command {

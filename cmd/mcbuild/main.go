@@ -54,7 +54,7 @@ func (i interrupted) Error() string        { return "interrupted by " + unix.Sig
 func (i interrupted) Is(target error) bool { return target == context.Canceled }
 
 // stopOnSignal cancels the run on the first SIGINT or SIGTERM: the current
-// phase stops (RUN steps are killed, see pkg/build), buildah removes its
+// phase stops (RUN steps are killed, see internal/build), buildah removes its
 // working containers and mounts, deferred clean-ups run, and the process
 // exits with 128+signal. A second signal gets the default action (the
 // process dies at once, skipping clean-up), so a stuck clean-up can still be

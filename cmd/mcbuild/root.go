@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mcbuild/mcbuild/pkg/registry"
+	"github.com/mcbuild/mcbuild/internal/registry"
 )
 
 // globalFlags are the registry settings every subcommand shares.

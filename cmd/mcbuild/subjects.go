@@ -9,8 +9,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/mcbuild/mcbuild/pkg/imageref"
-	"github.com/mcbuild/mcbuild/pkg/registry"
+	"github.com/mcbuild/mcbuild/internal/imageref"
+	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 	"oras.land/oras-go/v2/registry/remote"
 )

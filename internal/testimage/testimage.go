@@ -17,7 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 )
 
 // ChunkedChecksum is the annotation containers/image puts on zstd:chunked layers.
@@ -123,7 +123,7 @@ func (b *Builder) Manifest(config ocispec.Descriptor, layers ...ocispec.Descript
 
 // Image pushes a two-layer image for platform in format f and returns its
 // descriptor as mcbuild's publish step would: platform set, zstd annotation
-// on zstd. (Not an index.Entry: pkg/index's own tests use this package.)
+// on zstd. (Not an index.Entry: internal/index's own tests use this package.)
 func (b *Builder) Image(platform string, f formats.Format) ocispec.Descriptor {
 	b.T.Helper()
 	d := b.Manifest(b.Config(ocispec.MediaTypeImageConfig, platform), b.FormatLayer(f), b.FormatLayer(f))

@@ -13,9 +13,9 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/testimage"
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/index"
 )
 
 // fixture is a published index: amd64 and arm64, gzip and zstd:chunked each.

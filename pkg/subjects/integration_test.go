@@ -12,8 +12,8 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
 
+	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
-	"github.com/mcbuild/mcbuild/pkg/registry"
 )
 
 func repository(t *testing.T, ref string) *remote.Repository {

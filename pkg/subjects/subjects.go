@@ -22,8 +22,8 @@ import (
 	"oras.land/oras-go/v2/errdef"
 	orasregistry "oras.land/oras-go/v2/registry"
 
-	"github.com/mcbuild/mcbuild/pkg/index"
-	"github.com/mcbuild/mcbuild/pkg/platforms"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/platforms"
 )
 
 const (

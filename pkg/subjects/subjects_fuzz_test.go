@@ -13,8 +13,8 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/index"
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/index"
 )
 
 // fuzzSeedDoc is a valid document: an index and two manifests.

@@ -10,8 +10,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/platforms"
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/platforms"
 )
 
 // Kind classifies a Mismatch.

@@ -13,9 +13,9 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/testimage"
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/index"
 )
 
 func TestVerifyTampered(t *testing.T) {

@@ -13,11 +13,11 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/results"
+	"github.com/mcbuild/mcbuild/internal/summary"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/results"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
-	"github.com/mcbuild/mcbuild/pkg/summary"
 )
 
 // runContainerfile has a RUN step, so the arm64 build runs busybox under qemu.

@@ -15,9 +15,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/mcbuild/mcbuild/internal/faultproxy"
+	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
-	"github.com/mcbuild/mcbuild/pkg/formats"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
 

@@ -20,9 +20,9 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
+	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imagecheck"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
-	"github.com/mcbuild/mcbuild/pkg/formats"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
 

@@ -17,10 +17,10 @@ import (
 	duckv1 "knative.dev/pkg/apis/duck/v1"
 	"oras.land/oras-go/v2/registry/remote"
 
+	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imagecheck"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
-	"github.com/mcbuild/mcbuild/pkg/formats"
 )
 
 // runBuild has a RUN step, so each platform really executes (arm64 under

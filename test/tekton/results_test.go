@@ -22,9 +22,9 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
 
+	"github.com/mcbuild/mcbuild/internal/results"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
-	"github.com/mcbuild/mcbuild/pkg/results"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
 

@@ -18,8 +18,8 @@ import (
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/publish"
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/publish"
 )
 
 // naiveResult is what `mcbench naive` prints on stdout.

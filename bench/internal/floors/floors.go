@@ -16,7 +16,7 @@ import (
 	"github.com/klauspost/pgzip"
 	"go.podman.io/storage/pkg/chunked/compressor"
 
-	"github.com/mcbuild/mcbuild/pkg/publish"
+	"github.com/mcbuild/mcbuild/internal/publish"
 	"github.com/mcbuild/mcbuild/pkg/zstdchunked"
 )
 

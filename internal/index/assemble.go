@@ -12,7 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 )
 
 // Media types of image manifests accepted as index entries.

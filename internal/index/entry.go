@@ -5,7 +5,7 @@ package index
 import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 )
 
 // Entry is one published image manifest: its descriptor (with Platform set)

@@ -13,7 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/errdef"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 )
 
 // untrustedStore serves bytes by digest and checks nothing, as a hostile

@@ -15,7 +15,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 )
 
 // Early compresses in a child process (this binary, re-executed) at the

@@ -14,7 +14,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 )
 
 // Limits applied by Collect to untrusted input.

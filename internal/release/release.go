@@ -21,11 +21,11 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry"
 
-	"github.com/mcbuild/mcbuild/pkg/imageref"
-	"github.com/mcbuild/mcbuild/pkg/index"
-	"github.com/mcbuild/mcbuild/pkg/platforms"
-	mcregistry "github.com/mcbuild/mcbuild/pkg/registry"
-	"github.com/mcbuild/mcbuild/pkg/results"
+	"github.com/mcbuild/mcbuild/internal/imageref"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/platforms"
+	mcregistry "github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/results"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
 

@@ -8,8 +8,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 
+	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/testimage"
-	"github.com/mcbuild/mcbuild/pkg/formats"
 )
 
 // plat parses "os/arch[/variant]".

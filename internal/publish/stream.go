@@ -19,10 +19,10 @@ import (
 	"go.podman.io/storage"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/index"
-	"github.com/mcbuild/mcbuild/pkg/platforms"
-	"github.com/mcbuild/mcbuild/pkg/registry"
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/registry"
 )
 
 // The stream publisher. Layers are read from storage one after another,

@@ -14,7 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/storage"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 )
 
 // earlyPollInterval is how often Early looks for layers the build committed.

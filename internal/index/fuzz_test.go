@@ -8,7 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 )
 
 var fuzzPlatforms = []string{"linux/amd64", "linux/arm64", "linux/arm64/v8", "linux/s390x", "linux/arm/v7", "windows/amd64"}

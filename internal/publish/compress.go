@@ -20,7 +20,7 @@ import (
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/pkg/zstdchunked"
 )
 

@@ -14,13 +14,13 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/mcbuild/mcbuild/internal/faultproxy"
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/imageref"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/release"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/imageref"
-	"github.com/mcbuild/mcbuild/pkg/index"
-	"github.com/mcbuild/mcbuild/pkg/registry"
-	"github.com/mcbuild/mcbuild/pkg/release"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
 

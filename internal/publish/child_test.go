@@ -20,7 +20,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
+	"github.com/mcbuild/mcbuild/internal/formats"
 )
 
 // layerTar writes a small tar to an unlinked file and returns it (at its

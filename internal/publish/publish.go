@@ -19,10 +19,10 @@ import (
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/index"
-	"github.com/mcbuild/mcbuild/pkg/platforms"
-	"github.com/mcbuild/mcbuild/pkg/registry"
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/registry"
 )
 
 // DefaultZstdLevel is the zstd level used for zstd and zstd:chunked layers.

@@ -26,12 +26,12 @@ import (
 	"go.podman.io/storage"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
+	"github.com/mcbuild/mcbuild/internal/build"
+	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imagecheck"
+	"github.com/mcbuild/mcbuild/internal/publish"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
-	"github.com/mcbuild/mcbuild/pkg/build"
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/publish"
 )
 
 func TestMain(m *testing.M) {

@@ -1,6 +1,6 @@
 // Package build builds a Containerfile once per platform with buildah, used as
 // a library, into a containers/storage store. It knows nothing of registries
-// beyond pulling base images; publishing is pkg/publish's job.
+// beyond pulling base images; publishing is internal/publish's job.
 package build
 
 import (
@@ -20,7 +20,7 @@ import (
 	"go.podman.io/storage"
 	"golang.org/x/sys/unix"
 
-	"github.com/mcbuild/mcbuild/pkg/platforms"
+	"github.com/mcbuild/mcbuild/internal/platforms"
 )
 
 // Options describe one build; the same Options are used for every platform.

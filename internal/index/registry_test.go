@@ -11,13 +11,13 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
-	"github.com/mcbuild/mcbuild/pkg/formats"
-	"github.com/mcbuild/mcbuild/pkg/registry"
 )
 
 // TestMergeOnRegistries pushes a buildkit-like index and a single-platform
-// image to real registries, merges them through pkg/registry's repository,
+// image to real registries, merges them through internal/registry's repository,
 // pushes the result and reads it back.
 func TestMergeOnRegistries(t *testing.T) {
 	tests := []struct {

@@ -16,7 +16,7 @@
 // variant implied by the architecture is ignored, so linux/arm64 and
 // linux/arm64/v8 are the same platform (as are linux/amd64 and
 // linux/amd64/v1). linux/arm and linux/arm/v7 stay distinct, matching the
-// index assembly in pkg/index, since 32-bit arm has real v6 and v7 builds.
+// index assembly in internal/index, since 32-bit arm has real v6 and v7 builds.
 package platforms
 
 import (
