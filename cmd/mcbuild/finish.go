@@ -1,50 +1,23 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"time"
+	"strings"
 
 	"github.com/spf13/cobra"
-	"oras.land/oras-go/v2/registry/remote"
 
-	"github.com/mcbuild/mcbuild/internal/imageref"
-	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
-	"github.com/mcbuild/mcbuild/internal/registry"
-	"github.com/mcbuild/mcbuild/internal/release"
-	"github.com/mcbuild/mcbuild/internal/summary"
+	"github.com/mcbuild/mcbuild/internal/choice"
+	"github.com/mcbuild/mcbuild/internal/pipeline"
 )
 
-// finishRelease pushes index and subjects, moves the tag, writes results and
-// reports what was published: shared by `build` and `index`.
-func finishRelease(cmd *cobra.Command, repo *remote.Repository, ropts registry.Options, dest imageref.Ref, entries []index.Entry, rf resultsFlags, phases summary.Phases, started time.Time) error {
-	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
-	out, err := release.Finish(ctx, repo, dest, entries, release.Options{
-		ResultsDir: rf.resultsDir, ResultsBudget: rf.resultsBudget, Log: stderr, Registry: ropts,
-	})
-	if err != nil {
-		return err
-	}
-	phases.Index, phases.Subjects = out.Phases["index"].Seconds(), out.Phases["subjects"].Seconds()
+// printOutcome prints what a build or index run published: warnings, the
+// summary, where the results went, and --summary-json.
+func printOutcome(cmd *cobra.Command, out pipeline.Outcome, rf resultsFlags) error {
 	for _, w := range out.Warnings {
-		fmt.Fprintln(stderr, "Warning:", w)
+		fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", w)
 	}
-	report := summary.Report{
-		ImageRef: out.Results.ImageRef, IndexDigest: out.Index.Digest.String(), IndexSize: out.Index.Size,
-		SubjectsRef: out.Results.SubjectsRef, Warnings: out.Warnings,
-	}
-	for _, e := range out.Entries {
-		size, ok := out.Sizes[e.Descriptor.Digest]
-		if !ok {
-			size = -1
-		}
-		report.Manifests = append(report.Manifests, summary.Row{
-			Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format),
-			Digest: e.Descriptor.Digest.String(), Size: size,
-		})
-	}
-	phases.Total = time.Since(started).Seconds()
-	report.Phases = phases
+	report := out.Report()
 	stdout := cmd.OutOrStdout()
 	fmt.Fprintln(stdout)
 	if err := report.Print(stdout); err != nil {
@@ -57,4 +30,14 @@ func finishRelease(cmd *cobra.Command, repo *remote.Repository, ropts registry.O
 		return report.WriteJSON(rf.summaryJSON)
 	}
 	return nil
+}
+
+// flagError puts the flag's name in front of a library's error about its
+// value: `--publisher "skopeo": valid values are stream, copy`.
+func flagError(flag string, err error) error {
+	var inv *choice.Invalid
+	if errors.As(err, &inv) {
+		return fmt.Errorf("%s %q: valid values are %s", flag, inv.Value, strings.Join(inv.Valid, ", "))
+	}
+	return fmt.Errorf("%s: %w", flag, err)
 }

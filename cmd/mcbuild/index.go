@@ -3,14 +3,11 @@ package main
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mcbuild/mcbuild/internal/imageref"
-	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/registry"
-	"github.com/mcbuild/mcbuild/internal/summary"
+	"github.com/mcbuild/mcbuild/internal/pipeline"
 )
 
 type indexFlags struct {
@@ -43,13 +40,26 @@ Every --from must be in the --image repository.`,
 }
 
 func runIndex(cmd *cobra.Command, g *globalFlags, f *indexFlags) error {
-	ctx := cmd.Context()
-	started := time.Now()
-	dest, err := imageref.ParseTagged(f.image)
+	plan, err := f.plan(g)
 	if err != nil {
 		return err
 	}
-	var refs []string
+	warnTLS(cmd, g)
+	plan.Log = cmd.ErrOrStderr()
+	out, err := pipeline.Index(cmd.Context(), plan)
+	if err != nil {
+		return err
+	}
+	return printOutcome(cmd, out, f.resultsFlags)
+}
+
+// plan validates the flags into a pipeline.IndexPlan.
+func (f *indexFlags) plan(g *globalFlags) (pipeline.IndexPlan, error) {
+	var p pipeline.IndexPlan
+	var err error
+	if p.Dest, err = imageref.ParseTagged(f.image); err != nil {
+		return p, fmt.Errorf("--image %w", err)
+	}
 	for _, list := range f.from {
 		for _, s := range strings.Split(list, ",") {
 			if s = strings.TrimSpace(s); s == "" {
@@ -57,39 +67,20 @@ func runIndex(cmd *cobra.Command, g *globalFlags, f *indexFlags) error {
 			}
 			ref, err := imageref.Parse(s)
 			if err != nil {
-				return fmt.Errorf("--from: %w", err)
+				return p, fmt.Errorf("--from: %w", err)
 			}
-			if ref.Repository != dest.Repository {
-				return fmt.Errorf("--from %q is in repository %s, not in the --image repository %s: an index can only list manifests of its own repository", s, ref.Repository, dest.Repository)
+			if ref.Repository != p.Dest.Repository {
+				return p, fmt.Errorf("--from %q is in repository %s, not in the --image repository %s: an index can only list manifests of its own repository", s, ref.Repository, p.Dest.Repository)
 			}
-			refs = append(refs, ref.Reference())
+			p.From = append(p.From, ref.Reference())
 		}
 	}
-	if len(refs) == 0 {
-		return fmt.Errorf("--from: no references given; pass the per-platform results to merge, e.g. --from %s-linux-amd64", dest.Tagged())
+	if len(p.From) == 0 {
+		return p, fmt.Errorf("--from: no references given; pass the per-platform results to merge, e.g. --from %s-linux-amd64", p.Dest.Tagged())
 	}
-	if err := f.resultsFlags.validate(); err != nil {
-		return err
+	if p.Results, err = f.resultsFlags.plan(); err != nil {
+		return p, err
 	}
-	ropts := g.registryOptions()
-	if err := ropts.Validate(); err != nil {
-		return err
-	}
-	warnTLS(cmd, g)
-	if err := registry.Ping(ctx, dest.Repository, ropts); err != nil {
-		return err
-	}
-	repo, err := registry.Repository(ctx, dest.Repository, ropts)
-	if err != nil {
-		return err
-	}
-	entries, warnings, err := index.Merge(ctx, repo, refs...)
-	if err != nil {
-		return err
-	}
-	for _, w := range warnings {
-		fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", w)
-	}
-	phases := summary.Phases{Collect: time.Since(started).Seconds()}
-	return finishRelease(cmd, repo, ropts, dest, entries, f.resultsFlags, phases, started)
+	p.Registry, err = g.registryOptions()
+	return p, err
 }

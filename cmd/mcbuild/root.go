@@ -24,16 +24,16 @@ type globalFlags struct {
 	requestTimeout time.Duration
 	timeout        time.Duration
 	cpuProfile     string
-	cancel         context.CancelFunc
 }
 
-func (g *globalFlags) registryOptions() registry.Options {
+// registryOptions are the registry flags, checked.
+func (g *globalFlags) registryOptions() (registry.Options, error) {
 	o := registry.Options{AuthFile: g.authFile, TLSVerify: g.tlsVerify, CertDir: g.certDir, UserAgent: "mcbuild",
 		Retry: g.retry, RetryDelay: g.retryDelay, RequestTimeout: g.requestTimeout}
 	if g.requestTimeout == 0 {
 		o.RequestTimeout = -1 // --request-timeout 0: no bound
 	}
-	return o
+	return o, o.Validate()
 }
 
 // withTimeout checks the timeout flags and gives the command a deadline when
@@ -46,8 +46,9 @@ func (g *globalFlags) withTimeout(cmd *cobra.Command) error {
 		return fmt.Errorf("--request-timeout %s: want a positive duration, or 0 for none (default %s)", g.requestTimeout, registry.DefaultRequestTimeout)
 	}
 	if g.timeout > 0 {
+		// Released when the command ends, as the profile is.
 		ctx, cancel := context.WithTimeoutCause(cmd.Context(), g.timeout, fmt.Errorf("--timeout %s reached", g.timeout))
-		g.cancel = cancel
+		cobra.OnFinalize(cancel)
 		cmd.SetContext(ctx)
 	}
 	return nil

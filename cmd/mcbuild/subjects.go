@@ -95,8 +95,8 @@ func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, 
 	if err != nil {
 		return nil, ref, err
 	}
-	ropts := g.registryOptions()
-	if err := ropts.Validate(); err != nil {
+	ropts, err := g.registryOptions()
+	if err != nil {
 		return nil, ref, err
 	}
 	if err := registry.Ping(cmd.Context(), ref.Repository, ropts); err != nil {

@@ -12,12 +12,15 @@ import (
 // and # comments ignored) and from --build-arg values, which win. A bare KEY
 // takes its value from the environment, as buildah does, and is skipped when
 // the variable is unset.
+//
+// Errors are *ArgError: File says whether the bad argument came from the
+// file, for the caller to name the flag.
 func ParseArgs(file string, flags []string, lookupEnv func(string) (string, bool)) (map[string]string, error) {
 	args := map[string]string{}
 	if file != "" {
 		fh, err := os.Open(file)
 		if err != nil {
-			return nil, fmt.Errorf("--build-args-file: %w", err)
+			return nil, &ArgError{File: file, Err: err}
 		}
 		defer fh.Close()
 		sc := bufio.NewScanner(fh)
@@ -27,20 +30,40 @@ func ParseArgs(file string, flags []string, lookupEnv func(string) (string, bool
 				continue
 			}
 			if err := addArg(args, line, lookupEnv); err != nil {
-				return nil, fmt.Errorf("--build-args-file %s line %d: %w", file, n, err)
+				return nil, &ArgError{File: file, Line: n, Err: err}
 			}
 		}
 		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("--build-args-file %s: %w", file, err)
+			return nil, &ArgError{File: file, Err: err}
 		}
 	}
 	for _, a := range flags {
 		if err := addArg(args, a, lookupEnv); err != nil {
-			return nil, fmt.Errorf("--build-arg: %w", err)
+			return nil, &ArgError{Err: err}
 		}
 	}
 	return args, nil
 }
+
+// ArgError is a build argument that cannot be used. File and Line say
+// where it was read; File is "" for one given directly.
+type ArgError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *ArgError) Error() string {
+	switch {
+	case e.File == "":
+		return e.Err.Error()
+	case e.Line > 0:
+		return fmt.Sprintf("%s line %d: %v", e.File, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.File, e.Err)
+}
+
+func (e *ArgError) Unwrap() error { return e.Err }
 
 func addArg(args map[string]string, spec string, lookupEnv func(string) (string, bool)) error {
 	key, value, hasValue := strings.Cut(spec, "=")
@@ -61,23 +84,23 @@ func addArg(args map[string]string, spec string, lookupEnv func(string) (string,
 	return nil
 }
 
-// CheckSecret validates a --secret spec (id=ID,src=PATH[,type=file|env]) before
+// CheckSecret validates a secret spec (id=ID,src=PATH[,type=file|env]) before
 // any work starts, so a typo does not surface only at the RUN that needs it.
 func CheckSecret(spec string) error {
 	fields := map[string]string{}
 	for _, kv := range strings.Split(spec, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || v == "" {
-			return fmt.Errorf("--secret %q: want id=ID,src=PATH (or id=ID,env=VAR)", spec)
+			return fmt.Errorf("%q: want id=ID,src=PATH (or id=ID,env=VAR)", spec)
 		}
 		fields[k] = v
 	}
 	if fields["id"] == "" {
-		return fmt.Errorf("--secret %q: id= is required", spec)
+		return fmt.Errorf("%q: id= is required", spec)
 	}
 	if src := fields["src"]; src != "" && fields["type"] != "env" {
 		if _, err := os.Stat(src); err != nil {
-			return fmt.Errorf("--secret id=%s: source file: %w", fields["id"], err)
+			return fmt.Errorf("id=%s: source file: %w", fields["id"], err)
 		}
 	}
 	return nil

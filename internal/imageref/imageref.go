@@ -35,8 +35,9 @@ type Ref struct {
 	Digest digest.Digest
 }
 
-// ParseTagged parses the --image push destination: repo[:tag] with an
-// explicit registry host. The tag defaults to DefaultTag. A digest is refused,
+// ParseTagged parses a push destination (--image): repo[:tag] with an
+// explicit registry host. Its errors start with the value, for the caller
+// to name the flag. The tag defaults to DefaultTag. A digest is refused,
 // since a registry picks the digest of what is pushed.
 func ParseTagged(s string) (Ref, error) {
 	if name, _, found := strings.Cut(s, "@"); found {
@@ -44,11 +45,11 @@ func ParseTagged(s string) (Ref, error) {
 		if name != "" {
 			hint = fmt.Sprintf(", e.g. %q", name)
 		}
-		return Ref{}, fmt.Errorf("--image %q: a digest cannot be a push destination; give repo[:tag]%s", s, hint)
+		return Ref{}, fmt.Errorf("%q: a digest cannot be a push destination; give repo[:tag]%s", s, hint)
 	}
 	r, err := parse(s, wantTagged)
 	if err != nil {
-		return Ref{}, fmt.Errorf("--image %q: %w", s, err)
+		return Ref{}, fmt.Errorf("%q: %w", s, err)
 	}
 	r.Tag = tagOr(r.Tag)
 	return r, nil

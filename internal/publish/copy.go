@@ -14,13 +14,14 @@ import (
 	"go.podman.io/image/v5/signature"
 	istorage "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
-	"go.podman.io/storage"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/platforms"
 	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/stage"
 )
 
 // The copy publisher: one containers/image copy.Image per format. Each copy
@@ -36,15 +37,17 @@ import (
 // like a cut connection otherwise).
 const sourceReadMarker = "happened during read: "
 
-func pushVariant(ctx context.Context, src, dest types.ImageReference, f formats.Format, opts Options, progress func(done, total int)) (ocispec.Descriptor, error) {
+// copyVariant is one copy.Image of src to the destination in format f.
+func (p *copyPublisher) copyVariant(ctx context.Context, src types.ImageReference, f formats.Format, progress func(done, total int)) (ocispec.Descriptor, error) {
 	algo, err := compression.AlgorithmByName(string(f))
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	sys := opts.systemContext()
+	opts := p.opts
+	sys := p.systemContext()
 	sys.CompressionFormat = &algo
 	if f.IsZstd() {
-		level := opts.zstdLevel()
+		level := p.zstdLevel()
 		sys.CompressionLevel = &level
 	}
 	if opts.BlobInfoCacheDir != "" {
@@ -71,7 +74,7 @@ func pushVariant(ctx context.Context, src, dest types.ImageReference, f formats.
 	stopProgress := watchProgress(co, opts.ProgressInterval, progress, stall, func() {
 		cancel(&registry.StallError{After: stall})
 	})
-	manifestBytes, err := copy.Image(attemptCtx, policy, dest, src, co)
+	manifestBytes, err := copy.Image(attemptCtx, policy, p.destRef, src, co)
 	stopProgress()
 	if err != nil {
 		var se *registry.StallError
@@ -159,35 +162,40 @@ func watchProgress(co *copy.Options, interval time.Duration, report func(done, t
 	}
 }
 
-func publishCopy(ctx context.Context, store storage.Store, img Image, repo string, destRef types.ImageReference, fs []formats.Format, opts Options, r *reporter) ([]index.Entry, error) {
-	srcRef, err := istorage.Transport.NewStoreReference(store, nil, img.ID)
+// copyPublisher runs one containers/image copy.Image per format,
+// concurrently; it compresses every layer itself (sources are not used).
+type copyPublisher struct{ target }
+
+func (p *copyPublisher) Publish(ctx context.Context, img build.Image, _ ...stage.Source) ([]index.Entry, error) {
+	srcRef, err := istorage.Transport.NewStoreReference(p.store, nil, img.ID)
 	if err != nil {
 		return nil, fmt.Errorf("image %s in storage: %w", img.ID, err)
 	}
-	entries := make([]index.Entry, len(fs))
+	r := p.reporter()
+	entries := make([]index.Entry, len(p.formats))
 	platform := platforms.String(img.Platform)
 	g, gctx := errgroup.WithContext(ctx)
-	for i, f := range fs {
+	for i, f := range p.formats {
 		g.Go(func() error {
 			start := time.Now()
-			r.logf("pushing %s %s to %s", platform, f, repo)
+			r.logf("pushing %s %s to %s", platform, f, p.repo)
 			var desc ocispec.Descriptor
 			onRetry := func(attempt int, wait time.Duration, err error) {
-				r.logf("retrying %s %s push in %s (retry %d of %d): %s", platform, f, wait.Round(time.Millisecond), attempt, opts.Registry.Retry, reasonOr(err))
+				r.logf("retrying %s %s push in %s (retry %d of %d): %s", platform, f, wait.Round(time.Millisecond), attempt, p.opts.Registry.Retry, reasonOr(err))
 			}
-			err := registry.Do(gctx, opts.Registry, onRetry, func(ctx context.Context) error {
+			err := registry.Do(gctx, p.opts.Registry, onRetry, func(ctx context.Context) error {
 				var err error
-				desc, err = pushVariant(ctx, srcRef, destRef, f, opts, func(done, total int) {
+				desc, err = p.copyVariant(ctx, srcRef, f, func(done, total int) {
 					r.logf("  %s %s: %d of %d blobs pushed (%s)", platform, f, done, total, time.Since(start).Round(time.Second))
 				})
 				return err
 			})
 			if err != nil {
-				return opts.Registry.Explain(fmt.Sprintf("pushing %s %s variant to %s", platform, f, repo), err)
+				return p.opts.Registry.Explain(fmt.Sprintf("pushing %s %s variant to %s", platform, f, p.repo), err)
 			}
 			desc.Platform = &img.Platform
 			entries[i] = index.Entry{Descriptor: desc, Format: f}
-			r.done(entries[i], repo, time.Since(start))
+			r.done(entries[i], p.repo, time.Since(start))
 			return nil
 		})
 	}

@@ -1,5 +1,8 @@
-// Package publish pushes one stored image to a registry once per compression
-// format, each variant by digest only (no tag is created or moved here).
+// Package publish uploads one stored image to a registry once per
+// compression format, each variant by digest only (no tag is created or
+// moved here). Two Publishers make the variants: Stream uploads the blobs
+// package stage prepares, and Copy runs containers/image's copy.Image per
+// format, the reference path.
 package publish
 
 import (
@@ -7,9 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,26 +20,60 @@ import (
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 
+	"github.com/mcbuild/mcbuild/internal/build"
+	"github.com/mcbuild/mcbuild/internal/choice"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/platforms"
 	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/stage"
 )
 
-// DefaultZstdLevel is the zstd level used for zstd and zstd:chunked layers.
-// Upstream's zstd:chunked default (10) runs at about 16 MiB/s on two cores;
-// level 3 is about four times faster for a few percent in size.
-const DefaultZstdLevel = 3
+// Publisher pushes a stored image once per format.
+type Publisher interface {
+	// Publish pushes img by digest, once per format, and returns one entry
+	// per format in the order of the formats. sources are asked for a
+	// layer's blobs before it is compressed (the Copy publisher compresses
+	// everything itself and takes none).
+	Publish(ctx context.Context, img build.Image, sources ...stage.Source) ([]index.Entry, error)
+}
+
+// Kind names a Publisher.
+type Kind string
+
+// Publishers: how the variants of one image are made.
+const (
+	// Stream reads each layer from storage once, compresses it in every
+	// format at the same time (package stage) and uploads the results.
+	Stream Kind = "stream"
+	// Copy runs one containers/image copy.Image per format, with
+	// containers/image's compressors: the reference path.
+	Copy Kind = "copy"
+)
+
+// Kinds lists the publishers, default first.
+var Kinds = []Kind{Stream, Copy}
+
+// ParseKind checks a publisher name.
+func ParseKind(s string) (Kind, error) { return choice.Parse("publisher", s, Kinds) }
 
 // Options configure pushes.
 type Options struct {
 	// SystemContext carries auth and TLS settings for the destination.
 	SystemContext *types.SystemContext
-	// ZstdLevel is the level for zstd and zstd:chunked; 0 means DefaultZstdLevel.
-	ZstdLevel int
+	// Registry carries the retry and timeout settings (Retry, RetryDelay,
+	// RequestTimeout); auth and TLS are SystemContext's job. An upload that
+	// fails transiently is retried (Stream: that blob or manifest, from its
+	// staged file; Copy: the whole variant); one that makes no progress for
+	// RequestTimeout is abandoned as a stall (and retried).
+	Registry registry.Options
+	// Stage says how layers are compressed: the zstd level (both
+	// publishers), the zstd:chunked encoder and where staged blobs wait
+	// (Stream).
+	Stage stage.Settings
 	// BlobInfoCacheDir keeps containers/image's blob-info cache private to
-	// this run, so no push reuses blobs recorded by an unrelated one (the
-	// copy publisher; the stream publisher uses no cache).
+	// this run, so no push reuses blobs recorded by an unrelated one (Copy;
+	// Stream uses no cache).
 	BlobInfoCacheDir string
 	// Log receives one line per variant started and finished.
 	Log io.Writer
@@ -48,62 +83,11 @@ type Options struct {
 	// wall time its push took (variants of one image push concurrently;
 	// the calls are serialized).
 	Pushed func(e index.Entry, took time.Duration)
-	// Registry carries the retry and timeout settings (Retry, RetryDelay,
-	// RequestTimeout); auth and TLS are SystemContext's job. An upload that
-	// fails transiently is retried (the stream publisher: that blob or
-	// manifest, from its staged file; the copy publisher: the whole variant);
-	// one that makes no progress for RequestTimeout is abandoned as a stall
-	// (and retried).
-	Registry registry.Options
-	// Publisher is PublisherStream (default, "") or PublisherCopy.
-	Publisher string
-	// ZstdChunkedEncoder is EncoderParallel (default, "") or
-	// EncoderUpstream; only the stream publisher chooses.
-	ZstdChunkedEncoder string
-	// TmpDir holds compressed layers between compression and upload (the
-	// stream publisher; the files are unlinked at once); "" means
-	// DefaultTmpDir().
-	TmpDir string
-	// Early, if set, holds layers compressed while the image was being
-	// built (StartEarly); the stream publisher uses them.
-	Early *Early
 }
 
-// Image names one stored image and the platform it was built for.
-type Image struct {
-	ID       string
-	Platform ocispec.Platform
-}
-
-// Publishers: how the variants of one image are made.
-const (
-	// PublisherStream reads each layer from storage once, compresses it in
-	// every format at the same time, and uploads the results; zstd:chunked
-	// uses pkg/zstdchunked on every core unless ZstdChunkedEncoder says
-	// otherwise.
-	PublisherStream = "stream"
-	// PublisherCopy runs one containers/image copy.Image per format, with
-	// containers/image's compressors: the reference path.
-	PublisherCopy = "copy"
-)
-
-// Publishers lists the accepted Options.Publisher values, default first.
-var Publishers = []string{PublisherStream, PublisherCopy}
-
-// zstd:chunked encoders the stream publisher can use.
-const (
-	// EncoderParallel is pkg/zstdchunked: every core, same bytes as upstream.
-	EncoderParallel = "parallel"
-	// EncoderUpstream is containers/storage's own encoder (one core).
-	EncoderUpstream = "upstream"
-)
-
-// Encoders lists the accepted Options.ZstdChunkedEncoder values, default first.
-var Encoders = []string{EncoderParallel, EncoderUpstream}
-
-// Publish pushes img to repo (a repository name without tag) once per format,
-// concurrently, and returns one entry per format in the order of fs.
-func Publish(ctx context.Context, store storage.Store, img Image, repo string, fs []formats.Format, opts Options) ([]index.Entry, error) {
+// New returns the publisher kind for store's images, pushing to repo (a
+// repository name without tag) in the formats fs.
+func New(kind Kind, store storage.Store, repo string, fs []formats.Format, opts Options) (Publisher, error) {
 	named, err := reference.ParseNormalizedNamed(repo)
 	if err != nil {
 		return nil, fmt.Errorf("repository %q: %w", repo, err)
@@ -111,66 +95,48 @@ func Publish(ctx context.Context, store storage.Store, img Image, repo string, f
 	if !reference.IsNameOnly(named) {
 		return nil, fmt.Errorf("repository %q: must not carry a tag or digest", repo)
 	}
-	if err := opts.validate(); err != nil {
-		return nil, err
-	}
 	destRef, err := docker.NewReferenceUnknownDigest(named)
 	if err != nil {
 		return nil, err
 	}
-	r := &reporter{log: opts.Log, pushed: opts.Pushed, start: time.Now()}
-	if opts.Publisher == PublisherCopy {
-		return publishCopy(ctx, store, img, repo, destRef, fs, opts, r)
+	t := target{store: store, repo: repo, destRef: destRef, formats: slices.Clone(fs), opts: opts}
+	switch kind {
+	case Stream, "":
+		return &streamPublisher{t}, nil
+	case Copy:
+		return &copyPublisher{t}, nil
 	}
-	return publishStream(ctx, store, img, repo, destRef, fs, opts, r)
+	_, err = ParseKind(string(kind))
+	return nil, err
 }
 
-func (o Options) validate() error {
-	if o.Publisher != "" && !slices.Contains(Publishers, o.Publisher) {
-		return fmt.Errorf("publisher %q: must be one of %s", o.Publisher, strings.Join(Publishers, ", "))
-	}
-	if o.ZstdChunkedEncoder != "" && !slices.Contains(Encoders, o.ZstdChunkedEncoder) {
-		return fmt.Errorf("zstd:chunked encoder %q: must be one of %s", o.ZstdChunkedEncoder, strings.Join(Encoders, ", "))
-	}
-	if o.Publisher == PublisherCopy && o.ZstdChunkedEncoder == EncoderParallel {
-		return fmt.Errorf("zstd:chunked encoder %q needs the %q publisher (the %q publisher always uses containers/storage's encoder)", EncoderParallel, PublisherStream, PublisherCopy)
-	}
-	return nil
+// target is what both publishers push to, and how.
+type target struct {
+	store   storage.Store
+	repo    string
+	destRef types.ImageReference
+	formats []formats.Format
+	opts    Options
 }
 
 // systemContext is a copy of SystemContext (never nil) that a push may change.
-func (o Options) systemContext() *types.SystemContext {
-	if o.SystemContext == nil {
+func (t target) systemContext() *types.SystemContext {
+	if t.opts.SystemContext == nil {
 		return &types.SystemContext{}
 	}
-	copied := *o.SystemContext
+	copied := *t.opts.SystemContext
 	return &copied
 }
 
-func (o Options) compressSettings() compressSettings {
-	cs := compressSettings{level: o.zstdLevel(), encoder: o.ZstdChunkedEncoder, tmpDir: o.TmpDir}
-	if cs.tmpDir == "" {
-		cs.tmpDir = DefaultTmpDir()
+func (t target) zstdLevel() int {
+	if t.opts.Stage.Level == 0 {
+		return stage.DefaultZstdLevel
 	}
-	return cs
+	return t.opts.Stage.Level
 }
 
-// DefaultTmpDir is where layers wait between compression and upload unless
-// Options.TmpDir says otherwise: $TMPDIR, else /var/tmp, as containers/image
-// does for big files (/tmp is often a small tmpfs). Resolve it before a
-// build, which points TMPDIR elsewhere while it runs.
-func DefaultTmpDir() string {
-	if d := os.Getenv("TMPDIR"); d != "" {
-		return d
-	}
-	return "/var/tmp"
-}
-
-func (o Options) zstdLevel() int {
-	if o.ZstdLevel == 0 {
-		return DefaultZstdLevel
-	}
-	return o.ZstdLevel
+func (t target) reporter() *reporter {
+	return &reporter{log: t.opts.Log, pushed: t.opts.Pushed, start: time.Now()}
 }
 
 // reporter serializes log lines and Pushed calls of variants running

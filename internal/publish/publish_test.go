@@ -29,7 +29,9 @@ import (
 	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imagecheck"
+	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/publish"
+	"github.com/mcbuild/mcbuild/internal/stage"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
@@ -48,7 +50,7 @@ COPY payload.txt /payload.txt
 `
 
 // builtImage builds containerfile once into a fresh vfs store.
-func builtImage(t *testing.T) (storage.Store, publish.Image, string) {
+func builtImage(t *testing.T) (storage.Store, build.Image, string) {
 	t.Helper()
 	store, tmp := newStore(t)
 	return store, buildInto(t, store, tmp), tmp
@@ -65,7 +67,7 @@ func newStore(t *testing.T) (storage.Store, string) {
 	return store, tmp
 }
 
-func buildInto(t *testing.T, store storage.Store, tmp string) publish.Image {
+func buildInto(t *testing.T, store storage.Store, tmp string) build.Image {
 	t.Helper()
 	dir := testfixture.Context(t, map[string]string{"Containerfile": containerfile, "payload.txt": "payload\n"}, "amd64")
 	platform := ocispec.Platform{OS: "linux", Architecture: "amd64"}
@@ -75,7 +77,7 @@ func buildInto(t *testing.T, store storage.Store, tmp string) publish.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return publish.Image{ID: img.ID, Platform: platform}
+	return img
 }
 
 // TestPublishVariants builds once and publishes every format with each
@@ -90,20 +92,22 @@ func TestPublishVariants(t *testing.T) {
 	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
 	all := []formats.Format{formats.Gzip, formats.ZstdChunked, formats.Zstd}
 	publishers := []struct {
-		name, publisher, encoder string
+		name      string
+		publisher publish.Kind
+		encoder   stage.Encoder
 	}{
 		{"stream-parallel", "", ""},
-		{"stream-upstream", publish.PublisherStream, publish.EncoderUpstream},
-		{"copy", publish.PublisherCopy, ""},
+		{"stream-upstream", publish.Stream, stage.EncoderUpstream},
+		{"copy", publish.Copy, ""},
 	}
 	layersBy := map[string][][]ocispec.Descriptor{} // publisher -> format -> layers
 	for _, p := range publishers {
 		t.Run(p.name, func(t *testing.T) {
 			repoName := reg.Repo("publish/" + p.name)
 			var log strings.Builder
-			entries, err := publish.Publish(ctx, store, img, repoName, all, publish.Options{
-				SystemContext: sys, BlobInfoCacheDir: filepath.Join(tmp, "cache-"+p.name), TmpDir: t.TempDir(),
-				Publisher: p.publisher, ZstdChunkedEncoder: p.encoder, Log: &log,
+			entries, err := publishImage(ctx, p.publisher, store, img, repoName, all, publish.Options{
+				SystemContext: sys, BlobInfoCacheDir: filepath.Join(tmp, "cache-"+p.name),
+				Stage: stage.Settings{TmpDir: t.TempDir(), Encoder: p.encoder}, Log: &log,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -191,8 +195,8 @@ func TestPublishStreamDamagedStore(t *testing.T) {
 		}
 		return 0
 	}) + "/publish/damaged"
-	_, err = publish.Publish(ctx, store, img, repoName, []formats.Format{formats.Gzip, formats.ZstdChunked},
-		publish.Options{SystemContext: &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}, TmpDir: t.TempDir()})
+	_, err = publishImage(ctx, publish.Stream, store, img, repoName, []formats.Format{formats.Gzip, formats.ZstdChunked},
+		publish.Options{SystemContext: &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}, Stage: stage.Settings{TmpDir: t.TempDir()}})
 	// containers/storage notices first (per-file checksums in tar-split);
 	// our own diffID check is the second line.
 	if err == nil || !strings.Contains(err.Error(), top.ID) ||
@@ -204,20 +208,29 @@ func TestPublishStreamDamagedStore(t *testing.T) {
 	}
 }
 
-func TestPublishOptionErrors(t *testing.T) {
+func TestNewErrors(t *testing.T) {
 	for _, tc := range []struct {
-		opts publish.Options
+		kind publish.Kind
+		repo string
 		want string
 	}{
-		{publish.Options{Publisher: "skopeo"}, `publisher "skopeo": must be one of stream, copy`},
-		{publish.Options{ZstdChunkedEncoder: "fast"}, `zstd:chunked encoder "fast": must be one of parallel, upstream`},
-		{publish.Options{Publisher: publish.PublisherCopy, ZstdChunkedEncoder: publish.EncoderParallel}, `needs the "stream" publisher`},
+		{"skopeo", "127.0.0.1:1/x", `publisher "skopeo": valid values are stream, copy`},
+		{publish.Stream, "127.0.0.1:1/x:tag", `must not carry a tag or digest`},
 	} {
-		_, err := publish.Publish(context.Background(), nil, publish.Image{}, "127.0.0.1:1/x", []formats.Format{formats.Gzip}, tc.opts)
+		_, err := publish.New(tc.kind, nil, tc.repo, []formats.Format{formats.Gzip}, publish.Options{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: err = %v, want it to contain %q", tc.opts, err, tc.want)
+			t.Errorf("%s %s: err = %v, want it to contain %q", tc.kind, tc.repo, err, tc.want)
 		}
 	}
+}
+
+// publishImage publishes img with a new publisher of kind.
+func publishImage(ctx context.Context, kind publish.Kind, store storage.Store, img build.Image, repo string, fs []formats.Format, opts publish.Options, sources ...stage.Source) ([]index.Entry, error) {
+	p, err := publish.New(kind, store, repo, fs, opts)
+	if err != nil {
+		return nil, err
+	}
+	return p.Publish(ctx, img, sources...)
 }
 
 func TestCheckLayers(t *testing.T) {
@@ -268,7 +281,7 @@ func TestPublishEarly(t *testing.T) {
 			if tc.commitTars {
 				buildTmpDir = filepath.Join(tmp, "tmp") // buildInto's build.Options.TmpDir
 			}
-			early, err := publish.StartEarly(ctx, store, fs, publish.Options{TmpDir: t.TempDir()}, buildTmpDir)
+			early, err := stage.StartEarly(ctx, store, fs, stage.Settings{TmpDir: t.TempDir()}, buildTmpDir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -277,8 +290,8 @@ func TestPublishEarly(t *testing.T) {
 
 			var log strings.Builder
 			repo := "publish/early-" + strings.ReplaceAll(tc.name, " ", "-")
-			withEarly, err := publish.Publish(ctx, store, img, reg.Repo(repo), fs,
-				publish.Options{SystemContext: sys, TmpDir: t.TempDir(), Early: early, Log: &log})
+			withEarly, err := publishImage(ctx, publish.Stream, store, img, reg.Repo(repo), fs,
+				publish.Options{SystemContext: sys, Stage: stage.Settings{TmpDir: t.TempDir()}, Log: &log}, early)
 			early.Close()
 			if err != nil {
 				t.Fatal(err)
@@ -295,7 +308,7 @@ func TestPublishEarly(t *testing.T) {
 			if fromCommits := m[2] != "0"; fromCommits != tc.commitTars {
 				t.Errorf("layers from commit tars: %s, want some: %v\n%s", m[2], tc.commitTars, log.String())
 			}
-			without, err := publish.Publish(ctx, store, img, reg.Repo(repo+"-late"), fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
+			without, err := publishImage(ctx, publish.Stream, store, img, reg.Repo(repo+"-late"), fs, publish.Options{SystemContext: sys, Stage: stage.Settings{TmpDir: t.TempDir()}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -328,7 +341,7 @@ func TestPublishEarlyForgedCommitTar(t *testing.T) {
 	store, img, _ := builtImage(t)
 	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
 	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
-	want, err := publish.Publish(ctx, store, img, reg.Repo("publish/forged-want"), fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
+	want, err := publishImage(ctx, publish.Stream, store, img, reg.Repo("publish/forged-want"), fs, publish.Options{SystemContext: sys, Stage: stage.Settings{TmpDir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +351,7 @@ func TestPublishEarlyForgedCommitTar(t *testing.T) {
 	}
 
 	buildTmpDir := t.TempDir()
-	early, err := publish.StartEarly(ctx, store, fs, publish.Options{TmpDir: t.TempDir()}, buildTmpDir)
+	early, err := stage.StartEarly(ctx, store, fs, stage.Settings{TmpDir: t.TempDir()}, buildTmpDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,8 +380,8 @@ func TestPublishEarlyForgedCommitTar(t *testing.T) {
 	}
 	early.StopWatching()
 	var log strings.Builder
-	got, err := publish.Publish(ctx, store, img, reg.Repo("publish/forged"), fs,
-		publish.Options{SystemContext: sys, TmpDir: t.TempDir(), Early: early, Log: &log})
+	got, err := publishImage(ctx, publish.Stream, store, img, reg.Repo("publish/forged"), fs,
+		publish.Options{SystemContext: sys, Stage: stage.Settings{TmpDir: t.TempDir()}, Log: &log}, early)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +442,7 @@ func TestPublishSlowRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := publish.Image{ID: built.ID, Platform: platform}
+	img := built
 	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
 	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
 	isLayerPatch := func(r *http.Request) bool {
@@ -450,7 +463,7 @@ func TestPublishSlowRegistry(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	entries, err := publish.Publish(ctx, store, img, slow+"/publish/slow", fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
+	entries, err := publishImage(ctx, publish.Stream, store, img, slow+"/publish/slow", fs, publish.Options{SystemContext: sys, Stage: stage.Settings{TmpDir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +491,7 @@ func TestPublishSlowRegistry(t *testing.T) {
 		}
 		return 0
 	})
-	_, err = publish.Publish(ctx, store, img, failing+"/publish/failing", fs, publish.Options{SystemContext: sys, TmpDir: t.TempDir()})
+	_, err = publishImage(ctx, publish.Stream, store, img, failing+"/publish/failing", fs, publish.Options{SystemContext: sys, Stage: stage.Settings{TmpDir: t.TempDir()}})
 	if err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("err = %v, want the registry's 403", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"sync/atomic"
 	"time"
 
@@ -16,131 +15,140 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
-	"go.podman.io/storage"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/platforms"
 	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/stage"
 )
 
-// The stream publisher. Layers are read from storage one after another,
-// each exactly once; every block read goes to one compressor per format,
-// all running at once, into unlinked temporary files. The config is the
-// stored one, pushed once (while the first layer compresses) and shared by
-// every variant. Then each format has an uploader that pushes its layers as
-// they become ready, up to maxParallelUploads at a time (so layer N uploads
-// while layer N+1 compresses; at most maxQueuedLayers more wait), then its
-// manifest. Blobs and
-// manifests go through containers/image's registry client, the same as the
-// copy publisher, and a failed upload is retried from its file without
-// compressing again.
+// The stream publisher. Package stage gives each layer in every format
+// (compressed from storage, all formats at once, unless a source has it);
+// the config is the stored one, pushed once (while the first layer
+// compresses) and shared by every variant. Each format has an uploader that
+// pushes its layers as they become ready, up to maxParallelUploads at a time
+// (so layer N uploads while layer N+1 compresses; at most maxQueuedLayers
+// more wait), then its manifest. Blobs and manifests go through
+// containers/image's registry client, the same as the copy publisher, and a
+// failed upload is retried from its file without compressing again.
+type streamPublisher struct{ target }
 
-func publishStream(ctx context.Context, store storage.Store, img Image, repo string, destRef types.ImageReference, fs []formats.Format, opts Options, r *reporter) ([]index.Entry, error) {
-	src, err := loadSource(store, img.ID)
+// streamRun is one image's publish.
+type streamRun struct {
+	target
+	stager   *stage.Stager
+	src      *stage.Image
+	img      build.Image
+	up       *uploader
+	variants []*variant
+	r        *reporter
+}
+
+func (p *streamPublisher) Publish(ctx context.Context, img build.Image, sources ...stage.Source) ([]index.Entry, error) {
+	stager := stage.NewStager(p.store, p.formats, p.opts.Stage, sources...)
+	src, err := stager.Load(img.ID)
 	if err != nil {
 		return nil, err
 	}
-	sys := opts.systemContext()
-	dest, err := destRef.NewImageDestination(ctx, sys)
+	dest, err := p.destRef.NewImageDestination(ctx, p.systemContext())
 	if err != nil {
-		return nil, fmt.Errorf("pushing to %s: %w", repo, err)
+		return nil, fmt.Errorf("pushing to %s: %w", p.repo, err)
 	}
 	defer dest.Close()
-
-	platform := platforms.String(img.Platform)
-	cs := opts.compressSettings()
-	diffIDs := make([]digest.Digest, len(src.layers))
-	for i, l := range src.layers {
-		diffIDs[i] = l.diffID
+	run := &streamRun{target: p.target, stager: stager, src: src, img: img, r: p.reporter()}
+	run.up = &uploader{dest: dest, opts: p.opts, r: run.r, platform: platforms.String(img.Platform)}
+	for _, f := range p.formats {
+		run.r.logf("pushing %s %s to %s", run.up.platform, f, p.repo)
+		run.variants = append(run.variants, &variant{format: f, queue: make(chan *stage.Blob, maxQueuedLayers)})
 	}
-	opts.Early.keep(diffIDs)
-	up := &uploader{dest: dest, opts: opts, r: r, platform: platform}
-	variants := make([]*variant, len(fs))
-	for i, f := range fs {
-		r.logf("pushing %s %s to %s", platform, f, repo)
-		variants[i] = &variant{format: f, queue: make(chan *stagedBlob, maxQueuedLayers)}
-	}
+	return run.publish(ctx)
+}
 
+// publish runs the config push, the staging and one uploader per format
+// at once; the first failure stops them all.
+func (s *streamRun) publish(ctx context.Context) ([]index.Entry, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	configPushed := make(chan struct{})
-	g.Go(func() error {
-		cfg := src.manifest.Config
-		err := up.put(gctx, "", fmt.Sprintf("config %s", cfg.Digest), func(ctx context.Context, touch func()) error {
-			_, err := dest.PutBlob(ctx, &touchReader{r: bytes.NewReader(src.config), touch: touch},
-				types.BlobInfo{Digest: cfg.Digest, Size: cfg.Size, MediaType: cfg.MediaType}, none.NoCache, true)
-			return err
-		})
-		if err != nil {
-			return opts.Registry.Explain(fmt.Sprintf("pushing %s config (shared by the %s variants) to %s", platform, formats.Join(fs), repo), err)
-		}
-		close(configPushed)
-		return nil
-	})
-	g.Go(func() error {
-		defer func() {
-			for _, v := range variants {
-				close(v.queue)
-			}
-		}()
-		early, fromCommits := 0, 0
-		for _, l := range src.layers {
-			staged, fromCommit, err := opts.Early.take(gctx, l, fs, cs)
-			if err != nil {
-				return err
-			}
-			if fromCommit {
-				fromCommits++
-			}
-			if staged != nil {
-				early++
-			} else if staged, err = compressLayer(gctx, store, l, fs, cs); err != nil {
-				return err
-			}
-			for i, v := range variants {
-				staged[i].desc.Annotations = mergeAnnotations(l.annotations, staged[i].desc.Annotations)
-				select {
-				case v.queue <- staged[i]:
-				case <-gctx.Done(): // an upload failed
-					closeStaged(staged[i:])
-					return gctx.Err()
-				}
-			}
-		}
-		if opts.Early != nil {
-			r.logf("%s: %d of %d layers were compressed during the build (%d from the tars buildah committed, %d read back from storage)",
-				platform, early, len(src.layers), fromCommits, early-fromCommits)
-		}
-		return nil
-	})
-	for _, v := range variants {
+	g.Go(func() error { return s.pushConfig(gctx, configPushed) })
+	g.Go(func() error { return s.stageLayers(gctx) })
+	for _, v := range s.variants {
 		g.Go(func() error {
-			err := up.pushVariant(gctx, v, src, configPushed)
+			err := s.up.pushVariant(gctx, v, s.src, configPushed)
 			if err != nil {
-				return opts.Registry.Explain(fmt.Sprintf("pushing %s %s variant to %s", platform, v.format, repo), err)
+				return s.opts.Registry.Explain(fmt.Sprintf("pushing %s %s variant to %s", s.up.platform, v.format, s.repo), err)
 			}
-			v.desc.Platform = &img.Platform
-			r.done(index.Entry{Descriptor: v.desc, Format: v.format}, repo, time.Since(r.start))
+			v.desc.Platform = &s.img.Platform
+			s.r.done(index.Entry{Descriptor: v.desc, Format: v.format}, s.repo, time.Since(s.r.start))
 			return nil
 		})
 	}
-	stopProgress := up.reportProgress(variants, len(src.layers))
-	err = g.Wait()
+	stopProgress := s.up.reportProgress(s.variants, len(s.src.Layers))
+	err := g.Wait()
 	stopProgress()
-	for _, v := range variants { // what failed uploads left
+	for _, v := range s.variants { // what failed uploads left
 		for b := range v.queue {
-			b.close()
+			b.Close()
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	entries := make([]index.Entry, len(fs))
-	for i, v := range variants {
+	entries := make([]index.Entry, len(s.variants))
+	for i, v := range s.variants {
 		entries[i] = index.Entry{Descriptor: v.desc, Format: v.format}
 	}
 	return entries, nil
+}
+
+// pushConfig pushes the stored config, shared by every variant, and closes
+// pushed.
+func (s *streamRun) pushConfig(ctx context.Context, pushed chan<- struct{}) error {
+	cfg := s.src.Manifest.Config
+	err := s.up.put(ctx, "", fmt.Sprintf("config %s", cfg.Digest), func(ctx context.Context, touch func()) error {
+		_, err := s.up.dest.PutBlob(ctx, &touchReader{r: bytes.NewReader(s.src.Config), touch: touch},
+			types.BlobInfo{Digest: cfg.Digest, Size: cfg.Size, MediaType: cfg.MediaType}, none.NoCache, true)
+		return err
+	})
+	if err != nil {
+		return s.opts.Registry.Explain(fmt.Sprintf("pushing %s config (shared by the %s variants) to %s", s.up.platform, formats.Join(s.formats), s.repo), err)
+	}
+	close(pushed)
+	return nil
+}
+
+// stageLayers stages every layer in order and hands each format's blob to
+// that format's uploader; the queues close when it returns.
+func (s *streamRun) stageLayers(ctx context.Context) error {
+	defer func() {
+		for _, v := range s.variants {
+			close(v.queue)
+		}
+	}()
+	origins := map[stage.Origin]int{}
+	for _, l := range s.src.Layers {
+		blobs, err := s.stager.Stage(ctx, l)
+		if err != nil {
+			return err
+		}
+		origins[blobs[0].Origin]++
+		for i, v := range s.variants {
+			select {
+			case v.queue <- blobs[i]:
+			case <-ctx.Done(): // an upload failed
+				stage.CloseAll(blobs[i:])
+				return ctx.Err()
+			}
+		}
+	}
+	if s.stager.HasSources() {
+		early := origins[stage.OriginCommitTar] + origins[stage.OriginEarlyStorage]
+		s.r.logf("%s: %d of %d layers were compressed during the build (%d from the tars buildah committed, %d read back from storage)",
+			s.up.platform, early, len(s.src.Layers), origins[stage.OriginCommitTar], origins[stage.OriginEarlyStorage])
+	}
+	return nil
 }
 
 // maxQueuedLayers bounds the compressed layers of one format waiting for
@@ -154,7 +162,7 @@ const maxParallelUploads = 3
 // variant is one format's manifest in the making.
 type variant struct {
 	format formats.Format
-	queue  chan *stagedBlob // compressed layers, in order
+	queue  chan *stage.Blob // compressed layers, in order
 	pushed atomic.Int32     // layers uploaded so far
 	done   atomic.Bool
 	desc   ocispec.Descriptor // the pushed manifest, once done
@@ -170,7 +178,7 @@ type uploader struct {
 // pushVariant uploads v's layers as they arrive, then its manifest. It
 // starts once the config is in: a registry refusing uploads then fails one
 // small blob, not every format's layers at once.
-func (u *uploader) pushVariant(ctx context.Context, v *variant, src *source, configPushed <-chan struct{}) error {
+func (u *uploader) pushVariant(ctx context.Context, v *variant, src *stage.Image, configPushed <-chan struct{}) error {
 	select {
 	case <-configPushed:
 	case <-ctx.Done():
@@ -180,23 +188,23 @@ func (u *uploader) pushVariant(ctx context.Context, v *variant, src *source, con
 	// containers/image do: one connection rarely fills a remote link); the
 	// manifest lists them in the order they were compressed, which is the
 	// image's.
-	layers := make([]ocispec.Descriptor, 0, len(src.layers))
+	layers := make([]ocispec.Descriptor, 0, len(src.Layers))
 	uploads, uctx := errgroup.WithContext(ctx)
 	uploads.SetLimit(maxParallelUploads)
 	for b := range v.queue {
 		if uctx.Err() != nil { // an upload failed: stop taking layers
-			b.close()
+			b.Close()
 			break
 		}
-		layers = append(layers, b.desc)
+		layers = append(layers, b.Desc)
 		uploads.Go(func() error {
-			defer b.close()
-			err := u.put(uctx, v.format, fmt.Sprintf("layer %s", b.desc.Digest), func(ctx context.Context, touch func()) error {
-				if _, err := b.file.Seek(0, io.SeekStart); err != nil {
+			defer b.Close()
+			err := u.put(uctx, v.format, fmt.Sprintf("layer %s", b.Desc.Digest), func(ctx context.Context, touch func()) error {
+				if _, err := b.File.Seek(0, io.SeekStart); err != nil {
 					return err
 				}
-				_, err := u.dest.PutBlob(ctx, &touchReader{r: b.file, touch: touch},
-					types.BlobInfo{Digest: b.desc.Digest, Size: b.desc.Size, MediaType: b.desc.MediaType}, none.NoCache, false)
+				_, err := u.dest.PutBlob(ctx, &touchReader{r: b.File, touch: touch},
+					types.BlobInfo{Digest: b.Desc.Digest, Size: b.Desc.Size, MediaType: b.Desc.MediaType}, none.NoCache, false)
 				return err
 			})
 			if err == nil {
@@ -208,15 +216,15 @@ func (u *uploader) pushVariant(ctx context.Context, v *variant, src *source, con
 	if err := uploads.Wait(); err != nil {
 		return err
 	}
-	if len(layers) != len(src.layers) {
+	if len(layers) != len(src.Layers) {
 		return ctx.Err() // the compressing side stopped; its error is the one reported
 	}
 	m := ocispec.Manifest{
 		Versioned:   specs.Versioned{SchemaVersion: 2},
 		MediaType:   ocispec.MediaTypeImageManifest,
-		Config:      src.manifest.Config,
+		Config:      src.Manifest.Config,
 		Layers:      layers,
-		Annotations: src.manifest.Annotations,
+		Annotations: src.Manifest.Annotations,
 	}
 	mb, err := json.Marshal(m)
 	if err != nil {
@@ -339,14 +347,4 @@ func (u *uploader) reportProgress(variants []*variant, layers int) (stop func())
 		close(quit)
 		<-finished
 	}
-}
-
-// mergeAnnotations is a layer's own annotations plus its compressor's.
-func mergeAnnotations(layer, compressor map[string]string) map[string]string {
-	if len(layer) == 0 {
-		return compressor
-	}
-	out := maps.Clone(layer)
-	maps.Copy(out, compressor)
-	return out
 }

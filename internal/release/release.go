@@ -49,7 +49,14 @@ type Outcome struct {
 	// layers), learned while verifying, by manifest digest.
 	Sizes    map[digest.Digest]int64
 	Warnings []string
-	Phases   map[string]time.Duration
+	Phases   Phases
+}
+
+// Phases are the wall times of a release's steps.
+type Phases struct {
+	Index    time.Duration // assembling, checking and pushing the index
+	Subjects time.Duration // pushing the subjects artifact
+	Verify   time.Duration // the last look before the tag moves
 }
 
 // Target is where a release is published: a registry repository (oras
@@ -62,7 +69,7 @@ type Target interface {
 // Finish publishes the index of entries to dest (whose tag is moved last but
 // one; results are written last).
 func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index.Entry, opts Options) (Outcome, error) {
-	out := Outcome{Phases: map[string]time.Duration{}}
+	var out Outcome
 	logf := func(format string, a ...any) {
 		if opts.Log != nil {
 			fmt.Fprintf(opts.Log, format+"\n", a...)
@@ -95,7 +102,7 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 		return out, opts.Registry.Explain(fmt.Sprintf("pushing the index to %s@%s", dest.Repository, idxDesc.Digest), err)
 	}
 	logf("pushed index %s@%s (%d manifests)", dest.Repository, idxDesc.Digest, len(ordered))
-	out.Phases["index"] = time.Since(start)
+	out.Phases.Index = time.Since(start)
 
 	start = time.Now()
 	doc := subjects.New(dest.Repository, idxDesc, ordered)
@@ -111,7 +118,7 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 		warnings = append(warnings, w)
 	}
 	logf("pushed subjects artifact %s@%s (%d entries)", dest.Repository, subjDesc.Digest, len(doc.Subjects))
-	out.Phases["subjects"] = time.Since(start)
+	out.Phases.Subjects = time.Since(start)
 
 	// The last look before the tag moves: every blob and manifest the tag
 	// will lead to must be in the registry.
@@ -121,7 +128,7 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 		return out, err
 	}
 	logf("verified index, %d manifests, their blobs and the subjects artifact in %s", len(ordered), dest.Repository)
-	out.Phases["verify"] = time.Since(start)
+	out.Phases.Verify = time.Since(start)
 
 	set := results.Set{
 		ImageURL:    dest.Tagged(),

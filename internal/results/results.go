@@ -123,6 +123,15 @@ func CheckWritable(dir string) error {
 	return nil
 }
 
+// CheckBudget checks a results budget before any work: a positive number
+// of bytes. The error starts with the value, for the caller to name it.
+func CheckBudget(budget int) error {
+	if budget <= 0 {
+		return fmt.Errorf("%d: want a positive number of bytes (Tekton's default is %d)", budget, DefaultBudget)
+	}
+	return nil
+}
+
 // Planned is a Set checked against the budget: exactly the files Write will
 // write. Planning before publishing the tag means a budget failure is found
 // while nothing user-visible has changed yet.
@@ -143,8 +152,8 @@ func Plan(s Set, budget int) (Planned, error) {
 	if budget == 0 {
 		budget = DefaultBudget
 	}
-	if budget < 0 {
-		return Planned{}, fmt.Errorf("results budget %d: want a positive number of bytes, e.g. %d", budget, DefaultBudget)
+	if err := CheckBudget(budget); err != nil {
+		return Planned{}, fmt.Errorf("results budget %w", err)
 	}
 	if err := s.validate(); err != nil {
 		return Planned{}, err

@@ -26,6 +26,7 @@ type Phases struct {
 	Collect             float64            `json:"collect_seconds,omitempty"` // mcbuild index: reading the inputs
 	Index               float64            `json:"index_seconds"`
 	Subjects            float64            `json:"subjects_seconds"`
+	Verify              float64            `json:"verify_seconds"` // the last look before the tag moves
 	Total               float64            `json:"total_seconds"`
 }
 
@@ -61,7 +62,8 @@ func (r Report) Print(w io.Writer) error {
 }
 
 // String renders the phases that ran, e.g. "build 3.6s, publish 0.3s
-// (gzip 0.1s, zstd:chunked 0.3s), index 0.0s, subjects 0.0s, total 4.0s".
+// (gzip 0.1s, zstd:chunked 0.3s), index 0.0s, subjects 0.0s, verify 0.0s,
+// total 4.0s".
 func (p Phases) String() string {
 	var parts []string
 	add := func(name string, secs float64, always bool) {
@@ -92,6 +94,7 @@ func (p Phases) String() string {
 	}
 	add("index", p.Index, true)
 	add("subjects", p.Subjects, true)
+	add("verify", p.Verify, true)
 	add("total", p.Total, true)
 	return strings.Join(parts, ", ")
 }

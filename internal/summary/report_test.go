@@ -15,14 +15,14 @@ func TestPhasesString(t *testing.T) {
 		p    Phases
 		want string
 	}{
-		{Phases{Build: 3.61, Publish: 0.3, Index: 0.01, Subjects: 0.02, Total: 4},
-			"build 3.6s, publish 0.3s, index 0.0s, subjects 0.0s, total 4.0s"},
-		{Phases{Collect: 0.5, Index: 0.1, Subjects: 0.1, Total: 0.8},
-			"collect 0.5s, index 0.1s, subjects 0.1s, total 0.8s"},
+		{Phases{Build: 3.61, Publish: 0.3, Index: 0.01, Subjects: 0.02, Verify: 0.04, Total: 4},
+			"build 3.6s, publish 0.3s, index 0.0s, subjects 0.0s, verify 0.0s, total 4.0s"},
+		{Phases{Collect: 0.5, Index: 0.1, Subjects: 0.1, Verify: 0.2, Total: 0.8},
+			"collect 0.5s, index 0.1s, subjects 0.1s, verify 0.2s, total 0.8s"},
 		{Phases{Build: 1, Publish: 2, PublishByFormat: map[string]float64{"zstd:chunked": 1.9, "gzip": 0.4}, Total: 3},
-			"build 1.0s, publish 2.0s (gzip 0.4s, zstd:chunked 1.9s), index 0.0s, subjects 0.0s, total 3.0s"},
+			"build 1.0s, publish 2.0s (gzip 0.4s, zstd:chunked 1.9s), index 0.0s, subjects 0.0s, verify 0.0s, total 3.0s"},
 		{Phases{Build: 6.5, CompressDuringBuild: 2.04, Publish: 0.6, Total: 7.2},
-			"build 6.5s (compressing layers 2.0s of it), publish 0.6s, index 0.0s, subjects 0.0s, total 7.2s"},
+			"build 6.5s (compressing layers 2.0s of it), publish 0.6s, index 0.0s, subjects 0.0s, verify 0.0s, total 7.2s"},
 	}
 	for _, tc := range tests {
 		if got := tc.p.String(); got != tc.want {

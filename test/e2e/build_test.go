@@ -88,7 +88,7 @@ func TestBuildTwoPlatforms(t *testing.T) {
 			t.Errorf("summary lacks %s:\n%s", e.desc.Digest, r.stdout)
 		}
 	}
-	if !regexp.MustCompile(`time: build [0-9.]+s, publish [0-9.]+s \(gzip [0-9.]+s, zstd:chunked [0-9.]+s\), index [0-9.]+s, subjects [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`time: build [0-9.]+s, publish [0-9.]+s \(gzip [0-9.]+s, zstd:chunked [0-9.]+s\), index [0-9.]+s, subjects [0-9.]+s, verify [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
 		t.Errorf("summary lacks the phase times:\n%s", r.stdout)
 	}
 	var report summary.Report
@@ -107,7 +107,7 @@ func TestBuildTwoPlatforms(t *testing.T) {
 			t.Errorf("summary JSON manifest %d = %+v, want digest %s and a size counting config and layers", i, m, entries[i].desc.Digest)
 		}
 	}
-	if p := report.Phases; p.Build <= 0 || p.Publish <= 0 || p.PublishByFormat["gzip"] <= 0 || p.PublishByFormat["zstd:chunked"] <= 0 || p.Total < p.Build+p.Publish {
+	if p := report.Phases; p.Build <= 0 || p.Publish <= 0 || p.PublishByFormat["gzip"] <= 0 || p.PublishByFormat["zstd:chunked"] <= 0 || p.Verify <= 0 || p.Total < p.Build+p.Publish {
 		t.Errorf("summary JSON phases %+v: want build, publish (per format) and a total covering them", p)
 	}
 	v := mustRun(t, nil, "subjects", "verify", "--tls-verify=false", repoName+":v1")
@@ -266,7 +266,7 @@ func TestIndexMerge(t *testing.T) {
 	repo := testregistry.OpenRepo(t, repoName)
 	idx, entries := checkIndex(t, repo, "v1", []string{"linux/arm64", "linux/arm/v7"}, gzipFirst)
 	// Its time, per phase: in the human summary and in --summary-json.
-	if !regexp.MustCompile(`time: collect [0-9.]+s, index [0-9.]+s, subjects [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`time: collect [0-9.]+s, index [0-9.]+s, subjects [0-9.]+s, verify [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
 		t.Errorf("index summary lacks its phase times:\n%s", r.stdout)
 	}
 	var report summary.Report
@@ -277,7 +277,7 @@ func TestIndexMerge(t *testing.T) {
 	if err := json.Unmarshal(raw, &report); err != nil {
 		t.Fatal(err)
 	}
-	if p := report.Phases; report.IndexDigest != idx.Digest.String() || p.Collect <= 0 || p.Index <= 0 || p.Subjects <= 0 || p.Build != 0 || p.Total < p.Collect+p.Index+p.Subjects {
+	if p := report.Phases; report.IndexDigest != idx.Digest.String() || p.Collect <= 0 || p.Index <= 0 || p.Subjects <= 0 || p.Verify <= 0 || p.Build != 0 || p.Total < p.Collect+p.Index+p.Subjects {
 		t.Errorf("index summary JSON: index %s, phases %+v; want %s, collect, index and subjects, no build, a total covering them", report.IndexDigest, p, idx.Digest)
 	}
 	res := readResults(t, resultsDir)

@@ -16,7 +16,7 @@ import (
 	"github.com/klauspost/pgzip"
 	"go.podman.io/storage/pkg/chunked/compressor"
 
-	"github.com/mcbuild/mcbuild/internal/publish"
+	"github.com/mcbuild/mcbuild/internal/stage"
 	"github.com/mcbuild/mcbuild/pkg/zstdchunked"
 )
 
@@ -40,15 +40,15 @@ func chunked(level int) NewFunc {
 }
 
 // Ours is mcbuild's zstd:chunked encoder (pkg/zstdchunked, every core) at
-// its default level (publish.DefaultZstdLevel): what `mcbuild build`'s
+// its default level (stage.DefaultZstdLevel): what `mcbuild build`'s
 // default stream publisher pushes with. It is written to produce byte for
 // byte containers/storage's output at the same level (pkg/zstdchunked's tests
 // compare them), so the size ratio is 1 unless that breaks.
 var Ours = Encoder{
 	Name: "mcbuild-zstd-chunked",
-	Doc:  fmt.Sprintf("mcbuild's zstd:chunked encoder (pkg/zstdchunked, all cores), level %d", publish.DefaultZstdLevel),
+	Doc:  fmt.Sprintf("mcbuild's zstd:chunked encoder (pkg/zstdchunked, all cores), level %d", stage.DefaultZstdLevel),
 	New: func(w io.Writer, m map[string]string) (io.WriteCloser, error) {
-		return zstdchunked.NewWriter(w, m, publish.DefaultZstdLevel)
+		return zstdchunked.NewWriter(w, m, stage.DefaultZstdLevel)
 	},
 }
 
@@ -62,7 +62,7 @@ var OursOneCPU = Encoder{
 }
 
 // UpstreamChunkedName is the upstream encoder at Ours' level, for the size target.
-var UpstreamChunkedName = fmt.Sprintf("storage-zstd-chunked-%d", publish.DefaultZstdLevel)
+var UpstreamChunkedName = fmt.Sprintf("storage-zstd-chunked-%d", stage.DefaultZstdLevel)
 
 // All lists every encoder, by name.
 func All() map[string]Encoder {
@@ -73,7 +73,7 @@ func All() map[string]Encoder {
 		{Name: "zstd-3", Doc: "github.com/klauspost/compress/zstd at level 3 (containers/image's plain zstd default)", New: func(w io.Writer, _ map[string]string) (io.WriteCloser, error) {
 			return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(3)))
 		}},
-		{Name: UpstreamChunkedName, Doc: fmt.Sprintf("go.podman.io/storage/pkg/chunked/compressor.ZstdCompressor at level %d", publish.DefaultZstdLevel), New: chunked(publish.DefaultZstdLevel)},
+		{Name: UpstreamChunkedName, Doc: fmt.Sprintf("go.podman.io/storage/pkg/chunked/compressor.ZstdCompressor at level %d", stage.DefaultZstdLevel), New: chunked(stage.DefaultZstdLevel)},
 		{Name: "storage-zstd-chunked-10", Doc: "go.podman.io/storage/pkg/chunked/compressor.ZstdCompressor at level 10 (its default)", New: chunked(10)},
 		Ours,
 		OursOneCPU,

@@ -1,4 +1,4 @@
-package publish
+package stage
 
 import (
 	"context"
@@ -71,7 +71,7 @@ type Early struct {
 	store       storage.Store
 	buildTmpDir string // where buildah writes the tars of the layers it commits; "" if unknown
 	fs          []formats.Format
-	cs          compressSettings
+	cs          Settings
 	ctx         context.Context
 	cancel      context.CancelFunc
 	done        sync.WaitGroup
@@ -94,11 +94,11 @@ type Early struct {
 
 // earlyJob is one layer compressed (or to be compressed) early.
 type earlyJob struct {
-	layer  sourceLayer
+	layer  Layer
 	tar    *os.File // the tar buildah committed, open; nil: read it from storage
 	cancel context.CancelFunc
 	done   chan struct{} // closed when staged/err are final
-	staged []*stagedBlob
+	staged []*Blob
 	err    error
 }
 
@@ -107,17 +107,14 @@ type earlyJob struct {
 // TMPDIR the build runs with (build.Options.TmpDir), where Early picks up the
 // tars of the layers buildah commits; "" reads every layer back from
 // storage. Call StopWatching when the build is done, and Close after Publish.
-func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, opts Options, buildTmpDir string) (*Early, error) {
-	if err := opts.validate(); err != nil {
-		return nil, err
-	}
+func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, s Settings, buildTmpDir string) (*Early, error) {
 	layers, err := store.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("listing storage layers: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	e := &Early{
-		store: store, buildTmpDir: buildTmpDir, fs: slices.Clone(fs), cs: opts.compressSettings(), ctx: ctx, cancel: cancel,
+		store: store, buildTmpDir: buildTmpDir, fs: slices.Clone(fs), cs: s.withDefaults(), ctx: ctx, cancel: cancel,
 		stop: make(chan struct{}), watched: make(chan struct{}), wake: make(chan struct{}, 1),
 		seenTars: map[string]bool{}, maxQueuedBytes: maxQueuedTarBytes, maxStaged: maxEarlyStagedBytes, known: map[string]bool{}, jobs: map[digest.Digest]*earlyJob{},
 	}
@@ -173,11 +170,11 @@ func (e *Early) watch() {
 				continue // its commit tar is queued
 			}
 			j := &earlyJob{
-				layer: sourceLayer{id: l.ID, diffID: l.UncompressedDigest, size: l.UncompressedSize},
+				layer: Layer{ID: l.ID, DiffID: l.UncompressedDigest, Size: l.UncompressedSize},
 				done:  make(chan struct{}),
 			}
-			if j.layer.size <= 0 {
-				j.layer.size = -1
+			if j.layer.Size <= 0 {
+				j.layer.Size = -1
 			}
 			e.queue(j)
 		}
@@ -214,7 +211,7 @@ func (e *Early) queueCommitTars() {
 			f.Close()
 			continue
 		}
-		e.queue(&earlyJob{layer: sourceLayer{diffID: d, size: fi.Size()}, tar: f, done: make(chan struct{})})
+		e.queue(&earlyJob{layer: Layer{DiffID: d, Size: fi.Size()}, tar: f, done: make(chan struct{})})
 		e.mu.Unlock()
 	}
 }
@@ -225,7 +222,7 @@ func (e *Early) queuedTarBytes() int64 {
 	var n int64
 	for _, j := range e.pending {
 		if j.tar != nil {
-			n += j.layer.size
+			n += j.layer.Size
 		}
 	}
 	return n
@@ -234,7 +231,7 @@ func (e *Early) queuedTarBytes() int64 {
 // queue adds j for the worker. Called with e.mu held.
 func (e *Early) queue(j *earlyJob) {
 	e.pending = append(e.pending, j)
-	e.jobs[j.layer.diffID] = j
+	e.jobs[j.layer.DiffID] = j
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -245,25 +242,7 @@ func (e *Early) queue(j *earlyJob) {
 func (e *Early) work() {
 	defer e.done.Done()
 	for {
-		e.mu.Lock()
-		var j *earlyJob
-		if len(e.pending) > 0 {
-			j, e.pending = e.pending[0], e.pending[1:]
-		}
-		var jctx context.Context
-		if j != nil {
-			jctx, j.cancel = context.WithCancel(e.ctx)
-		}
-		full := j != nil && e.staged >= e.maxStaged
-		if full {
-			j.discard()
-			j.err = errEarlyFull
-			close(j.done)
-		}
-		e.mu.Unlock()
-		if full {
-			continue
-		}
+		j, jctx := e.next()
 		if j == nil {
 			select {
 			case <-e.wake:
@@ -272,8 +251,12 @@ func (e *Early) work() {
 				return
 			}
 		}
+		if jctx == nil {
+			continue // skipped: the staged limit is reached
+		}
 		start := time.Now()
 		staged, err := e.compress(jctx, j)
+		j.cancel() // done: nothing left to stop
 		e.mu.Lock()
 		e.busy = append(e.busy, interval{start, time.Now()})
 		j.staged, j.err = staged, err
@@ -283,9 +266,31 @@ func (e *Early) work() {
 	}
 }
 
+// next takes the first pending job, with the context it runs under (keep
+// cancels it when the image turns out not to need the layer). At the staged
+// limit it ends the job at once (errEarlyFull) and returns no context.
+func (e *Early) next() (*earlyJob, context.Context) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.pending) == 0 {
+		return nil, nil
+	}
+	var j *earlyJob
+	j, e.pending = e.pending[0], e.pending[1:]
+	if e.staged >= e.maxStaged {
+		j.discard()
+		j.err = errEarlyFull
+		close(j.done)
+		return j, nil
+	}
+	var jctx context.Context
+	jctx, j.cancel = context.WithCancel(e.ctx)
+	return j, jctx
+}
+
 // compress compresses j's commit tar, or else a copy of its layer's tar
 // taken from storage (releasing the storage lock at once).
-func (e *Early) compress(ctx context.Context, j *earlyJob) ([]*stagedBlob, error) {
+func (e *Early) compress(ctx context.Context, j *earlyJob) ([]*Blob, error) {
 	l, tmp := j.layer, j.tar
 	if tmp == nil {
 		var err error
@@ -300,17 +305,17 @@ func (e *Early) compress(ctx context.Context, j *earlyJob) ([]*stagedBlob, error
 	}
 	// The child failed (no /proc/self/exe, say): one format after the other,
 	// each on one core, in this process.
-	staged := make([]*stagedBlob, 0, len(e.fs))
+	staged := make([]*Blob, 0, len(e.fs))
 	cs := e.cs
 	cs.oneCore = true
 	for _, f := range e.fs {
 		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-			closeStaged(staged)
+			CloseAll(staged)
 			return nil, err
 		}
 		one, err := compressStream(ctx, tmp, l, []formats.Format{f}, cs)
 		if err != nil {
-			closeStaged(staged)
+			CloseAll(staged)
 			return nil, err
 		}
 		staged = append(staged, one...)
@@ -320,12 +325,12 @@ func (e *Early) compress(ctx context.Context, j *earlyJob) ([]*stagedBlob, error
 
 // copyOut copies layer l's tar from storage to a temporary file, positioned
 // at its start.
-func (e *Early) copyOut(l sourceLayer) (*os.File, error) {
-	tmp, err := stagingFile(e.cs.tmpDir, "mcbuild-tar-*")
+func (e *Early) copyOut(l Layer) (*os.File, error) {
+	tmp, err := stagingFile(e.cs.TmpDir, "mcbuild-tar-*")
 	if err != nil {
 		return nil, err
 	}
-	rc, err := readLayer(e.store, l.id)
+	rc, err := readLayer(e.store, l.ID)
 	if err != nil {
 		tmp.Close()
 		return nil, err
@@ -334,7 +339,7 @@ func (e *Early) copyOut(l sourceLayer) (*os.File, error) {
 	rc.Close()
 	if err != nil {
 		tmp.Close()
-		return nil, fmt.Errorf("reading layer %s from storage: %w", l.id, err)
+		return nil, fmt.Errorf("reading layer %s from storage: %w", l.ID, err)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		tmp.Close()
@@ -379,7 +384,9 @@ func (e *Early) keep(diffIDs []digest.Digest) {
 			j.discard()
 			continue
 		}
-		j.cancel()
+		if j.cancel != nil { // nil: skipped at the staged limit
+			j.cancel()
+		}
 		go func() { // under way or done: its files go once it ends
 			<-j.done
 			e.release(j.staged)
@@ -394,18 +401,19 @@ func (j *earlyJob) discard() {
 	}
 }
 
-// take returns layer l compressed in Early's formats and settings if the
-// worker has it or is working on it (waiting for it then), and nil if
-// Publish should compress it itself (never queued, still queued, or failed
-// early). fromCommit says whether it was compressed from buildah's commit tar.
-func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format, cs compressSettings) (staged []*stagedBlob, fromCommit bool, err error) {
-	if e == nil || !slices.Equal(e.fs, fs) || e.cs.level != cs.level || e.cs.encoder != cs.encoder {
-		return nil, false, nil // made for other settings than this publish's
+// Stage is Early's side of Source: layer l compressed in Early's formats
+// and settings if the worker has it or is working on it (waiting for it
+// then), and nil if the stager should compress it itself (never queued,
+// still queued, failed early, or made for other formats or settings). Each
+// blob's Origin says whether it came from buildah's commit tar.
+func (e *Early) Stage(ctx context.Context, l Layer, fs []formats.Format, s Settings) ([]*Blob, error) {
+	if e == nil || !slices.Equal(e.fs, fs) || e.cs.Level != s.Level || e.cs.Encoder != s.Encoder {
+		return nil, nil
 	}
 	e.mu.Lock()
-	j := e.jobs[l.diffID]
+	j := e.jobs[l.DiffID]
 	if j != nil {
-		delete(e.jobs, l.diffID)
+		delete(e.jobs, l.DiffID)
 		if i := slices.Index(e.pending, j); i >= 0 { // not started: quicker to do it now
 			e.pending = slices.Delete(e.pending, i, i+1)
 			j.discard()
@@ -414,36 +422,43 @@ func (e *Early) take(ctx context.Context, l sourceLayer, fs []formats.Format, cs
 	}
 	e.mu.Unlock()
 	if j == nil {
-		return nil, false, nil
+		return nil, nil
 	}
 	select {
 	case <-j.done:
 	case <-ctx.Done():
 		go func() { <-j.done; e.release(j.staged) }()
-		return nil, false, ctx.Err()
+		return nil, ctx.Err()
 	}
 	if j.err != nil {
 		e.release(j.staged)
-		return nil, false, nil // compressed again by Publish, which reports any error
+		return nil, nil // compressed again by the stager, which reports any error
 	}
 	e.mu.Lock()
-	e.staged -= stagedSize(j.staged) // Publish's now
+	e.staged -= stagedSize(j.staged) // the stager's now
 	e.mu.Unlock()
-	return j.staged, j.tar != nil, nil
+	origin := OriginEarlyStorage
+	if j.tar != nil {
+		origin = OriginCommitTar
+	}
+	for _, b := range j.staged {
+		b.Origin = origin
+	}
+	return j.staged, nil
 }
 
 // release closes staged, compressed by the worker and no longer wanted.
-func (e *Early) release(staged []*stagedBlob) {
+func (e *Early) release(staged []*Blob) {
 	e.mu.Lock()
 	e.staged -= stagedSize(staged)
 	e.mu.Unlock()
-	closeStaged(staged)
+	CloseAll(staged)
 }
 
-func stagedSize(staged []*stagedBlob) int64 {
+func stagedSize(staged []*Blob) int64 {
 	var n int64
 	for _, b := range staged {
-		n += b.desc.Size
+		n += b.Desc.Size
 	}
 	return n
 }
@@ -484,16 +499,10 @@ func (e *Early) Close() {
 		delete(e.jobs, d)
 		select {
 		case <-j.done:
-			closeStaged(j.staged)
+			CloseAll(j.staged)
 		default: // never started
 			j.discard()
 		}
 	}
 	e.pending = nil
-}
-
-func closeStaged(bs []*stagedBlob) {
-	for _, b := range bs {
-		b.close()
-	}
 }

@@ -1,4 +1,4 @@
-package publish
+package stage
 
 import (
 	"archive/tar"
@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/storage/pkg/reexec"
@@ -60,15 +61,15 @@ func layerTar(t *testing.T) (*os.File, digest.Digest, int64) {
 func TestCompressInChild(t *testing.T) {
 	ctx := context.Background()
 	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
-	cs := compressSettings{level: DefaultZstdLevel, tmpDir: t.TempDir()}
+	cs := Settings{Level: DefaultZstdLevel, TmpDir: t.TempDir()}
 	f, d, size := layerTar(t)
-	l := sourceLayer{id: "layer1", diffID: d, size: size}
+	l := Layer{ID: "layer1", DiffID: d, Size: size}
 
 	inChild, err := compressInChild(ctx, f, l, fs, cs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeStaged(inChild)
+	defer CloseAll(inChild)
 	if _, err := f.Seek(0, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -76,14 +77,14 @@ func TestCompressInChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeStaged(here)
+	defer CloseAll(here)
 	for i := range fs {
-		if !reflect.DeepEqual(inChild[i].desc, here[i].desc) {
-			t.Errorf("%s: child wrote %+v, this process %+v", fs[i], inChild[i].desc, here[i].desc)
+		if !reflect.DeepEqual(inChild[i].Desc, here[i].Desc) {
+			t.Errorf("%s: child wrote %+v, this process %+v", fs[i], inChild[i].Desc, here[i].Desc)
 		}
-		st, err := inChild[i].file.Stat()
-		if err != nil || st.Size() != inChild[i].desc.Size {
-			t.Errorf("%s: the child's file holds %v bytes (%v), its descriptor says %d", fs[i], st.Size(), err, inChild[i].desc.Size)
+		st, err := inChild[i].File.Stat()
+		if err != nil || st.Size() != inChild[i].Desc.Size {
+			t.Errorf("%s: the child's file holds %v bytes (%v), its descriptor says %d", fs[i], st.Size(), err, inChild[i].Desc.Size)
 		}
 	}
 
@@ -91,37 +92,37 @@ func TestCompressInChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := l
-	bad.diffID = digest.FromString("something else")
+	bad.DiffID = digest.FromString("something else")
 	if _, err := compressInChild(ctx, f, bad, fs, cs); err == nil || !strings.Contains(err.Error(), "the store is damaged") {
 		t.Errorf("child on a tar that does not match its diff ID: err = %v", err)
 	}
 }
 
-// TestEarlyTakeSettings: a layer compressed early is only used by a publish
+// TestEarlyStageSettings: a layer compressed early is only used by a stager
 // with the same formats, level and encoder.
-func TestEarlyTakeSettings(t *testing.T) {
+func TestEarlyStageSettings(t *testing.T) {
 	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
-	cs := compressSettings{level: 3, encoder: EncoderParallel}
-	l := sourceLayer{id: "l", diffID: digest.FromString("l")}
+	cs := Settings{Level: 3, Encoder: EncoderParallel}
+	l := Layer{ID: "l", DiffID: digest.FromString("l")}
 	for _, tc := range []struct {
 		name string
 		fs   []formats.Format
-		cs   compressSettings
+		cs   Settings
 		want bool
 	}{
 		{"same", fs, cs, true},
-		{"other level", fs, compressSettings{level: 5, encoder: EncoderParallel}, false},
-		{"other encoder", fs, compressSettings{level: 3, encoder: EncoderUpstream}, false},
+		{"other level", fs, Settings{Level: 5, Encoder: EncoderParallel}, false},
+		{"other encoder", fs, Settings{Level: 3, Encoder: EncoderUpstream}, false},
 		{"other formats", fs[:1], cs, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			done := make(chan struct{})
 			close(done)
-			job := &earlyJob{layer: l, done: done, staged: []*stagedBlob{{}, {}}}
-			e := &Early{fs: fs, cs: cs, jobs: map[digest.Digest]*earlyJob{l.diffID: job}}
-			got, _, err := e.take(context.Background(), l, tc.fs, tc.cs)
+			job := &earlyJob{layer: l, done: done, staged: []*Blob{{}, {}}}
+			e := &Early{fs: fs, cs: cs, jobs: map[digest.Digest]*earlyJob{l.DiffID: job}}
+			got, err := e.Stage(context.Background(), l, tc.fs, tc.cs)
 			if err != nil || (got != nil) != tc.want {
-				t.Errorf("take = %v, %v; want a result: %v", got, err, tc.want)
+				t.Errorf("Stage = %v, %v; want a result: %v", got, err, tc.want)
 			}
 		})
 	}
@@ -213,7 +214,7 @@ func TestEarlyQueuedTarBound(t *testing.T) {
 		t.Fatalf("%d tars queued, want 2 (120 of at most 130 bytes)", len(e.pending))
 	}
 	for _, j := range e.pending {
-		if j.tar == nil || !slices.Contains(names, j.layer.diffID.String()) || j.layer.size != 60 {
+		if j.tar == nil || !slices.Contains(names, j.layer.DiffID.String()) || j.layer.Size != 60 {
 			t.Errorf("queued %+v", j.layer)
 		}
 	}
@@ -230,7 +231,7 @@ func TestEarlyQueuedTarBound(t *testing.T) {
 func TestEarlyStagedBound(t *testing.T) {
 	dir := t.TempDir()
 	fs := []formats.Format{formats.Gzip}
-	e := &Early{buildTmpDir: dir, fs: fs, cs: compressSettings{level: DefaultZstdLevel, tmpDir: t.TempDir()},
+	e := &Early{buildTmpDir: dir, fs: fs, cs: Settings{Level: DefaultZstdLevel, TmpDir: t.TempDir()},
 		seenTars: map[string]bool{}, maxQueuedBytes: maxQueuedTarBytes, maxStaged: 1,
 		jobs: map[digest.Digest]*earlyJob{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), watched: make(chan struct{})}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
@@ -279,13 +280,13 @@ func TestEarlyStagedBound(t *testing.T) {
 	if !errors.Is(second.err, errEarlyFull) {
 		t.Errorf("the other layer: err = %v, want it left to Publish (%v)", second.err, errEarlyFull)
 	}
-	staged, fromCommit, err := e.take(context.Background(), first.layer, fs, e.cs)
-	if err != nil || len(staged) != 1 || !fromCommit {
-		t.Fatalf("take = %d staged, fromCommit %v, %v", len(staged), fromCommit, err)
+	staged, err := e.Stage(context.Background(), first.layer, fs, e.cs)
+	if err != nil || len(staged) != 1 || staged[0].Origin != OriginCommitTar {
+		t.Fatalf("Stage = %d staged (%v), want 1 from the commit tar", len(staged), err)
 	}
-	closeStaged(staged)
-	if got, _, _ := e.take(context.Background(), second.layer, fs, e.cs); got != nil {
-		t.Error("take returned the layer Early skipped")
+	CloseAll(staged)
+	if got, _ := e.Stage(context.Background(), second.layer, fs, e.cs); got != nil {
+		t.Error("Stage returned the layer Early skipped")
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -301,7 +302,7 @@ func TestEarlyStagedBound(t *testing.T) {
 func TestCompressStreamErrors(t *testing.T) {
 	ctx := context.Background()
 	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
-	cs := compressSettings{level: DefaultZstdLevel, tmpDir: t.TempDir()}
+	cs := Settings{Level: DefaultZstdLevel, TmpDir: t.TempDir()}
 	f, d, size := layerTar(t)
 	good, err := io.ReadAll(f)
 	if err != nil {
@@ -325,17 +326,17 @@ func TestCompressStreamErrors(t *testing.T) {
 			[]string{fmt.Sprintf("reads as %d bytes, storage recorded %d", size, size+1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := sourceLayer{id: "layer1", diffID: tc.diffID, size: tc.size}
+			l := Layer{ID: "layer1", DiffID: tc.diffID, Size: tc.size}
 			staged, err := compressStream(ctx, bytes.NewReader(tc.in), l, fs, cs)
 			if tc.want == nil {
 				if err != nil {
 					t.Fatal(err)
 				}
-				closeStaged(staged)
+				CloseAll(staged)
 				return
 			}
 			if err == nil {
-				closeStaged(staged)
+				CloseAll(staged)
 				t.Fatal("no error")
 			}
 			for _, w := range tc.want {
@@ -348,4 +349,91 @@ func TestCompressStreamErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompressStreamNoLeak: when staging a later format cannot start (its
+// file cannot be created), the compressors already started end with it: no
+// goroutine outlives the failed layer.
+func TestCompressStreamNoLeak(t *testing.T) {
+	f, d, size := layerTar(t)
+	l := Layer{ID: "layer1", DiffID: d, Size: size}
+	fs := []formats.Format{formats.ZstdChunked, formats.Zstd, formats.Gzip}
+	before := runtime.NumGoroutine()
+	for range 20 {
+		cs := Settings{Level: DefaultZstdLevel, Encoder: EncoderParallel, outFile: func(i int) (*os.File, error) {
+			if i == len(fs)-1 {
+				return nil, errors.New("no room for the last format")
+			}
+			return stagingFile(t.TempDir(), "out-*")
+		}}
+		if _, err := compressStream(context.Background(), f, l, fs, cs); err == nil || !strings.Contains(err.Error(), "no room") {
+			t.Fatalf("err = %v, want the staging failure", err)
+		}
+	}
+	// Goroutines that are ending may take a moment to be gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after 20 failed layers, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestStagerSources: a source's blobs are used for the formats it has and
+// the stager compresses only the rest from storage; the layer's own
+// annotations are merged into every blob.
+func TestStagerSources(t *testing.T) {
+	f, d, size := layerTar(t)
+	l := Layer{ID: "layer1", DiffID: d, Size: size, Annotations: map[string]string{"org.example": "kept"}}
+	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
+	s := Settings{TmpDir: t.TempDir()}.withDefaults()
+	want, err := compressStream(context.Background(), f, l, fs, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer CloseAll(want)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeSource{blob: &Blob{File: f, Desc: want[0].Desc, Origin: "fake"}, format: formats.Gzip}
+	st := NewStager(nil, fs, s, src)
+	st.read = func(Layer) (io.ReadCloser, error) { return io.NopCloser(f), nil }
+	got, err := st.Stage(context.Background(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Origin != "fake" || got[1].Origin != OriginStorage {
+		t.Errorf("origins %q, %q; want fake, %q", got[0].Origin, got[1].Origin, OriginStorage)
+	}
+	if !reflect.DeepEqual(src.asked, []formats.Format{formats.Gzip, formats.ZstdChunked}) {
+		t.Errorf("the source was asked for %v", src.asked)
+	}
+	if got[1].Desc.Digest != want[1].Desc.Digest {
+		t.Errorf("zstd:chunked compressed by the stager: %s, want %s", got[1].Desc.Digest, want[1].Desc.Digest)
+	}
+	for i, b := range got {
+		if b.Desc.Annotations["org.example"] != "kept" {
+			t.Errorf("%s: annotations %v lack the layer's own", fs[i], b.Desc.Annotations)
+		}
+	}
+}
+
+// fakeSource has one format of every layer.
+type fakeSource struct {
+	blob   *Blob
+	format formats.Format
+	asked  []formats.Format
+}
+
+func (s *fakeSource) Stage(_ context.Context, _ Layer, fs []formats.Format, _ Settings) ([]*Blob, error) {
+	s.asked = append(s.asked, fs...)
+	out := make([]*Blob, len(fs))
+	for i, f := range fs {
+		if f == s.format {
+			out[i] = s.blob
+		}
+	}
+	return out, nil
 }

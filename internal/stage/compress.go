@@ -1,4 +1,4 @@
-package publish
+package stage
 
 import (
 	"bufio"
@@ -36,21 +36,25 @@ const (
 	queueBlocks = 8
 )
 
-// stagedBlob is one compressed layer in an (unlinked) temporary file,
+// Blob is one compressed layer in an (unlinked) temporary file,
 // waiting to be uploaded; its name is gone, so a killed process leaves
 // nothing behind.
-type stagedBlob struct {
-	file *os.File
-	desc ocispec.Descriptor
+type Blob struct {
+	File *os.File
+	Desc ocispec.Descriptor
+	// Origin says where the blob came from, for the summary (OriginStorage,
+	// OriginCommitTar, OriginEarlyStorage).
+	Origin Origin
 }
 
-func (b *stagedBlob) close() { _ = b.file.Close() }
+// Close releases the blob's file.
+func (b *Blob) Close() { _ = b.File.Close() }
 
-// compressSettings say how layers are compressed.
-type compressSettings struct {
-	level   int    // zstd level for zstd and zstd:chunked
-	encoder string // zstd:chunked encoder, EncoderParallel or EncoderUpstream
-	tmpDir  string
+// Settings say how layers are compressed.
+type Settings struct {
+	Level   int     // zstd level for zstd and zstd:chunked
+	Encoder Encoder // zstd:chunked encoder
+	TmpDir  string  // where compressed layers wait for their upload (unlinked files)
 	// oneCore keeps each compressor to one goroutine at a time. The output
 	// is the same.
 	oneCore bool
@@ -71,18 +75,6 @@ func stagingFile(dir, pattern string) (*os.File, error) {
 	return f, nil
 }
 
-// compressLayer reads layer's uncompressed tar from store once and writes it
-// in every format of fs, concurrently, to temporary files. It checks the tar
-// against the layer's diffID. The result is in the order of fs.
-func compressLayer(ctx context.Context, store storage.Store, layer sourceLayer, fs []formats.Format, cs compressSettings) ([]*stagedBlob, error) {
-	rc, err := readLayer(store, layer.id)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return compressStream(ctx, rc, layer, fs, cs)
-}
-
 // readLayer opens layer id's uncompressed tar. Storage holds its layer
 // store's lock until the reader is closed.
 func readLayer(store storage.Store, id string) (io.ReadCloser, error) {
@@ -95,7 +87,7 @@ func readLayer(store storage.Store, id string) (io.ReadCloser, error) {
 }
 
 // compressStream is compressLayer on a tar already opened.
-func compressStream(ctx context.Context, rc io.Reader, layer sourceLayer, fs []formats.Format, cs compressSettings) (staged []*stagedBlob, err error) {
+func compressStream(ctx context.Context, rc io.Reader, layer Layer, fs []formats.Format, cs Settings) (staged []*Blob, err error) {
 	sinks := make([]*sink, 0, len(fs))
 	defer func() {
 		if err != nil {
@@ -160,18 +152,18 @@ func compressStream(ctx context.Context, rc io.Reader, layer sourceLayer, fs []f
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	if got := digest.NewDigest(digest.SHA256, diffID); got != layer.diffID {
-		return nil, fmt.Errorf("layer %s in storage reads as %s (%d bytes), the image config says %s: %s", layer, got, read, layer.diffID, notReproduced)
+	if got := digest.NewDigest(digest.SHA256, diffID); got != layer.DiffID {
+		return nil, fmt.Errorf("layer %s in storage reads as %s (%d bytes), the image config says %s: %s", layer, got, read, layer.DiffID, notReproduced)
 	}
-	if layer.size >= 0 && read != layer.size {
-		return nil, fmt.Errorf("layer %s in storage reads as %d bytes, storage recorded %d: %s", layer, read, layer.size, notReproduced)
+	if layer.Size >= 0 && read != layer.Size {
+		return nil, fmt.Errorf("layer %s in storage reads as %d bytes, storage recorded %d: %s", layer, read, layer.Size, notReproduced)
 	}
 	for _, err := range sinkErrs {
 		if err != nil {
 			return nil, fmt.Errorf("layer %s: %w", layer, err)
 		}
 	}
-	staged = make([]*stagedBlob, len(sinks))
+	staged = make([]*Blob, len(sinks))
 	for i, s := range sinks {
 		staged[i] = s.staged()
 	}
@@ -214,12 +206,13 @@ type sink struct {
 	out        *digestWriter
 	compressor io.WriteCloser
 	metadata   map[string]string // zstd:chunked annotations, filled on Close
+	ran        bool              // run was called: it closes the compressor
 }
 
-func newSink(f formats.Format, cs compressSettings, i int) (*sink, error) {
+func newSink(f formats.Format, cs Settings, i int) (*sink, error) {
 	newFile := cs.outFile
 	if newFile == nil {
-		newFile = func(int) (*os.File, error) { return stagingFile(cs.tmpDir, "mcbuild-layer-*") }
+		newFile = func(int) (*os.File, error) { return stagingFile(cs.TmpDir, "mcbuild-layer-*") }
 	}
 	file, err := newFile(i)
 	if err != nil {
@@ -241,7 +234,7 @@ func newSink(f formats.Format, cs compressSettings, i int) (*sink, error) {
 // gzip and zstd are what containers/image uses (pgzip at its default level,
 // klauspost zstd at the given level); zstd:chunked is pkg/zstdchunked or,
 // as the reference, containers/storage's own encoder.
-func newCompressor(f formats.Format, w io.Writer, metadata map[string]string, cs compressSettings) (io.WriteCloser, error) {
+func newCompressor(f formats.Format, w io.Writer, metadata map[string]string, cs Settings) (io.WriteCloser, error) {
 	switch f {
 	case formats.Gzip:
 		zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
@@ -251,20 +244,20 @@ func newCompressor(f formats.Format, w io.Writer, metadata map[string]string, cs
 		}
 		return zw, err
 	case formats.Zstd:
-		opts := []zstd.EOption{zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(cs.level))}
+		opts := []zstd.EOption{zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(cs.Level))}
 		if cs.oneCore {
 			opts = append(opts, zstd.WithEncoderConcurrency(1))
 		}
 		return zstd.NewWriter(w, opts...)
 	case formats.ZstdChunked:
-		if cs.encoder == EncoderUpstream {
-			return zstdchunked.NewUpstreamWriter(w, metadata, cs.level)
+		if cs.Encoder == EncoderUpstream {
+			return zstdchunked.NewUpstreamWriter(w, metadata, cs.Level)
 		}
 		var opts []zstdchunked.Option
 		if cs.oneCore {
 			opts = append(opts, zstdchunked.WithWorkers(1))
 		}
-		return zstdchunked.NewWriter(w, metadata, cs.level, opts...)
+		return zstdchunked.NewWriter(w, metadata, cs.Level, opts...)
 	}
 	return nil, fmt.Errorf("compression format %q: not supported", f)
 }
@@ -276,6 +269,7 @@ func newCompressor(f formats.Format, w io.Writer, metadata map[string]string, cs
 // few bytes; gzip and zstd:chunked are the same). After a failure it keeps
 // draining, so the reader never blocks on it; the error ends the layer.
 func (s *sink) run() error {
+	s.ran = true
 	var err error
 	for b := range s.in {
 		if err == nil {
@@ -296,12 +290,12 @@ func (s *sink) run() error {
 	return nil
 }
 
-func (s *sink) staged() *stagedBlob {
+func (s *sink) staged() *Blob {
 	var ann map[string]string // the compressor's (zstd:chunked); the manifest adds the layer's own
 	if len(s.metadata) > 0 {
 		ann = s.metadata
 	}
-	return &stagedBlob{file: s.file, desc: ocispec.Descriptor{
+	return &Blob{File: s.file, Origin: OriginStorage, Desc: ocispec.Descriptor{
 		MediaType:   s.format.LayerMediaType(),
 		Digest:      digest.NewDigest(digest.SHA256, s.out.h),
 		Size:        s.out.n,
@@ -309,7 +303,15 @@ func (s *sink) staged() *stagedBlob {
 	}}
 }
 
-func (s *sink) abort() { _ = s.file.Close() }
+// abort releases a sink that failed or whose layer failed. A sink that never
+// ran still has its compressor open, and a zstd:chunked writer's goroutine
+// waits for input until it is closed.
+func (s *sink) abort() {
+	if !s.ran {
+		_ = s.compressor.Close()
+	}
+	_ = s.file.Close()
+}
 
 // digestWriter hashes and counts what passes through it.
 type digestWriter struct {

@@ -1,4 +1,4 @@
-package publish
+package stage
 
 import (
 	"bytes"
@@ -42,7 +42,7 @@ type childJob struct {
 	Size    int64            `json:"size"`
 	Formats []formats.Format `json:"formats"`
 	Level   int              `json:"level"`
-	Encoder string           `json:"encoder"`
+	Encoder Encoder          `json:"encoder"`
 }
 
 // childResult is what the child answers on stdout: one descriptor per format.
@@ -65,17 +65,17 @@ func runChild(in io.Reader, out io.Writer) error {
 		return fmt.Errorf("reading the job: %w", err)
 	}
 	tar := os.NewFile(3, "layer.tar")
-	cs := compressSettings{level: job.Level, encoder: job.Encoder, outFile: func(i int) (*os.File, error) {
+	cs := Settings{Level: job.Level, Encoder: job.Encoder, outFile: func(i int) (*os.File, error) {
 		return os.NewFile(uintptr(4+i), "layer."+strconv.Itoa(i)), nil
 	}}
-	layer := sourceLayer{id: job.LayerID, diffID: job.DiffID, size: job.Size}
+	layer := Layer{ID: job.LayerID, DiffID: job.DiffID, Size: job.Size}
 	staged, err := compressStream(context.Background(), tar, layer, job.Formats, cs)
 	if err != nil {
 		return err
 	}
 	var res childResult
 	for _, b := range staged {
-		res.Layers = append(res.Layers, b.desc)
+		res.Layers = append(res.Layers, b.Desc)
 	}
 	return json.NewEncoder(out).Encode(res)
 }
@@ -103,7 +103,7 @@ func renice(n int) {
 
 // compressInChild compresses the tar in file tar (positioned at its start)
 // in the formats fs, in a niced child process, into new staging files.
-func compressInChild(ctx context.Context, tar *os.File, l sourceLayer, fs []formats.Format, cs compressSettings) (staged []*stagedBlob, err error) {
+func compressInChild(ctx context.Context, tar *os.File, l Layer, fs []formats.Format, cs Settings) (staged []*Blob, err error) {
 	outs := make([]*os.File, 0, len(fs))
 	defer func() {
 		if err != nil {
@@ -113,13 +113,13 @@ func compressInChild(ctx context.Context, tar *os.File, l sourceLayer, fs []form
 		}
 	}()
 	for range fs {
-		f, err := stagingFile(cs.tmpDir, "mcbuild-layer-*")
+		f, err := stagingFile(cs.TmpDir, "mcbuild-layer-*")
 		if err != nil {
 			return nil, err
 		}
 		outs = append(outs, f)
 	}
-	job, err := json.Marshal(childJob{LayerID: l.id, DiffID: l.diffID, Size: l.size, Formats: fs, Level: cs.level, Encoder: cs.encoder})
+	job, err := json.Marshal(childJob{LayerID: l.ID, DiffID: l.DiffID, Size: l.Size, Formats: fs, Level: cs.Level, Encoder: cs.Encoder})
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func compressInChild(ctx context.Context, tar *os.File, l sourceLayer, fs []form
 		return nil, fmt.Errorf("compressing layer %s in a child process: unreadable answer %q (%v)", l, stdout.Bytes(), err)
 	}
 	for i, d := range res.Layers {
-		staged = append(staged, &stagedBlob{file: outs[i], desc: d})
+		staged = append(staged, &Blob{File: outs[i], Desc: d})
 	}
 	return staged, nil
 }

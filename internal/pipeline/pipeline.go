@@ -1,0 +1,234 @@
+// Package pipeline runs a validated plan. `mcbuild build`: for each
+// platform build → stage → publish (package build, stage, publish), then
+// the release (package release: index → subjects → verify → tag →
+// results). `mcbuild index`: collect the inputs (package index), then the
+// same release. It times every phase in one summary.Phases record.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/storage"
+	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/mcbuild/mcbuild/internal/build"
+	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/imageref"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/publish"
+	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/release"
+	"github.com/mcbuild/mcbuild/internal/stage"
+	"github.com/mcbuild/mcbuild/internal/summary"
+)
+
+// BuildPlan is a validated `mcbuild build`.
+type BuildPlan struct {
+	Dest      imageref.Ref
+	Platforms []ocispec.Platform
+	Formats   []formats.Format
+	// Build is the build of every platform; Build sets its SystemContext,
+	// TmpDir and Log.
+	Build build.Options
+	Store build.StoreOptions
+	// Publisher makes the variants; Stage says how layers are compressed.
+	// Stage.TmpDir is where the run's scratch directory and staged blobs go
+	// (default stage.DefaultTmpDir()).
+	Publisher publish.Kind
+	Stage     stage.Settings
+	// CompressWhileBuilding starts compressing each layer as soon as the
+	// build commits it (stage.Early); Stream publisher only.
+	CompressWhileBuilding bool
+	Registry              registry.Options
+	Results               Results
+	// Log receives progress lines; ProgressInterval paces the upload
+	// progress lines (0: none).
+	Log              io.Writer
+	ProgressInterval time.Duration
+}
+
+// IndexPlan is a validated `mcbuild index`: merge From (references in
+// Dest's repository) into one index at Dest.
+type IndexPlan struct {
+	Dest     imageref.Ref
+	From     []string
+	Registry registry.Options
+	Results  Results
+	Log      io.Writer
+}
+
+// Results say where the Tekton results go.
+type Results struct {
+	Dir    string // "" writes none
+	Budget int    // bytes all results may take; 0 means results.DefaultBudget
+}
+
+// Outcome is what a run published, and how long each phase took.
+type Outcome struct {
+	release.Outcome
+	Phases summary.Phases
+}
+
+// Build runs a build plan: every platform is built, then published in every
+// format, then the release is made.
+func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
+	started := time.Now()
+	repo, err := open(ctx, p.Dest.Repository, p.Registry)
+	if err != nil {
+		return Outcome{}, err
+	}
+	store, err := build.OpenStore(p.Store)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer func() { _, _ = store.Shutdown(false) }()
+	tmpRoot := p.Stage.TmpDir
+	if tmpRoot == "" {
+		tmpRoot = stage.DefaultTmpDir()
+	}
+	// The build's TMPDIR receives a copy of every layer's tar while buildah
+	// commits it: with containers/image's big files, not in the run root,
+	// often a tmpfs that a big layer would fill.
+	scratch, err := os.MkdirTemp(tmpRoot, "mcbuild-")
+	if err != nil {
+		return Outcome{}, fmt.Errorf("creating a scratch directory under %s: %w", tmpRoot, err)
+	}
+	defer os.RemoveAll(scratch)
+
+	sys := registry.SystemContext(p.Registry, filepath.Join(scratch, "blob-info-cache"))
+	p.Build.SystemContext, p.Build.TmpDir, p.Build.Log = sys, filepath.Join(scratch, "tmp"), p.Log
+	p.Stage.TmpDir = tmpRoot
+	var phases summary.Phases
+	pub, err := publish.New(p.Publisher, store, p.Dest.Repository, p.Formats, publish.Options{
+		SystemContext: sys, Registry: p.Registry, Stage: p.Stage, BlobInfoCacheDir: sys.BlobInfoCacheDir,
+		Log: p.Log, ProgressInterval: p.ProgressInterval,
+		Pushed: func(e index.Entry, took time.Duration) { phases.AddPublishFormat(string(e.Format), took) },
+	})
+	if err != nil {
+		return Outcome{}, err
+	}
+	var entries []index.Entry
+	for _, platform := range p.Platforms {
+		published, err := p.buildPlatform(ctx, store, pub, platform, &phases)
+		if err != nil {
+			return Outcome{}, err
+		}
+		entries = append(entries, published...)
+	}
+	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, started)
+}
+
+// buildPlatform builds for one platform and publishes the image in every
+// format. Its phases are labelled for --cpu-profile (pprof -tagfocus
+// phase=publish).
+func (p BuildPlan) buildPlatform(ctx context.Context, store storage.Store, pub publish.Publisher, platform ocispec.Platform, phases *summary.Phases) ([]index.Entry, error) {
+	t0 := time.Now()
+	logf(p.Log, "building %s for %s", p.Build.Containerfile, platforms.String(platform))
+	var early *stage.Early
+	if p.CompressWhileBuilding {
+		var err error
+		if early, err = stage.StartEarly(ctx, store, p.Formats, p.Stage, p.Build.TmpDir); err != nil {
+			return nil, err
+		}
+		defer early.Close()
+	}
+	var img build.Image
+	var err error
+	pprof.Do(ctx, pprof.Labels("phase", "build"), func(ctx context.Context) {
+		img, err = build.Build(ctx, store, p.Build, platform)
+	})
+	early.StopWatching()
+	if err != nil {
+		return nil, err
+	}
+	phases.Build += time.Since(t0).Seconds()
+	t0 = time.Now()
+	var sources []stage.Source
+	if early != nil {
+		sources = append(sources, early)
+	}
+	var published []index.Entry
+	pprof.Do(ctx, pprof.Labels("phase", "publish"), func(ctx context.Context) {
+		published, err = pub.Publish(ctx, img, sources...)
+	})
+	phases.Publish += time.Since(t0).Seconds()
+	phases.CompressDuringBuild += early.Busy().Seconds()
+	return published, err
+}
+
+// Index runs an index plan: the inputs are read and flattened, then the
+// release is made.
+func Index(ctx context.Context, p IndexPlan) (Outcome, error) {
+	started := time.Now()
+	repo, err := open(ctx, p.Dest.Repository, p.Registry)
+	if err != nil {
+		return Outcome{}, err
+	}
+	entries, warnings, err := index.Merge(ctx, repo, p.From...)
+	if err != nil {
+		return Outcome{}, err
+	}
+	for _, w := range warnings {
+		logf(p.Log, "Warning: %s", w)
+	}
+	phases := summary.Phases{Collect: time.Since(started).Seconds()}
+	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, started)
+}
+
+// open is the preflight every command makes before any work: the registry
+// answers and takes the credentials (registry.Ping), then the repository.
+func open(ctx context.Context, repo string, o registry.Options) (*remote.Repository, error) {
+	if err := registry.Ping(ctx, repo, o); err != nil {
+		return nil, err
+	}
+	return registry.Repository(ctx, repo, o)
+}
+
+// finish makes the release of entries and completes the phases record.
+func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries []index.Entry, ro registry.Options, rs Results, log io.Writer, phases summary.Phases, started time.Time) (Outcome, error) {
+	out, err := release.Finish(ctx, repo, dest, entries, release.Options{
+		ResultsDir: rs.Dir, ResultsBudget: rs.Budget, Log: log, Registry: ro,
+	})
+	if err != nil {
+		return Outcome{}, err
+	}
+	phases.Index = out.Phases.Index.Seconds()
+	phases.Subjects = out.Phases.Subjects.Seconds()
+	phases.Verify = out.Phases.Verify.Seconds()
+	phases.Total = time.Since(started).Seconds()
+	return Outcome{Outcome: out, Phases: phases}, nil
+}
+
+// Report is the outcome as the summary prints it and --summary-json
+// writes it.
+func (o Outcome) Report() summary.Report {
+	r := summary.Report{
+		ImageRef: o.Results.ImageRef, IndexDigest: o.Index.Digest.String(), IndexSize: o.Index.Size,
+		SubjectsRef: o.Results.SubjectsRef, Warnings: o.Warnings, Phases: o.Phases,
+	}
+	for _, e := range o.Entries {
+		size, ok := o.Sizes[e.Descriptor.Digest]
+		if !ok {
+			size = -1
+		}
+		r.Manifests = append(r.Manifests, summary.Row{
+			Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format),
+			Digest: e.Descriptor.Digest.String(), Size: size,
+		})
+	}
+	return r
+}
+
+func logf(w io.Writer, format string, a ...any) {
+	if w != nil {
+		fmt.Fprintf(w, format+"\n", a...)
+	}
+}
