@@ -41,8 +41,7 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 				}
 				rows = append(rows, summary.Row{Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: size})
 			}
-			summary.Table(cmd.OutOrStdout(), rows)
-			return nil
+			return summary.Table(cmd.OutOrStdout(), rows)
 		},
 	}
 }

@@ -11,7 +11,10 @@ import (
 var errNoNetworkBackend = errors.New("mcbuild runs RUN steps in the host network namespace; no network backend is available")
 
 // noNetwork stands in for netavark. Without it buildah looks for netavark even
-// for FROM scratch builds (see FACTS.md), and a step image should not need it.
+// for FROM scratch builds: buildah.NewBuilder (buildah v1.45, new.go), which
+// every stage goes through, fills a nil NetworkInterface from
+// go.podman.io/common's network.NetworkBackend, and that fails when the
+// netavark helper binary is not installed. A step image should not need it.
 type noNetwork struct{}
 
 var _ nettypes.ContainerNetwork = noNetwork{}

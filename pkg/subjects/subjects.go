@@ -1,8 +1,3 @@
-// Package subjects builds, pushes, finds, reads and verifies mcbuild's
-// subjects artifact: an OCI artifact attached (by `subject`) to a published
-// image index that lists the index and every manifest it holds, so that
-// provenance tools (Tekton Chains) and policy checks can see every digest a
-// build produced. The format is described for users in docs/subjects.md.
 package subjects
 
 import (

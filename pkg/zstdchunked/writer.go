@@ -1,14 +1,3 @@
-// Package zstdchunked writes zstd:chunked layers (the format of
-// go.podman.io/storage/pkg/chunked) using every core: each file's header
-// run and payload chunks are independent zstd frames, so they are
-// compressed on a worker pool and written in order.
-//
-// The output is byte for byte what storage's compressor.ZstdCompressor
-// writes for the same tar and level (same chunk boundaries, same frames,
-// same TOC, tar-split and footer, same annotations); only the time it takes
-// differs. The tests check this, and that storage's own reader accepts it.
-// One deliberate difference: sparse tar entries are refused (ErrSparse),
-// where upstream writes a stream that does not decompress to its input.
 package zstdchunked
 
 import (
