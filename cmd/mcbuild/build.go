@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcbuild/mcbuild/internal/build"
+	"github.com/mcbuild/mcbuild/internal/choice"
 	"github.com/mcbuild/mcbuild/internal/cpulimit"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imageref"
@@ -228,7 +229,10 @@ func (f *buildFlags) buildOptions() (build.Options, error) {
 		SourceDateEpoch: epoch, Isolation: f.isolation, Secrets: f.secrets,
 	}
 	if err := o.Validate(); err != nil {
-		return o, flagError("--isolation", err)
+		if inv := (*choice.Invalid)(nil); errors.As(err, &inv) {
+			return o, flagError("--isolation", err)
+		}
+		return o, err
 	}
 	return o, nil
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcbuild/mcbuild/internal/imageref"
-	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/pipeline"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 	"oras.land/oras-go/v2/registry/remote"
 )
@@ -88,8 +88,7 @@ func exactlyOneRef(cmd *cobra.Command, args []string) error {
 }
 
 // openRef parses a user reference and opens its repository, after the same
-// preflight as build and index (registry.Ping), so an untrusted certificate,
-// plain HTTP or refused credentials get the same explanation and remedy.
+// preflight as build and index (pipeline.Open).
 func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, error) {
 	ref, err := imageref.Parse(s)
 	if err != nil {
@@ -99,10 +98,7 @@ func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, 
 	if err != nil {
 		return nil, ref, err
 	}
-	if err := registry.Ping(cmd.Context(), ref.Repository, ropts); err != nil {
-		return nil, ref, err
-	}
-	repo, err := registry.Repository(cmd.Context(), ref.Repository, ropts)
+	repo, err := pipeline.Open(cmd.Context(), ref.Repository, ropts)
 	return repo, ref, err
 }
 

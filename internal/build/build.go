@@ -20,6 +20,7 @@ import (
 	"go.podman.io/storage"
 	"golang.org/x/sys/unix"
 
+	"github.com/mcbuild/mcbuild/internal/choice"
 	"github.com/mcbuild/mcbuild/internal/platforms"
 )
 
@@ -65,7 +66,8 @@ func parseIsolation(s string) (define.Isolation, error) {
 	case "oci":
 		return define.IsolationOCI, nil
 	}
-	return 0, fmt.Errorf("isolation %q: valid values are %s", s, strings.Join(Isolations, ", "))
+	_, err := choice.Parse("isolation", s, Isolations)
+	return 0, err
 }
 
 // ResolveContainerfile finds the Containerfile to build. An empty file means
@@ -259,11 +261,11 @@ var StorageDrivers = []string{"vfs", "overlay"}
 
 // Validate checks the driver name before any work starts.
 func (o StoreOptions) Validate() error {
-	switch o.Driver {
-	case "", "vfs", "overlay":
+	if o.Driver == "" {
 		return nil
 	}
-	return fmt.Errorf("storage driver %q: valid drivers are %s", o.Driver, strings.Join(StorageDrivers, ", "))
+	_, err := choice.Parse("storage driver", o.Driver, StorageDrivers)
+	return err
 }
 
 // OpenStore opens (creating if needed) the containers/storage store.

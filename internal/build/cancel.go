@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +37,7 @@ const sweepInterval = 100 * time.Millisecond
 // ctx was cancelled, waits (up to a few seconds) until every step process is
 // gone.
 func killRunsOnCancel(ctx context.Context) func() {
+	wasSubreaper := isSubreaper()
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -60,13 +62,22 @@ func killRunsOnCancel(ctx context.Context) func() {
 	return func() {
 		close(done)
 		<-finished
-		if ctx.Err() == nil {
-			return
+		if ctx.Err() != nil {
+			for deadline := time.Now().Add(5 * time.Second); killStepProcesses() > 0 && time.Now().Before(deadline); {
+				time.Sleep(sweepInterval / 2)
+			}
 		}
-		for deadline := time.Now().Add(5 * time.Second); killStepProcesses() > 0 && time.Now().Before(deadline); {
-			time.Sleep(sweepInterval / 2)
+		if !wasSubreaper { // the build is over: orphans are no longer ours to watch
+			_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 		}
 	}
+}
+
+// isSubreaper reports whether this process is a child subreaper now.
+func isSubreaper() bool {
+	var v int32
+	err := unix.Prctl(unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafe.Pointer(&v)), 0, 0, 0)
+	return err == nil && v != 0
 }
 
 // killStepProcesses SIGKILLs every live descendant of this process that is

@@ -83,3 +83,26 @@ func TestKillRunsOnCancel(t *testing.T) {
 		t.Error("a child in our own mount namespace was killed")
 	}
 }
+
+// TestKillRunsOnCancelSubreaper: the process is a child subreaper only while
+// a build runs, cancelled or not.
+func TestKillRunsOnCancelSubreaper(t *testing.T) {
+	if isSubreaper() {
+		t.Fatal("a subreaper before any build")
+	}
+	for _, cancelled := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		stop := killRunsOnCancel(ctx)
+		if !isSubreaper() {
+			t.Error("not a subreaper while the build runs")
+		}
+		if cancelled {
+			cancel()
+		}
+		stop()
+		cancel()
+		if isSubreaper() {
+			t.Errorf("still a subreaper after the build (cancelled: %v)", cancelled)
+		}
+	}
+}

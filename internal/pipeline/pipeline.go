@@ -81,7 +81,7 @@ type Outcome struct {
 // format, then the release is made.
 func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 	started := time.Now()
-	repo, err := open(ctx, p.Dest.Repository, p.Registry)
+	repo, err := Open(ctx, p.Dest.Repository, p.Registry)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -168,7 +168,7 @@ func (p BuildPlan) buildPlatform(ctx context.Context, store storage.Store, pub p
 // release is made.
 func Index(ctx context.Context, p IndexPlan) (Outcome, error) {
 	started := time.Now()
-	repo, err := open(ctx, p.Dest.Repository, p.Registry)
+	repo, err := Open(ctx, p.Dest.Repository, p.Registry)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -183,9 +183,11 @@ func Index(ctx context.Context, p IndexPlan) (Outcome, error) {
 	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, started)
 }
 
-// open is the preflight every command makes before any work: the registry
-// answers and takes the credentials (registry.Ping), then the repository.
-func open(ctx context.Context, repo string, o registry.Options) (*remote.Repository, error) {
+// Open is the preflight every command makes before any work: the registry
+// answers and takes the credentials (registry.Ping), so an untrusted
+// certificate, plain HTTP or refused credentials get one explanation and
+// remedy; then the repository.
+func Open(ctx context.Context, repo string, o registry.Options) (*remote.Repository, error) {
 	if err := registry.Ping(ctx, repo, o); err != nil {
 		return nil, err
 	}

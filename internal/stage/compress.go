@@ -118,36 +118,12 @@ func compressStream(ctx context.Context, rc io.Reader, layer Layer, fs []formats
 	diffID := sha256.New()
 	var read int64
 	g.Go(func() error {
-		defer func() {
-			for _, s := range sinks {
-				close(s.in)
-			}
-		}()
-		for {
-			b := getBlock()
-			n, err := io.ReadFull(rc, b.data)
-			if n > 0 {
-				b.data = b.data[:n]
-				diffID.Write(b.data)
-				read += int64(n)
-				b.refs.Store(int32(len(sinks)))
-				for _, s := range sinks {
-					select {
-					case s.in <- b:
-					case <-gctx.Done():
-						return gctx.Err()
-					}
-				}
-			} else {
-				putBlock(b)
-			}
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("reading layer %s: %w", layer, err)
-			}
+		var err error
+		read, err = feed(gctx, rc, io.Writer(diffID), sinks)
+		if err != nil && gctx.Err() == nil {
+			return fmt.Errorf("reading layer %s: %w", layer, err)
 		}
+		return err
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -168,6 +144,43 @@ func compressStream(ctx context.Context, rc io.Reader, layer Layer, fs []formats
 		staged[i] = s.staged()
 	}
 	return staged, nil
+}
+
+// feed reads the tar in blocks, hashes each into diffID and hands it to
+// every sink; it closes the sinks' inputs when it returns, with the bytes
+// read.
+func feed(ctx context.Context, rc io.Reader, diffID io.Writer, sinks []*sink) (int64, error) {
+	defer func() {
+		for _, s := range sinks {
+			close(s.in)
+		}
+	}()
+	var read int64
+	for {
+		b := getBlock()
+		n, err := io.ReadFull(rc, b.data)
+		if n > 0 {
+			b.data = b.data[:n]
+			diffID.Write(b.data)
+			read += int64(n)
+			b.refs.Store(int32(len(sinks)))
+			for _, s := range sinks {
+				select {
+				case s.in <- b:
+				case <-ctx.Done():
+					return read, ctx.Err()
+				}
+			}
+		} else {
+			putBlock(b)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return read, nil
+		}
+		if err != nil {
+			return read, err
+		}
+	}
 }
 
 // notReproduced says why a layer may not read back as its diff ID.
