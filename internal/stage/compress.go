@@ -86,7 +86,9 @@ func readLayer(store storage.Store, id string) (io.ReadCloser, error) {
 	return rc, nil
 }
 
-// compressStream is compressLayer on a tar already opened.
+// compressStream reads a layer's uncompressed tar once and writes it in
+// every format of fs, concurrently, to temporary files, checking the tar
+// against the layer's diff ID. The result is in the order of fs.
 func compressStream(ctx context.Context, rc io.Reader, layer Layer, fs []formats.Format, cs Settings) (staged []*Blob, err error) {
 	sinks := make([]*sink, 0, len(fs))
 	defer func() {

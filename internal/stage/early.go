@@ -36,12 +36,12 @@ const commitTarGlob = "buildah*/sha256:*"
 // maxQueuedTarBytes bounds the commit tars Early holds open while they wait
 // for the worker (buildah has removed their names, so the disk space is
 // Early's): a build committing faster than the idle CPU compresses leaves
-// the rest to Publish rather than filling $TMPDIR.
+// the rest to the stager rather than filling $TMPDIR.
 const maxQueuedTarBytes = 2 << 30
 
-// maxEarlyStagedBytes bounds the compressed layers Early keeps for Publish:
+// maxEarlyStagedBytes bounds the compressed layers Early keeps for the stager:
 // layers of other stages are compressed in vain and stay on disk until
-// Publish drops them, so past this Early stops and leaves the rest to Publish.
+// the stager drops them, so past this Early stops and leaves the rest to the stager.
 const maxEarlyStagedBytes = 4 << 30
 
 // errEarlyFull marks a job Early skipped at maxEarlyStagedBytes.
@@ -63,8 +63,8 @@ var errEarlyFull = errors.New("early compression stopped: its staged layers reac
 // or a commit too quick to see) it copies the layer's tar out of storage to
 // a temporary file, holding storage's lock (which blocks the build) only for
 // the copy. Layers that do not end up in the image (those of other stages)
-// are compressed in vain; Publish (Options.Early) drops what it does not use.
-// Nothing is pushed before Publish runs.
+// are compressed in vain; the stager (Stager.Load) drops what its image does not use.
+// Nothing is pushed before the publish runs.
 //
 // A nil *Early is valid and does nothing.
 type Early struct {
@@ -106,7 +106,7 @@ type earlyJob struct {
 // compressing them in the formats fs with opts' settings. buildTmpDir is the
 // TMPDIR the build runs with (build.Options.TmpDir), where Early picks up the
 // tars of the layers buildah commits; "" reads every layer back from
-// storage. Call StopWatching when the build is done, and Close after Publish.
+// storage. Call StopWatching when the build is done, and Close after the publish.
 func StartEarly(ctx context.Context, store storage.Store, fs []formats.Format, s Settings, buildTmpDir string) (*Early, error) {
 	layers, err := store.Layers()
 	if err != nil {
@@ -158,7 +158,7 @@ func (e *Early) watch() {
 			return
 		}
 		if err != nil {
-			continue // the next tick tries again; Publish compresses what is missed
+			continue // the next tick tries again; the stager compresses what is missed
 		}
 		e.mu.Lock()
 		for _, l := range layers {
@@ -485,7 +485,7 @@ func (e *Early) Busy() time.Duration {
 
 type interval struct{ start, end time.Time }
 
-// Close stops Early and discards every layer Publish did not take.
+// Close stops Early and discards every layer the stager did not take.
 func (e *Early) Close() {
 	if e == nil {
 		return

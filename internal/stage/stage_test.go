@@ -225,9 +225,9 @@ func TestEarlyQueuedTarBound(t *testing.T) {
 	}
 }
 
-// TestEarlyStagedBound: once the compressed layers Early holds for Publish
-// reach its limit, it compresses no more (Publish does the rest); a layer
-// Publish takes no longer counts.
+// TestEarlyStagedBound: once the compressed layers Early holds for the stager
+// reach its limit, it compresses no more (the stager does the rest); a layer
+// the stager takes no longer counts.
 func TestEarlyStagedBound(t *testing.T) {
 	dir := t.TempDir()
 	fs := []formats.Format{formats.Gzip}
@@ -278,7 +278,7 @@ func TestEarlyStagedBound(t *testing.T) {
 		t.Fatalf("a layer: %v, %d staged; want one compressed", first.err, len(first.staged))
 	}
 	if !errors.Is(second.err, errEarlyFull) {
-		t.Errorf("the other layer: err = %v, want it left to Publish (%v)", second.err, errEarlyFull)
+		t.Errorf("the other layer: err = %v, want it left to the stager (%v)", second.err, errEarlyFull)
 	}
 	staged, err := e.Stage(context.Background(), first.layer, fs, e.cs)
 	if err != nil || len(staged) != 1 || staged[0].Origin != OriginCommitTar {
@@ -291,7 +291,7 @@ func TestEarlyStagedBound(t *testing.T) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.staged != 0 {
-		t.Errorf("Early still counts %d staged bytes after Publish took them", e.staged)
+		t.Errorf("Early still counts %d staged bytes after the stager took them", e.staged)
 	}
 }
 

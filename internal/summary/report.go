@@ -18,7 +18,7 @@ import (
 type Phases struct {
 	Build float64 `json:"build_seconds"`
 	// CompressDuringBuild is the part of the layer compression done while
-	// the build ran (publish.Early), on cores the build left idle: it
+	// the build ran (stage.Early), on cores the build left idle: it
 	// overlaps Build and is not in Publish.
 	CompressDuringBuild float64            `json:"compress_during_build_seconds,omitempty"`
 	Publish             float64            `json:"publish_seconds"`
