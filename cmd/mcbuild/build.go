@@ -21,7 +21,7 @@ import (
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/publish"
 	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/results"
@@ -129,8 +129,8 @@ func (f *buildFlags) plan() (buildPlan, []string, error) {
 		return p, nil, err
 	}
 	if f.platforms == "" {
-		p.platforms = []ocispec.Platform{platforms.Host()}
-	} else if p.platforms, err = platforms.Parse(f.platforms); err != nil {
+		p.platforms = []ocispec.Platform{oci.HostPlatform()}
+	} else if p.platforms, err = oci.ParsePlatforms(f.platforms); err != nil {
 		return p, nil, err
 	}
 	if f.appendPlatform {
@@ -265,7 +265,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 	var entries []index.Entry
 	for _, platform := range plan.platforms {
 		t0 := time.Now()
-		fmt.Fprintf(stderr, "building %s for %s\n", plan.build.Containerfile, platforms.String(platform))
+		fmt.Fprintf(stderr, "building %s for %s\n", plan.build.Containerfile, oci.PlatformString(platform))
 		var early *publish.Early
 		if f.compressWhileBuilding {
 			if early, err = publish.StartEarly(ctx, store, plan.formats, popts, plan.build.TmpDir); err != nil {
@@ -324,12 +324,12 @@ func warnTLS(cmd *cobra.Command, g *globalFlags) {
 }
 
 // appendPlatform gives each build of a matrix its own tag: the tag plus the
-// platform's suffix (internal/platforms.Suffix), for exactly one platform.
+// platform's suffix (oci.PlatformSuffix), for exactly one platform.
 func appendPlatform(dest imageref.Ref, flag string, ps []ocispec.Platform) (imageref.Ref, error) {
 	if len(ps) != 1 {
 		return dest, fmt.Errorf("--append-platform needs exactly one --platform, got %q", flag)
 	}
-	tagged := dest.Repository + ":" + dest.Tag + "-" + platforms.Suffix(ps[0])
+	tagged := dest.Repository + ":" + dest.Tag + "-" + oci.PlatformSuffix(ps[0])
 	out, err := imageref.ParseTagged(tagged)
 	if err != nil {
 		return dest, fmt.Errorf("--append-platform: %w", err)

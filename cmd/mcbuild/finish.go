@@ -9,7 +9,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/release"
 	"github.com/mcbuild/mcbuild/internal/summary"
@@ -39,7 +39,7 @@ func finishRelease(cmd *cobra.Command, repo *remote.Repository, ropts registry.O
 			size = -1
 		}
 		report.Manifests = append(report.Manifests, summary.Row{
-			Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format),
+			Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format),
 			Digest: e.Descriptor.Digest.String(), Size: size,
 		})
 	}

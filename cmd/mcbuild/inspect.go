@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/summary"
 )
 
@@ -39,7 +39,7 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				rows = append(rows, summary.Row{Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: size})
+				rows = append(rows, summary.Row{Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: size})
 			}
 			summary.Table(cmd.OutOrStdout(), rows)
 			return nil

@@ -19,7 +19,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/registry"
 )
 
@@ -165,7 +165,7 @@ func publishCopy(ctx context.Context, store storage.Store, img Image, repo strin
 		return nil, fmt.Errorf("image %s in storage: %w", img.ID, err)
 	}
 	entries := make([]index.Entry, len(fs))
-	platform := platforms.String(img.Platform)
+	platform := oci.PlatformString(img.Platform)
 	g, gctx := errgroup.WithContext(ctx)
 	for i, f := range fs {
 		g.Go(func() error {

@@ -21,7 +21,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/registry"
 )
 
@@ -198,7 +198,7 @@ func (r *reporter) done(e index.Entry, repo string, took time.Duration) {
 		r.pushed(e, took)
 		r.mu.Unlock()
 	}
-	r.logf("pushed %s %s as %s@%s (%d bytes manifest) in %s", platforms.String(*e.Descriptor.Platform), e.Format, repo, e.Descriptor.Digest, e.Descriptor.Size, took.Round(time.Millisecond))
+	r.logf("pushed %s %s as %s@%s (%d bytes manifest) in %s", oci.PlatformString(*e.Descriptor.Platform), e.Format, repo, e.Descriptor.Digest, e.Descriptor.Size, took.Round(time.Millisecond))
 }
 
 func reasonOr(err error) string {

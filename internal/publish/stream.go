@@ -21,7 +21,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/registry"
 )
 
@@ -49,7 +49,7 @@ func publishStream(ctx context.Context, store storage.Store, img Image, repo str
 	}
 	defer dest.Close()
 
-	platform := platforms.String(img.Platform)
+	platform := oci.PlatformString(img.Platform)
 	cs := opts.compressSettings()
 	diffIDs := make([]digest.Digest, len(src.layers))
 	for i, l := range src.layers {

@@ -23,7 +23,7 @@ import (
 	orasregistry "oras.land/oras-go/v2/registry"
 
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 const (
@@ -78,7 +78,7 @@ func New(repo string, indexDesc ocispec.Descriptor, manifests []index.Entry) Doc
 			Annotations: map[string]string{},
 		}
 		if p := e.Descriptor.Platform; p != nil {
-			s.Annotations[AnnotationPlatform] = platforms.String(*p)
+			s.Annotations[AnnotationPlatform] = oci.PlatformString(*p)
 		}
 		if e.Format != "" {
 			s.Annotations[AnnotationCompression] = string(e.Format)

@@ -51,6 +51,16 @@ func TestVerifyTampered(t *testing.T) {
 			d.Subjects[2].Annotations["platform"] = "linux/arm64/v8"
 			return d
 		}, fx.index, nil},
+		{"architecture alias equals its OCI name", func() Document {
+			d := New(repo, fx.index, e)
+			d.Subjects[2].Annotations["platform"] = "linux/aarch64"
+			return d
+		}, fx.index, nil},
+		{"malformed platform", func() Document {
+			d := New(repo, fx.index, e)
+			d.Subjects[1].Annotations["platform"] = "linux/amd64/"
+			return d
+		}, fx.index, []string{e[0].Descriptor.Digest.String() + " (linux/amd64): platform is linux/amd64/ in the subjects but linux/amd64 in the index"}},
 		{"wrong compression", func() Document {
 			d := New(repo, fx.index, e)
 			d.Subjects[1].Annotations["compression"] = string(formats.Zstd)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imagecheck"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
@@ -135,7 +136,7 @@ func platformString(p *ocispec.Platform) string {
 	if p == nil {
 		return "<none>"
 	}
-	return strings.TrimSuffix(p.OS+"/"+p.Architecture+"/"+p.Variant, "/")
+	return oci.PlatformString(*p)
 }
 
 // checkedEntry is one manifest of a published index, as read back.

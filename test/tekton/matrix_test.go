@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imagecheck"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
@@ -248,7 +249,7 @@ func platformOf(d ocispec.Descriptor) string {
 	if d.Platform == nil {
 		return "<none>"
 	}
-	return strings.TrimSuffix(d.Platform.OS+"/"+d.Platform.Architecture+"/"+d.Platform.Variant, "/")
+	return oci.PlatformString(*d.Platform)
 }
 
 // succeededTaskRun is a finished, successful TaskRun with string results.
