@@ -48,8 +48,7 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 }
 
 func shortType(mediaType string) string {
-	switch mediaType {
-	case ocispec.MediaTypeImageIndex, "application/vnd.docker.distribution.manifest.list.v2+json":
+	if oci.IsIndex(mediaType) {
 		return "index"
 	}
 	return "manifest"

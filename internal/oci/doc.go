@@ -1,7 +1,8 @@
-// Package oci is the OCI/registry vocabulary mcbuild speaks, defined once.
-// So far: target platforms (platform.go).
+// Package oci is the OCI/registry vocabulary mcbuild speaks, defined once:
+// the media types it writes and accepts (mediatype.go), the annotation keys
+// it reads and writes (annotation.go) and target platforms (platform.go).
 //
-// Every other package names these through oci instead of spelling them
-// again, so that the code that writes a value and the code that checks it
-// cannot drift apart.
+// Every other package names these through oci instead of spelling a string
+// again, so a media type or an annotation key cannot drift between the code
+// that writes it and the code that checks it.
 package oci

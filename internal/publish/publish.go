@@ -221,13 +221,10 @@ func CheckLayers(manifestBytes []byte, f formats.Format) error {
 		if l.MediaType != want {
 			return fmt.Errorf("%s variant: layer %d (%s) has media type %s, want %s", f, i, l.Digest, l.MediaType, want)
 		}
-		_, chunked := l.Annotations[ChunkedManifestChecksumAnnotation]
+		_, chunked := l.Annotations[oci.AnnotationZstdChunkedChecksum]
 		if f == formats.ZstdChunked && !chunked {
-			return fmt.Errorf("zstd:chunked variant: layer %d (%s) lacks the %s annotation", i, l.Digest, ChunkedManifestChecksumAnnotation)
+			return fmt.Errorf("zstd:chunked variant: layer %d (%s) lacks the %s annotation", i, l.Digest, oci.AnnotationZstdChunkedChecksum)
 		}
 	}
 	return nil
 }
-
-// ChunkedManifestChecksumAnnotation marks a zstd:chunked layer (its TOC digest).
-const ChunkedManifestChecksumAnnotation = "io.github.containers.zstd-chunked.manifest-checksum"

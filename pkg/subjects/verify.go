@@ -100,14 +100,14 @@ func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc oc
 		return append(out, Mismatch{Kind: KindMissing, Digest: subj.Digest}), nil
 	}
 	want := []ocispec.Descriptor{subj}
-	if isIndex(subj.MediaType) {
+	if oci.IsIndex(subj.MediaType) {
 		children, err := fetchIndex(ctx, target, subj)
 		if err != nil {
 			return nil, err
 		}
 		for _, c := range children {
 			want = append(want, c)
-			if !isIndex(c.MediaType) {
+			if !oci.IsIndex(c.MediaType) {
 				continue
 			}
 			ok, err := target.Exists(ctx, c)
@@ -194,11 +194,11 @@ func compare(s Subject, w ocispec.Descriptor, name string) []string {
 		}
 	}
 	if c, ok := s.Annotations[AnnotationCompression]; ok {
-		zstdInIndex := w.Annotations[formats.AnnotationZstd] == "true"
+		zstdInIndex := w.Annotations[oci.AnnotationZstd] == "true"
 		if formats.Format(c).IsZstd() != zstdInIndex {
 			idx := "gzip (no zstd annotation)"
 			if zstdInIndex {
-				idx = "zstd (" + formats.AnnotationZstd + ")"
+				idx = "zstd (" + oci.AnnotationZstd + ")"
 			}
 			diffs = append(diffs, fmt.Sprintf("compression is %s in the subjects but %s in the index", c, idx))
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 )
 
@@ -68,7 +69,7 @@ func TestVerifyTampered(t *testing.T) {
 		}, fx.index, []string{e[0].Descriptor.Digest.String() + " (linux/amd64): compression is zstd in the subjects but gzip (no zstd annotation) in the index"}},
 		{"wrong media type", func() Document {
 			d := New(repo, fx.index, e)
-			d.Subjects[2].MediaType = "application/vnd.docker.distribution.manifest.v2+json"
+			d.Subjects[2].MediaType = oci.MediaTypeDockerManifest
 			return d
 		}, fx.index, []string{e[1].Descriptor.Digest.String() + " (linux/arm64): mediaType is application/vnd.docker.distribution.manifest.v2+json in the subjects but application/vnd.oci.image.manifest.v1+json in the index"}},
 		{"other repository name", func() Document {

@@ -172,8 +172,8 @@ func checkIndex(t *testing.T, repo *remote.Repository, ref string, wantPlatforms
 		if platformString(m.Platform) != wantPlatform {
 			t.Errorf("entry %d platform %s, want %s", i, platformString(m.Platform), wantPlatform)
 		}
-		if ann := m.Annotations[formats.AnnotationZstd]; (ann == "true") != wantFormat.IsZstd() {
-			t.Errorf("entry %d (%s): %s annotation %q", i, wantFormat, formats.AnnotationZstd, ann)
+		if ann := m.Annotations[oci.AnnotationZstd]; (ann == "true") != wantFormat.IsZstd() {
+			t.Errorf("entry %d (%s): %s annotation %q", i, wantFormat, oci.AnnotationZstd, ann)
 		}
 		v, err := imagecheck.Check(ctx, repo, m, wantFormat)
 		if err != nil {

@@ -227,8 +227,8 @@ func checkEntries(t *testing.T, repo *remote.Repository, manifests []ocispec.Des
 		if got := platformOf(m); got != plat {
 			t.Errorf("entry %d: platform %s, want %s", i, got, plat)
 		}
-		if ann := m.Annotations[formats.AnnotationZstd]; (ann == "true") != f.IsZstd() {
-			t.Errorf("entry %d (%s %s): %s = %q", i, plat, f, formats.AnnotationZstd, ann)
+		if ann := m.Annotations[oci.AnnotationZstd]; (ann == "true") != f.IsZstd() {
+			t.Errorf("entry %d (%s %s): %s = %q", i, plat, f, oci.AnnotationZstd, ann)
 		}
 		v, err := imagecheck.Check(context.Background(), repo, m, f)
 		if err != nil {
