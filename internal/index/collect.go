@@ -18,11 +18,9 @@ import (
 	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
-// Limits applied by Collect to untrusted input.
+// Limits applied by Collect to untrusted input, besides the size of each
+// document (oci.MaxDocumentBytes).
 const (
-	// MaxDocumentBytes caps the declared size of every index, manifest and
-	// config Collect fetches. Larger descriptors are refused before fetching.
-	MaxDocumentBytes = 4 << 20
 	// MaxDepth is the number of index levels Collect follows, the root
 	// index included: root index -> nested index -> ... ; an index at a
 	// deeper level is an error.
@@ -93,17 +91,19 @@ func Merge(ctx context.Context, target oras.ReadOnlyTarget, refs ...string) ([]E
 // the same, and is an error naming both inputs when digests differ; one
 // digest reached under two platforms or formats is an error too.
 //
-// Every fetched document is size-capped (MaxDocumentBytes, MaxDocuments)
-// and verified against its descriptor's size and digest
-// (content.FetchAll), so a registry cannot substitute content.
+// Every fetched document is size-capped (oci.MaxDocumentBytes,
+// MaxDocuments) and verified against its descriptor's size and digest
+// (oci.FetchBounded), so a registry cannot substitute content.
 func Collect(ctx context.Context, fetcher content.Fetcher, roots []ocispec.Descriptor) ([]Entry, []string, error) {
-	c := newCollector(func(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
-		return content.FetchAll(ctx, fetcher, d)
+	c := newCollector(func(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error) {
+		return oci.FetchBounded(ctx, fetcher, d, oci.MaxDocumentBytes, what)
 	})
 	return c.collect(ctx, roots)
 }
 
-type fetchFunc func(ctx context.Context, d ocispec.Descriptor) ([]byte, error)
+// fetchFunc is oci.FetchBounded outside tests; a test of the cycle guard
+// swaps it for one that verifies nothing.
+type fetchFunc func(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error)
 
 type origin struct {
 	entry Entry
@@ -320,24 +320,14 @@ func layerFormat(m digest.Digest, layers []ocispec.Descriptor) (formats.Format, 
 		m, strings.Join(types, ", "))
 }
 
-// fetchLimited fetches a document after checking its declared size; the
-// fetch function verifies size and digest.
+// fetchLimited fetches a document unless MaxDocuments are fetched already;
+// the fetch function bounds its size and verifies it.
 func (c *collector) fetchLimited(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error) {
-	if d.Size <= 0 || d.Size > MaxDocumentBytes {
-		return nil, fmt.Errorf("%s %s: size %d is outside 1..%d bytes", what, d.Digest, d.Size, MaxDocumentBytes)
-	}
-	if err := d.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("%s %q: %w", what, d.Digest, err)
-	}
 	if c.fetched >= MaxDocuments {
 		return nil, fmt.Errorf("%s %s: more than %d documents to fetch", what, d.Digest, MaxDocuments)
 	}
 	c.fetched++
-	b, err := c.fetch(ctx, d)
-	if err != nil {
-		return nil, fmt.Errorf("fetching %s %s: %w", what, d.Digest, err)
-	}
-	return b, nil
+	return c.fetch(ctx, d, what)
 }
 
 // document fetches and parses an index or manifest, once per digest.

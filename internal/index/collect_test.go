@@ -411,7 +411,7 @@ func TestCollectUntrusted(t *testing.T) {
 		return store.Fetch(ctx, d)
 	})
 	huge := good
-	huge.Size = MaxDocumentBytes + 1
+	huge.Size = oci.MaxDocumentBytes + 1
 	tooSmall := good
 	tooSmall.Size--
 	liar := good
@@ -467,7 +467,7 @@ func TestCollectCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetches := 0
-	c := newCollector(func(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
+	c := newCollector(func(context.Context, ocispec.Descriptor, string) ([]byte, error) {
 		fetches++
 		return data, nil
 	})

@@ -215,8 +215,8 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 		seen[r.desc.Digest] = true // read back below: no HEAD needed
 		mu.Unlock()
 		g.Go(func() error {
-			if r.desc.Size > subjects.MaxSize {
-				return fmt.Errorf("verifying %s: %s is %d bytes, more than %d", repoName, r.what, r.desc.Size, subjects.MaxSize)
+			if err := oci.CheckSize(r.what, r.desc.Size, oci.MaxDocumentBytes); err != nil {
+				return fmt.Errorf("verifying %s: %w", repoName, err)
 			}
 			var raw []byte
 			err := mcregistry.Do(gctx, retry, nil, func(ctx context.Context) error {

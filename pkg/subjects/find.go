@@ -71,7 +71,7 @@ func ResolveArtifact(ctx context.Context, target oras.ReadOnlyGraphTarget, ref s
 	case oci.IsIndex(desc.MediaType):
 		return Find(ctx, target, desc)
 	case desc.MediaType == ocispec.MediaTypeImageManifest:
-		raw, err := fetchLimited(ctx, target, desc, "manifest")
+		raw, err := oci.FetchBounded(ctx, target, desc, oci.MaxDocumentBytes, "manifest")
 		if err != nil {
 			return ocispec.Descriptor{}, err
 		}

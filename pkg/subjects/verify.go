@@ -208,7 +208,7 @@ func compare(s Subject, w ocispec.Descriptor, name string) []string {
 
 // fetchIndex fetches (bounded, verified) an index and returns its children.
 func fetchIndex(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	raw, err := fetchLimited(ctx, f, desc, "index")
+	raw, err := oci.FetchBounded(ctx, f, desc, oci.MaxDocumentBytes, "index")
 	if err != nil {
 		return nil, err
 	}

@@ -205,11 +205,11 @@ func TestFetchUntrusted(t *testing.T) {
 		{name: "no subject", build: func(m *ocispec.Manifest, _ *[]byte) { m.Subject = nil }, wantErr: "no subject"},
 		{name: "schema version", build: func(m *ocispec.Manifest, _ *[]byte) { m.SchemaVersion = 1 }, wantErr: "schemaVersion 1"},
 		{name: "manifest mediaType field", build: func(m *ocispec.Manifest, _ *[]byte) { m.MediaType = "" }, wantErr: "mediaType \"\""},
-		{name: "layer too large", build: func(m *ocispec.Manifest, _ *[]byte) { m.Layers[0].Size = MaxSize + 1 }, wantErr: "outside 0..4194304"},
+		{name: "layer too large", build: func(m *ocispec.Manifest, _ *[]byte) { m.Layers[0].Size = MaxSize + 1 }, wantErr: "outside 1..4194304"},
 		{name: "descriptor is an index", stored: func(_ mapFetcher, d *ocispec.Descriptor, _ ocispec.Descriptor) {
 			d.MediaType = ocispec.MediaTypeImageIndex
 		}, wantErr: "not an OCI image manifest"},
-		{name: "manifest too large", stored: func(_ mapFetcher, d *ocispec.Descriptor, _ ocispec.Descriptor) { d.Size = MaxSize + 1 }, wantErr: "outside 0..4194304"},
+		{name: "manifest too large", stored: func(_ mapFetcher, d *ocispec.Descriptor, _ ocispec.Descriptor) { d.Size = MaxSize + 1 }, wantErr: "outside 1..4194304"},
 		{name: "manifest digest mismatch", stored: func(f mapFetcher, d *ocispec.Descriptor, _ ocispec.Descriptor) {
 			b := f[d.Digest]
 			f[d.Digest] = append([]byte(" "), b[:len(b)-1]...) // same size, other bytes
