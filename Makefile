@@ -88,7 +88,7 @@ clean:
 FUZZTIME ?= 10s
 # Minimising each new "interesting" input may otherwise take up to 60s.
 FUZZMINIMIZETIME ?= 2s
-FUZZ_TARGETS := internal/formats:FuzzParse internal/platforms:FuzzParse internal/imageref:FuzzParse \
+FUZZ_TARGETS := internal/formats:FuzzParse internal/oci:FuzzParsePlatforms internal/imageref:FuzzParse \
 	internal/index:FuzzAssemble internal/index:FuzzCollect pkg/subjects:FuzzDecode pkg/subjects:FuzzFetch \
 	internal/build:FuzzParseArgs internal/build:FuzzCheckSecret pkg/zstdchunked:FuzzMatchesUpstream
 .PHONY: fuzz

@@ -18,8 +18,8 @@ import (
 	"github.com/mcbuild/mcbuild/internal/cpulimit"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imageref"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/pipeline"
-	"github.com/mcbuild/mcbuild/internal/platforms"
 	"github.com/mcbuild/mcbuild/internal/publish"
 	"github.com/mcbuild/mcbuild/internal/results"
 	"github.com/mcbuild/mcbuild/internal/stage"
@@ -119,8 +119,8 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 		return p, nil, err
 	}
 	if f.platforms == "" {
-		p.Platforms = []ocispec.Platform{platforms.Host()}
-	} else if p.Platforms, err = platforms.Parse(f.platforms); err != nil {
+		p.Platforms = []ocispec.Platform{oci.HostPlatform()}
+	} else if p.Platforms, err = oci.ParsePlatforms(f.platforms); err != nil {
 		return p, nil, err
 	}
 	if f.appendPlatform {
@@ -267,7 +267,7 @@ func appendPlatform(dest imageref.Ref, flag string, ps []ocispec.Platform) (imag
 	if len(ps) != 1 {
 		return dest, fmt.Errorf("--append-platform needs exactly one --platform, got %q", flag)
 	}
-	tagged := dest.Repository + ":" + dest.Tag + "-" + platforms.Suffix(ps[0])
+	tagged := dest.Repository + ":" + dest.Tag + "-" + oci.PlatformSuffix(ps[0])
 	out, err := imageref.ParseTagged(tagged)
 	if err != nil {
 		return dest, fmt.Errorf("--append-platform: the tag %w", err)

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/summary"
 )
 
@@ -39,7 +39,7 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				rows = append(rows, summary.Row{Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: size})
+				rows = append(rows, summary.Row{Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: size})
 			}
 			return summary.Table(cmd.OutOrStdout(), rows)
 		},
@@ -47,8 +47,7 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 }
 
 func shortType(mediaType string) string {
-	switch mediaType {
-	case ocispec.MediaTypeImageIndex, "application/vnd.docker.distribution.manifest.list.v2+json":
+	if oci.IsIndex(mediaType) {
 		return "index"
 	}
 	return "manifest"

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 // Format is one layer compression format a manifest variant is published in.
@@ -21,10 +21,6 @@ const (
 // Default is the COMPRESSION_FORMATS value used when none is given.
 const Default = "gzip,zstd:chunked"
 
-// AnnotationZstd marks an index entry whose layers are zstd (plain or chunked);
-// containers/image based clients prefer such entries for their platform.
-const AnnotationZstd = "io.github.containers.compression.zstd"
-
 // Known lists every accepted format, in the order they are documented.
 var Known = []Format{Gzip, Zstd, ZstdChunked}
 
@@ -35,9 +31,9 @@ func (f Format) IsZstd() bool { return f == Zstd || f == ZstdChunked }
 // (zstd:chunked layers are zstd, told apart by their annotations).
 func (f Format) LayerMediaType() string {
 	if f.IsZstd() {
-		return ocispec.MediaTypeImageLayerZstd
+		return oci.MediaTypeImageLayerZstd
 	}
-	return ocispec.MediaTypeImageLayerGzip
+	return oci.MediaTypeImageLayerGzip
 }
 
 // Rank orders formats inside one platform of an index: gzip first, because
@@ -93,7 +89,7 @@ func Parse(list string) ([]Format, []string, error) {
 		out = append(out, f)
 	}
 	if seen[Zstd] && seen[ZstdChunked] {
-		return nil, nil, fmt.Errorf("compression formats %q: zstd and zstd:chunked cannot both be published: clients see one %s annotation for both and cannot tell them apart; pick one", list, AnnotationZstd)
+		return nil, nil, fmt.Errorf("compression formats %q: zstd and zstd:chunked cannot both be published: clients see one %s annotation for both and cannot tell them apart; pick one", list, oci.AnnotationZstd)
 	}
 	var warnings []string
 	if !seen[Gzip] {

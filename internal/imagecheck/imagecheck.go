@@ -19,12 +19,7 @@ import (
 	"oras.land/oras-go/v2/content"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
-)
-
-const (
-	chunkedChecksum = "io.github.containers.zstd-chunked.manifest-checksum"
-	chunkedPosition = "io.github.containers.zstd-chunked.manifest-position"
-	tarSplitInfo    = "io.github.containers.zstd-chunked.tarsplit-position"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 // Variant is what Check learned about one manifest.
@@ -76,7 +71,7 @@ func Check(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor
 		if diffID != v.Config.RootFS.DiffIDs[i] {
 			return v, fmt.Errorf("%s layer %d (%s) decompresses to %s, config says %s", f, i, l.Digest, diffID, v.Config.RootFS.DiffIDs[i])
 		}
-		_, hasTOC := l.Annotations[chunkedChecksum]
+		_, hasTOC := l.Annotations[oci.AnnotationZstdChunkedChecksum]
 		if f != formats.ZstdChunked {
 			if hasTOC {
 				return v, fmt.Errorf("%s layer %d carries zstd:chunked annotations", f, i)
@@ -113,23 +108,23 @@ func uncompressedDigest(blob []byte, f formats.Format) (digest.Digest, error) {
 // checkTOC verifies the zstd:chunked TOC: present at the annotated position,
 // its checksum matching, and decoding to the TOC JSON containers/storage reads.
 func checkTOC(blob []byte, ann map[string]string) error {
-	for _, k := range []string{chunkedChecksum, chunkedPosition, tarSplitInfo} {
+	for _, k := range []string{oci.AnnotationZstdChunkedChecksum, oci.AnnotationZstdChunkedPosition, oci.AnnotationZstdChunkedTarSplitPosition} {
 		if ann[k] == "" {
 			return fmt.Errorf("annotation %s missing", k)
 		}
 	}
-	parts := strings.Split(ann[chunkedPosition], ":")
+	parts := strings.Split(ann[oci.AnnotationZstdChunkedPosition], ":")
 	if len(parts) != 4 {
-		return fmt.Errorf("%s %q: want offset:length:uncompressed:type", chunkedPosition, ann[chunkedPosition])
+		return fmt.Errorf("%s %q: want offset:length:uncompressed:type", oci.AnnotationZstdChunkedPosition, ann[oci.AnnotationZstdChunkedPosition])
 	}
 	off, err1 := strconv.ParseUint(parts[0], 10, 64)
 	n, err2 := strconv.ParseUint(parts[1], 10, 64)
 	if err1 != nil || err2 != nil || off+n > uint64(len(blob)) {
-		return fmt.Errorf("%s %q does not fit the %d-byte blob", chunkedPosition, ann[chunkedPosition], len(blob))
+		return fmt.Errorf("%s %q does not fit the %d-byte blob", oci.AnnotationZstdChunkedPosition, ann[oci.AnnotationZstdChunkedPosition], len(blob))
 	}
 	toc := blob[off : off+n]
-	if got := digest.FromBytes(toc).String(); got != ann[chunkedChecksum] {
-		return fmt.Errorf("TOC checksum %s, annotation says %s", got, ann[chunkedChecksum])
+	if got := digest.FromBytes(toc).String(); got != ann[oci.AnnotationZstdChunkedChecksum] {
+		return fmt.Errorf("TOC checksum %s, annotation says %s", got, ann[oci.AnnotationZstdChunkedChecksum])
 	}
 	dec, err := zstd.NewReader(nil)
 	if err != nil {

@@ -13,12 +13,7 @@ import (
 	"oras.land/oras-go/v2/content"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
-)
-
-// Media types of image manifests accepted as index entries.
-const (
-	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 // Assemble builds the OCI image index listing every entry.
@@ -27,10 +22,10 @@ const (
 // of one platform are sorted by Format.Rank() (gzip first, because Docker and
 // containerd take the first entry matching their platform), stably.
 // Platforms are compared after normalization (linux/arm64 == linux/arm64/v8,
-// see normalVariant); each descriptor keeps its platform as given.
+// see oci.NormalVariant); each descriptor keeps its platform as given.
 //
 // Annotations: every zstd and zstd:chunked entry carries
-// formats.AnnotationZstd = "true"; gzip entries never carry it (it is
+// oci.AnnotationZstd = "true"; gzip entries never carry it (it is
 // removed if present). Other annotations are kept. The entries are not
 // modified; the returned index holds copies.
 //
@@ -67,7 +62,7 @@ func Assemble(entries []Entry) (ocispec.Index, error) {
 		}
 		if prev, ok := byKey[pk+" "+string(other)]; ok && e.Format.IsZstd() {
 			return ocispec.Index{}, fmt.Errorf("index: platform %s has both a zstd (%s) and a zstd:chunked (%s) entry: clients see one %s annotation for both and cannot tell them apart",
-				pk, pick(e, prev, formats.Zstd), pick(e, prev, formats.ZstdChunked), formats.AnnotationZstd)
+				pk, pick(e, prev, formats.Zstd), pick(e, prev, formats.ZstdChunked), oci.AnnotationZstd)
 		}
 		if prev, ok := byDigest[e.Descriptor.Digest]; ok {
 			return ocispec.Index{}, fmt.Errorf("index: %s is listed twice (%s %s and %s %s)", e.Descriptor.Digest,
@@ -112,7 +107,7 @@ func validateEntry(e Entry) error {
 	if d.Size <= 0 {
 		return fmt.Errorf("invalid size %d", d.Size)
 	}
-	if d.MediaType != ocispec.MediaTypeImageManifest && d.MediaType != MediaTypeDockerManifest {
+	if !oci.IsManifest(d.MediaType) {
 		return fmt.Errorf("media type %q is not an image manifest", d.MediaType)
 	}
 	return nil
@@ -145,9 +140,9 @@ func annotated(e Entry) ocispec.Descriptor {
 		if ann == nil {
 			ann = map[string]string{}
 		}
-		ann[formats.AnnotationZstd] = "true"
+		ann[oci.AnnotationZstd] = "true"
 	} else {
-		delete(ann, formats.AnnotationZstd)
+		delete(ann, oci.AnnotationZstd)
 	}
 	if len(ann) == 0 {
 		ann = nil

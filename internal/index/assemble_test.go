@@ -10,6 +10,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 func TestAssembleOrder(t *testing.T) {
@@ -100,12 +101,12 @@ func TestAssembleAnnotations(t *testing.T) {
 		wantNil bool
 	}{
 		{name: "gzip keeps others", format: formats.Gzip, in: map[string]string{other: "x"}, want: map[string]string{other: "x"}},
-		{name: "gzip loses zstd annotation", format: formats.Gzip, in: map[string]string{formats.AnnotationZstd: "true", other: "x"}, want: map[string]string{other: "x"}},
-		{name: "gzip with only zstd annotation ends with none", format: formats.Gzip, in: map[string]string{formats.AnnotationZstd: "true"}, wantNil: true},
+		{name: "gzip loses zstd annotation", format: formats.Gzip, in: map[string]string{oci.AnnotationZstd: "true", other: "x"}, want: map[string]string{other: "x"}},
+		{name: "gzip with only zstd annotation ends with none", format: formats.Gzip, in: map[string]string{oci.AnnotationZstd: "true"}, wantNil: true},
 		{name: "gzip without annotations", format: formats.Gzip, wantNil: true},
-		{name: "zstd gains it", format: formats.Zstd, want: map[string]string{formats.AnnotationZstd: "true"}},
-		{name: "zstd:chunked gains it, keeps others", format: formats.ZstdChunked, in: map[string]string{other: "y"}, want: map[string]string{formats.AnnotationZstd: "true", other: "y"}},
-		{name: "wrong value corrected", format: formats.ZstdChunked, in: map[string]string{formats.AnnotationZstd: "false"}, want: map[string]string{formats.AnnotationZstd: "true"}},
+		{name: "zstd gains it", format: formats.Zstd, want: map[string]string{oci.AnnotationZstd: "true"}},
+		{name: "zstd:chunked gains it, keeps others", format: formats.ZstdChunked, in: map[string]string{other: "y"}, want: map[string]string{oci.AnnotationZstd: "true", other: "y"}},
+		{name: "wrong value corrected", format: formats.ZstdChunked, in: map[string]string{oci.AnnotationZstd: "false"}, want: map[string]string{oci.AnnotationZstd: "true"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

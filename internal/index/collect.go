@@ -15,13 +15,12 @@ import (
 	"oras.land/oras-go/v2/content"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
-// Limits applied by Collect to untrusted input.
+// Limits applied by Collect to untrusted input, besides the size of each
+// document (oci.MaxDocumentBytes).
 const (
-	// MaxDocumentBytes caps the declared size of every index, manifest and
-	// config Collect fetches. Larger descriptors are refused before fetching.
-	MaxDocumentBytes = 4 << 20
 	// MaxDepth is the number of index levels Collect follows, the root
 	// index included: root index -> nested index -> ... ; an index at a
 	// deeper level is an error.
@@ -29,33 +28,6 @@ const (
 	// MaxDocuments caps the number of distinct documents (indexes,
 	// manifests, configs) one Collect call fetches.
 	MaxDocuments = 1000
-)
-
-// Annotations and media types Collect looks at.
-const (
-	// AnnotationZstdChunkedChecksum is set by containers/image on every
-	// zstd:chunked layer.
-	AnnotationZstdChunkedChecksum = "io.github.containers.zstd-chunked.manifest-checksum"
-	// AnnotationDockerReferenceType marks buildkit's attestation manifests
-	// ("attestation-manifest") inside an index.
-	AnnotationDockerReferenceType = "vnd.docker.reference.type"
-
-	mediaTypeDockerConfig = "application/vnd.docker.container.image.v1+json"
-)
-
-// gzipLayerTypes and zstdLayerTypes are the layer media types Collect
-// accepts. Non-distributable (foreign) gzip layers count as gzip.
-var (
-	gzipLayerTypes = map[string]bool{
-		ocispec.MediaTypeImageLayerGzip:                                true,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": true,
-		"application/vnd.docker.image.rootfs.diff.tar.gzip":            true,
-		"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":    true,
-	}
-	zstdLayerTypes = map[string]bool{
-		ocispec.MediaTypeImageLayerZstd:                                true,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": true,
-	}
 )
 
 // Merge resolves each reference (a tag or digest in target, or for a remote
@@ -103,10 +75,11 @@ func Merge(ctx context.Context, target oras.ReadOnlyTarget, refs ...string) ([]E
 // org.opencontainers.image.ref.name annotation, if any, names the input in
 // messages and is not copied into the entry; Merge sets it to the reference.
 //
-// Format comes from the manifest's layers: all gzip -> gzip; all tar+zstd ->
-// zstd:chunked when every layer carries AnnotationZstdChunkedChecksum, else
-// zstd. Mixed, uncompressed or unknown layer types, zero layers, or a zstd
-// annotation on a gzip manifest are errors.
+// Format comes from the manifest's layers (oci.IsGzipLayer,
+// oci.IsZstdLayer): all gzip -> gzip; all zstd -> zstd:chunked when every
+// layer carries oci.AnnotationZstdChunkedChecksum, else zstd. Mixed,
+// uncompressed or unknown layer types, zero layers, or a zstd annotation on a
+// gzip manifest are errors.
 //
 // Skipped with a warning: descriptors annotated as buildkit attestations,
 // platform unknown/unknown, manifests with an artifactType or a config that
@@ -118,17 +91,19 @@ func Merge(ctx context.Context, target oras.ReadOnlyTarget, refs ...string) ([]E
 // the same, and is an error naming both inputs when digests differ; one
 // digest reached under two platforms or formats is an error too.
 //
-// Every fetched document is size-capped (MaxDocumentBytes, MaxDocuments)
-// and verified against its descriptor's size and digest
-// (content.FetchAll), so a registry cannot substitute content.
+// Every fetched document is size-capped (oci.MaxDocumentBytes,
+// MaxDocuments) and verified against its descriptor's size and digest
+// (oci.FetchBounded), so a registry cannot substitute content.
 func Collect(ctx context.Context, fetcher content.Fetcher, roots []ocispec.Descriptor) ([]Entry, []string, error) {
-	c := newCollector(func(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
-		return content.FetchAll(ctx, fetcher, d)
+	c := newCollector(func(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error) {
+		return oci.FetchBounded(ctx, fetcher, d, oci.MaxDocumentBytes, what)
 	})
 	return c.collect(ctx, roots)
 }
 
-type fetchFunc func(ctx context.Context, d ocispec.Descriptor) ([]byte, error)
+// fetchFunc is oci.FetchBounded outside tests; a test of the cycle guard
+// swaps it for one that verifies nothing.
+type fetchFunc func(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error)
 
 type origin struct {
 	entry Entry
@@ -184,14 +159,6 @@ func (c *collector) collect(ctx context.Context, roots []ocispec.Descriptor) ([]
 	return c.entries, c.warnings, nil
 }
 
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
-}
-
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == MediaTypeDockerManifest
-}
-
 func (c *collector) warn(d ocispec.Descriptor, input, why string) {
 	c.warnings = append(c.warnings, fmt.Sprintf("skipped %s in %s: %s", d.Digest, input, why))
 }
@@ -200,8 +167,8 @@ func (c *collector) warn(d ocispec.Descriptor, input, why string) {
 func (c *collector) walk(ctx context.Context, d ocispec.Descriptor, input string, depth int, stack []digest.Digest) error {
 	root := depth == 0
 	if !root {
-		if t := d.Annotations[AnnotationDockerReferenceType]; t != "" {
-			c.warn(d, input, fmt.Sprintf("not an image (%s=%s)", AnnotationDockerReferenceType, t))
+		if t := d.Annotations[oci.AnnotationDockerReferenceType]; t != "" {
+			c.warn(d, input, fmt.Sprintf("not an image (%s=%s)", oci.AnnotationDockerReferenceType, t))
 			return nil
 		}
 		if p := d.Platform; p != nil && p.OS == "unknown" && p.Architecture == "unknown" {
@@ -212,7 +179,7 @@ func (c *collector) walk(ctx context.Context, d ocispec.Descriptor, input string
 	switch {
 	case d.MediaType == "":
 		return fmt.Errorf("%s: descriptor has no media type", d.Digest)
-	case !isIndexType(d.MediaType) && !isManifestType(d.MediaType):
+	case !oci.IsIndex(d.MediaType) && !oci.IsManifest(d.MediaType):
 		if root {
 			return fmt.Errorf("%s: media type %q is not an image manifest or index", d.Digest, d.MediaType)
 		}
@@ -253,7 +220,7 @@ func (c *collector) image(ctx context.Context, d ocispec.Descriptor, doc *docume
 		return fmt.Errorf("manifest %s is malformed: its config has no media type", d.Digest)
 	case m.ArtifactType != "":
 		notImage = fmt.Sprintf("artifact manifest (artifactType %q)", m.ArtifactType)
-	case m.Config.MediaType != ocispec.MediaTypeImageConfig && m.Config.MediaType != mediaTypeDockerConfig:
+	case !oci.IsImageConfig(m.Config.MediaType):
 		notImage = fmt.Sprintf("config media type %q is not an image config", m.Config.MediaType)
 	}
 	if notImage != "" {
@@ -267,8 +234,8 @@ func (c *collector) image(ctx context.Context, d ocispec.Descriptor, doc *docume
 	if err != nil {
 		return err
 	}
-	if d.Annotations[formats.AnnotationZstd] == "true" && !format.IsZstd() {
-		return fmt.Errorf("manifest %s has gzip layers but its index entry carries %s=true", d.Digest, formats.AnnotationZstd)
+	if d.Annotations[oci.AnnotationZstd] == "true" && !format.IsZstd() {
+		return fmt.Errorf("manifest %s has gzip layers but its index entry carries %s=true", d.Digest, oci.AnnotationZstd)
 	}
 	platform := d.Platform
 	if !hasPlatform(platform) {
@@ -332,11 +299,11 @@ func layerFormat(m digest.Digest, layers []ocispec.Descriptor) (formats.Format, 
 			types = append(types, l.MediaType)
 		}
 		switch {
-		case gzipLayerTypes[l.MediaType]:
+		case oci.IsGzipLayer(l.MediaType):
 			gz++
-		case zstdLayerTypes[l.MediaType]:
+		case oci.IsZstdLayer(l.MediaType):
 			zs++
-			if l.Annotations[AnnotationZstdChunkedChecksum] != "" {
+			if l.Annotations[oci.AnnotationZstdChunkedChecksum] != "" {
 				chunked++
 			}
 		}
@@ -353,24 +320,14 @@ func layerFormat(m digest.Digest, layers []ocispec.Descriptor) (formats.Format, 
 		m, strings.Join(types, ", "))
 }
 
-// fetchLimited fetches a document after checking its declared size; the
-// fetch function verifies size and digest.
+// fetchLimited fetches a document unless MaxDocuments are fetched already;
+// the fetch function bounds its size and verifies it.
 func (c *collector) fetchLimited(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error) {
-	if d.Size <= 0 || d.Size > MaxDocumentBytes {
-		return nil, fmt.Errorf("%s %s: size %d is outside 1..%d bytes", what, d.Digest, d.Size, MaxDocumentBytes)
-	}
-	if err := d.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("%s %q: %w", what, d.Digest, err)
-	}
 	if c.fetched >= MaxDocuments {
 		return nil, fmt.Errorf("%s %s: more than %d documents to fetch", what, d.Digest, MaxDocuments)
 	}
 	c.fetched++
-	b, err := c.fetch(ctx, d)
-	if err != nil {
-		return nil, fmt.Errorf("fetching %s %s: %w", what, d.Digest, err)
-	}
-	return b, nil
+	return c.fetch(ctx, d, what)
 }
 
 // document fetches and parses an index or manifest, once per digest.
@@ -397,10 +354,10 @@ func (c *collector) document(ctx context.Context, d ocispec.Descriptor) (*docume
 	}
 	doc := &document{mediaType: mt}
 	switch {
-	case isIndexType(mt):
+	case oci.IsIndex(mt):
 		doc.index = new(ocispec.Index)
 		err = json.Unmarshal(b, doc.index)
-	case isManifestType(mt):
+	case oci.IsManifest(mt):
 		doc.manifest = new(ocispec.Manifest)
 		err = json.Unmarshal(b, doc.manifest)
 	default:

@@ -14,6 +14,7 @@ import (
 	"oras.land/oras-go/v2/errdef"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 // untrustedStore serves bytes by digest and checks nothing, as a hostile
@@ -47,7 +48,7 @@ const (
 
 var fuzzRootTypes = []string{
 	ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest,
-	MediaTypeDockerManifestList, MediaTypeDockerManifest, "application/octet-stream",
+	oci.MediaTypeDockerManifestList, oci.MediaTypeDockerManifest, "application/octet-stream",
 }
 
 // FuzzCollect: Collect over an arbitrary root (index or manifest), child
@@ -98,13 +99,13 @@ func FuzzCollect(f *testing.F) {
 			switch {
 			case !ok || digest.FromBytes(served) != d.Digest || int64(len(served)) != d.Size:
 				t.Fatalf("entry %d (%s, size %d) is not a document that was served", i, d.Digest, d.Size)
-			case !isManifestType(d.MediaType):
+			case !oci.IsManifest(d.MediaType):
 				t.Fatalf("entry %d has media type %q", i, d.MediaType)
 			case d.Platform == nil:
 				t.Fatalf("entry %d has no platform", i)
 			case !isKnownFormat(e.Format):
 				t.Fatalf("entry %d has format %q", i, e.Format)
-			case d.Annotations[formats.AnnotationZstd] == "true" && !e.Format.IsZstd():
+			case d.Annotations[oci.AnnotationZstd] == "true" && !e.Format.IsZstd():
 				t.Fatalf("entry %d: zstd annotation on %s", i, e.Format)
 			case d.Annotations[ocispec.AnnotationRefName] != "" && d.Digest == rootDesc.Digest:
 				t.Fatalf("entry %d kept the root's ref.name annotation", i)

@@ -14,7 +14,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 
-	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 const attestation = "attestation-manifest"
@@ -108,15 +108,15 @@ func TestCollectFlattening(t *testing.T) {
 		{
 			name: "docker manifest list and schema2 manifest",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
-				m := b.JSON(MediaTypeDockerManifest, ocispec.Manifest{
+				m := b.JSON(oci.MediaTypeDockerManifest, ocispec.Manifest{
 					Versioned: specs.Versioned{SchemaVersion: 2},
-					MediaType: MediaTypeDockerManifest,
-					Config:    b.Config(mediaTypeDockerConfig, "linux/amd64"),
-					Layers:    []ocispec.Descriptor{b.Layer("application/vnd.docker.image.rootfs.diff.tar.gzip", false)},
+					MediaType: oci.MediaTypeDockerManifest,
+					Config:    b.Config(oci.MediaTypeDockerConfig, "linux/amd64"),
+					Layers:    []ocispec.Descriptor{b.Layer(oci.MediaTypeDockerLayerGzip, false)},
 				})
-				list := b.JSON(MediaTypeDockerManifestList, ocispec.Index{
+				list := b.JSON(oci.MediaTypeDockerManifestList, ocispec.Index{
 					Versioned: specs.Versioned{SchemaVersion: 2},
-					MediaType: MediaTypeDockerManifestList,
+					MediaType: oci.MediaTypeDockerManifestList,
 					Manifests: []ocispec.Descriptor{m},
 				})
 				return []ocispec.Descriptor{list}, []string{"linux/amd64 gzip " + short(m)}
@@ -180,8 +180,8 @@ func TestCollectFormats(t *testing.T) {
 		}, "gzip")},
 		{name: "docker and foreign gzip", setup: single("windows/amd64", func(b *builder) []ocispec.Descriptor {
 			return []ocispec.Descriptor{
-				b.Layer("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", false),
-				b.Layer("application/vnd.docker.image.rootfs.diff.tar.gzip", false),
+				b.Layer(oci.MediaTypeDockerForeignLayerGzip, false),
+				b.Layer(oci.MediaTypeDockerLayerGzip, false),
 			}
 		}, "gzip")},
 		{name: "zstd:chunked when every layer has the checksum", setup: single("linux/amd64", func(b *builder) []ocispec.Descriptor {
@@ -230,10 +230,10 @@ func TestCollectFormats(t *testing.T) {
 		{
 			name: "zstd annotation on gzip layers",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
-				m := annotate(on(b.gzipImage("linux/amd64"), "linux/amd64"), formats.AnnotationZstd, "true")
+				m := annotate(on(b.gzipImage("linux/amd64"), "linux/amd64"), oci.AnnotationZstd, "true")
 				return []ocispec.Descriptor{b.Index(m)}, nil
 			},
-			parts: []string{"gzip layers", formats.AnnotationZstd},
+			parts: []string{"gzip layers", oci.AnnotationZstd},
 		},
 	})
 }
@@ -301,7 +301,7 @@ func TestCollectSkipsNonImages(t *testing.T) {
 					Config:    b.Config(ocispec.MediaTypeImageConfig, ""),
 					Layers:    []ocispec.Descriptor{b.Layer("application/vnd.in-toto+json", false)},
 				})
-				att = annotate(on(att, "unknown/unknown"), AnnotationDockerReferenceType, attestation)
+				att = annotate(on(att, "unknown/unknown"), oci.AnnotationDockerReferenceType, attestation)
 				att = annotate(att, "vnd.docker.reference.digest", amd.Digest.String())
 				return []ocispec.Descriptor{b.Index(amd, att)}, []string{"linux/amd64 gzip " + short(amd)}
 			},
@@ -335,7 +335,7 @@ func TestCollectSkipsNonImages(t *testing.T) {
 		{
 			name: "index with only attestations",
 			setup: func(b *builder) ([]ocispec.Descriptor, []string) {
-				att := annotate(on(b.gzipImage(""), "unknown/unknown"), AnnotationDockerReferenceType, attestation)
+				att := annotate(on(b.gzipImage(""), "unknown/unknown"), oci.AnnotationDockerReferenceType, attestation)
 				return []ocispec.Descriptor{b.Index(att)}, nil
 			},
 			parts: []string{"contains no image manifest"},
@@ -411,7 +411,7 @@ func TestCollectUntrusted(t *testing.T) {
 		return store.Fetch(ctx, d)
 	})
 	huge := good
-	huge.Size = MaxDocumentBytes + 1
+	huge.Size = oci.MaxDocumentBytes + 1
 	tooSmall := good
 	tooSmall.Size--
 	liar := good
@@ -467,7 +467,7 @@ func TestCollectCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetches := 0
-	c := newCollector(func(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
+	c := newCollector(func(context.Context, ocispec.Descriptor, string) ([]byte, error) {
 		fetches++
 		return data, nil
 	})
@@ -530,7 +530,7 @@ func TestMerge(t *testing.T) {
 			var got []digest.Digest
 			for _, d := range idx.Manifests {
 				got = append(got, d.Digest)
-				_, zstd := d.Annotations[formats.AnnotationZstd]
+				_, zstd := d.Annotations[oci.AnnotationZstd]
 				if wantZstd := d.Digest == amdZc.Digest || d.Digest == armZc.Digest; zstd != wantZstd {
 					t.Errorf("%s: zstd annotation %v, want %v", d.Digest, zstd, wantZstd)
 				}

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 var fuzzPlatforms = []string{"linux/amd64", "linux/arm64", "linux/arm64/v8", "linux/s390x", "linux/arm/v7", "windows/amd64"}
@@ -30,7 +31,7 @@ func fuzzEntries(data []byte) []Entry {
 		if flags&6 != 0 {
 			e.Descriptor.Annotations = map[string]string{}
 			if flags&2 != 0 {
-				e.Descriptor.Annotations[formats.AnnotationZstd] = "true"
+				e.Descriptor.Annotations[oci.AnnotationZstd] = "true"
 			}
 			if flags&4 != 0 {
 				e.Descriptor.Annotations["org.example.n"] = fmt.Sprint(i)
@@ -116,7 +117,7 @@ func FuzzAssemble(f *testing.F) {
 			} else {
 				lastRank = r
 			}
-			if got := d.Annotations[formats.AnnotationZstd] == "true"; got != e.Format.IsZstd() {
+			if got := d.Annotations[oci.AnnotationZstd] == "true"; got != e.Format.IsZstd() {
 				t.Fatalf("manifest %d (%s): zstd annotation %v", i, e.Format, got)
 			}
 			if want, ok := e.Descriptor.Annotations["org.example.n"]; ok && d.Annotations["org.example.n"] != want {

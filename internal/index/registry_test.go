@@ -11,7 +11,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 
-	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
@@ -39,8 +39,8 @@ func TestMergeOnRegistries(t *testing.T) {
 			b := newBuilder(t, repo)
 
 			amdGz := on(b.gzipImage("linux/amd64"), "linux/amd64")
-			amdZc := annotate(on(b.chunkedImage("linux/amd64"), "linux/amd64"), formats.AnnotationZstd, "true")
-			att := annotate(on(b.gzipImage(""), "unknown/unknown"), AnnotationDockerReferenceType, attestation)
+			amdZc := annotate(on(b.chunkedImage("linux/amd64"), "linux/amd64"), oci.AnnotationZstd, "true")
+			att := annotate(on(b.gzipImage(""), "unknown/unknown"), oci.AnnotationDockerReferenceType, attestation)
 			b.Tag(b.Index(amdZc, att, amdGz), "amd64")
 			armZc := b.chunkedImage("linux/arm64/v8")
 			b.Tag(armZc, "arm64-zstd")

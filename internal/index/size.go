@@ -7,17 +7,16 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
+
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 // ImageSize is what a client downloads for the manifest desc: the manifest,
 // its config and every (compressed) layer.
 func ImageSize(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor) (int64, error) {
-	if desc.Size > MaxDocumentBytes {
-		return 0, fmt.Errorf("manifest %s: %d bytes is over the %d-byte limit", desc.Digest, desc.Size, MaxDocumentBytes)
-	}
-	raw, err := content.FetchAll(ctx, fetcher, desc)
+	raw, err := oci.FetchBounded(ctx, fetcher, desc, oci.MaxDocumentBytes, "manifest")
 	if err != nil {
-		return 0, fmt.Errorf("fetching manifest %s: %w", desc.Digest, err)
+		return 0, err
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {

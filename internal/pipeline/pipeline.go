@@ -22,7 +22,7 @@ import (
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/publish"
 	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/release"
@@ -131,7 +131,7 @@ func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 // phase=publish).
 func (p BuildPlan) buildPlatform(ctx context.Context, store storage.Store, pub publish.Publisher, platform ocispec.Platform, phases *summary.Phases) ([]index.Entry, error) {
 	t0 := time.Now()
-	logf(p.Log, "building %s for %s", p.Build.Containerfile, platforms.String(platform))
+	logf(p.Log, "building %s for %s", p.Build.Containerfile, oci.PlatformString(platform))
 	var early *stage.Early
 	if p.CompressWhileBuilding {
 		var err error
@@ -222,7 +222,7 @@ func (o Outcome) Report() summary.Report {
 			size = -1
 		}
 		r.Manifests = append(r.Manifests, summary.Row{
-			Platform: platforms.String(*e.Descriptor.Platform), Compression: string(e.Format),
+			Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format),
 			Digest: e.Descriptor.Digest.String(), Size: size,
 		})
 	}

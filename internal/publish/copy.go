@@ -19,7 +19,7 @@ import (
 	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/stage"
 )
@@ -173,7 +173,7 @@ func (p *copyPublisher) Publish(ctx context.Context, img build.Image, _ ...stage
 	}
 	r := p.reporter()
 	entries := make([]index.Entry, len(p.formats))
-	platform := platforms.String(img.Platform)
+	platform := oci.PlatformString(img.Platform)
 	g, gctx := errgroup.WithContext(ctx)
 	for i, f := range p.formats {
 		g.Go(func() error {

@@ -24,7 +24,7 @@ import (
 	"github.com/mcbuild/mcbuild/internal/choice"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/stage"
 )
@@ -164,7 +164,7 @@ func (r *reporter) done(e index.Entry, repo string, took time.Duration) {
 		r.pushed(e, took)
 		r.mu.Unlock()
 	}
-	r.logf("pushed %s %s as %s@%s (%d bytes manifest) in %s", platforms.String(*e.Descriptor.Platform), e.Format, repo, e.Descriptor.Digest, e.Descriptor.Size, took.Round(time.Millisecond))
+	r.logf("pushed %s %s as %s@%s (%d bytes manifest) in %s", oci.PlatformString(*e.Descriptor.Platform), e.Format, repo, e.Descriptor.Digest, e.Descriptor.Size, took.Round(time.Millisecond))
 }
 
 func reasonOr(err error) string {
@@ -187,13 +187,10 @@ func CheckLayers(manifestBytes []byte, f formats.Format) error {
 		if l.MediaType != want {
 			return fmt.Errorf("%s variant: layer %d (%s) has media type %s, want %s", f, i, l.Digest, l.MediaType, want)
 		}
-		_, chunked := l.Annotations[ChunkedManifestChecksumAnnotation]
+		_, chunked := l.Annotations[oci.AnnotationZstdChunkedChecksum]
 		if f == formats.ZstdChunked && !chunked {
-			return fmt.Errorf("zstd:chunked variant: layer %d (%s) lacks the %s annotation", i, l.Digest, ChunkedManifestChecksumAnnotation)
+			return fmt.Errorf("zstd:chunked variant: layer %d (%s) lacks the %s annotation", i, l.Digest, oci.AnnotationZstdChunkedChecksum)
 		}
 	}
 	return nil
 }
-
-// ChunkedManifestChecksumAnnotation marks a zstd:chunked layer (its TOC digest).
-const ChunkedManifestChecksumAnnotation = "io.github.containers.zstd-chunked.manifest-checksum"

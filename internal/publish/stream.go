@@ -20,7 +20,7 @@ import (
 	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/stage"
 )
@@ -59,7 +59,7 @@ func (p *streamPublisher) Publish(ctx context.Context, img build.Image, sources 
 	}
 	defer dest.Close()
 	run := &streamRun{target: p.target, stager: stager, src: src, img: img, r: p.reporter()}
-	run.up = &uploader{dest: dest, opts: p.opts, r: run.r, platform: platforms.String(img.Platform)}
+	run.up = &uploader{dest: dest, opts: p.opts, r: run.r, platform: oci.PlatformString(img.Platform)}
 	for _, f := range p.formats {
 		run.r.logf("pushing %s %s to %s", run.up.platform, f, p.repo)
 		run.variants = append(run.variants, &variant{format: f, queue: make(chan *stage.Blob, maxQueuedLayers)})

@@ -23,7 +23,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	mcregistry "github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/results"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
@@ -95,7 +95,7 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 			return out, opts.Registry.Explain(fmt.Sprintf("checking %s@%s before pushing the index", dest.Repository, e.Descriptor.Digest), err)
 		}
 		if !ok {
-			return out, fmt.Errorf("manifest %s@%s (%s %s) is not in the registry; refusing to push an index that points at it", dest.Repository, e.Descriptor.Digest, platforms.String(*e.Descriptor.Platform), e.Format)
+			return out, fmt.Errorf("manifest %s@%s (%s %s) is not in the registry; refusing to push an index that points at it", dest.Repository, e.Descriptor.Digest, oci.PlatformString(*e.Descriptor.Platform), e.Format)
 		}
 	}
 	if err := repo.Push(ctx, idxDesc, bytes.NewReader(raw)); err != nil {
@@ -215,15 +215,15 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 	}
 	refs := []manifestRef{{subjectsDesc, "the subjects artifact"}}
 	for _, e := range entries {
-		refs = append(refs, manifestRef{e.Descriptor, fmt.Sprintf("the %s %s manifest %s", platforms.String(*e.Descriptor.Platform), e.Format, e.Descriptor.Digest)})
+		refs = append(refs, manifestRef{e.Descriptor, fmt.Sprintf("the %s %s manifest %s", oci.PlatformString(*e.Descriptor.Platform), e.Format, e.Descriptor.Digest)})
 	}
 	for _, r := range refs {
 		mu.Lock()
 		seen[r.desc.Digest] = true // read back below: no HEAD needed
 		mu.Unlock()
 		g.Go(func() error {
-			if r.desc.Size > subjects.MaxSize {
-				return fmt.Errorf("verifying %s: %s is %d bytes, more than %d", repoName, r.what, r.desc.Size, subjects.MaxSize)
+			if err := oci.CheckSize(r.what, r.desc.Size, oci.MaxDocumentBytes); err != nil {
+				return fmt.Errorf("verifying %s: %w", repoName, err)
 			}
 			var raw []byte
 			err := mcregistry.Do(gctx, retry, nil, func(ctx context.Context) error {

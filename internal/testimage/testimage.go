@@ -18,10 +18,8 @@ import (
 	"oras.land/oras-go/v2"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
-
-// ChunkedChecksum is the annotation containers/image puts on zstd:chunked layers.
-const ChunkedChecksum = "io.github.containers.zstd-chunked.manifest-checksum"
 
 // Builder pushes into Target; every blob it makes is distinct from every
 // other Builder's, unless two are given the same seed.
@@ -85,7 +83,7 @@ func (b *Builder) Layer(mediaType string, chunked bool) ocispec.Descriptor {
 	b.n++
 	d := b.Bytes(mediaType, []byte(fmt.Sprintf("layer %s %d", b.seed, b.n)))
 	if chunked {
-		d.Annotations = map[string]string{ChunkedChecksum: digest.FromString("toc").String()}
+		d.Annotations = map[string]string{oci.AnnotationZstdChunkedChecksum: digest.FromString("toc").String()}
 	}
 	return d
 }
@@ -129,7 +127,7 @@ func (b *Builder) Image(platform string, f formats.Format) ocispec.Descriptor {
 	d := b.Manifest(b.Config(ocispec.MediaTypeImageConfig, platform), b.FormatLayer(f), b.FormatLayer(f))
 	d.Platform = Platform(platform)
 	if f.IsZstd() {
-		d.Annotations = map[string]string{formats.AnnotationZstd: "true"}
+		d.Annotations = map[string]string{oci.AnnotationZstd: "true"}
 	}
 	return d
 }

@@ -61,7 +61,7 @@ func TestRegistries(t *testing.T) {
 			img := pushManifest(ctx, t, repo, ocispec.Manifest{
 				Versioned: specs.Versioned{SchemaVersion: 2},
 				MediaType: ocispec.MediaTypeImageManifest,
-				Config:    ocispec.Descriptor{MediaType: "application/vnd.oci.image.config.v1+json", Digest: cfg.Digest, Size: cfg.Size},
+				Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cfg.Digest, Size: cfg.Size},
 				Layers:    []ocispec.Descriptor{layer},
 			})
 			if err := repo.Tag(ctx, img, "v1"); err != nil {

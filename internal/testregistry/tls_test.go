@@ -8,6 +8,8 @@ import (
 
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
+
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 // TestDistributionTLS: WithTLS serves HTTPS with the NewTLS certificate:
@@ -43,7 +45,7 @@ func TestDistributionTLS(t *testing.T) {
 	}
 	repo.Client = &auth.Client{Client: trusted}
 	ctx := context.Background()
-	d := pushBlob(ctx, t, repo, "application/vnd.oci.empty.v1+json", []byte("{}"))
+	d := pushBlob(ctx, t, repo, oci.MediaTypeEmptyJSON, []byte("{}"))
 	if ok, err := repo.Exists(ctx, d); err != nil || !ok {
 		t.Fatalf("Exists after push = %v, %v", ok, err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
 
@@ -57,7 +58,7 @@ func Example() {
 		d := pushJSON(ctx, store, ocispec.MediaTypeImageManifest, m)
 		d.Platform = amd64
 		if v.format.IsZstd() {
-			d.Annotations = map[string]string{formats.AnnotationZstd: "true"}
+			d.Annotations = map[string]string{oci.AnnotationZstd: "true"}
 		}
 		entries = append(entries, index.Entry{Descriptor: d, Format: v.format})
 	}

@@ -10,6 +10,8 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	orasregistry "oras.land/oras-go/v2/registry"
+
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 // Find returns the subjects artifact attached to indexDesc, found with the
@@ -66,10 +68,10 @@ func ResolveArtifact(ctx context.Context, target oras.ReadOnlyGraphTarget, ref s
 		return ocispec.Descriptor{}, fmt.Errorf("resolving %s: %w", ref, err)
 	}
 	switch {
-	case isIndex(desc.MediaType):
+	case oci.IsIndex(desc.MediaType):
 		return Find(ctx, target, desc)
 	case desc.MediaType == ocispec.MediaTypeImageManifest:
-		raw, err := fetchLimited(ctx, target, desc, "manifest")
+		raw, err := oci.FetchBounded(ctx, target, desc, oci.MaxDocumentBytes, "manifest")
 		if err != nil {
 			return ocispec.Descriptor{}, err
 		}
@@ -85,9 +87,4 @@ func ResolveArtifact(ctx context.Context, target oras.ReadOnlyGraphTarget, ref s
 	default:
 		return ocispec.Descriptor{}, fmt.Errorf("%s (%s) is a %q, neither an index nor a subjects artifact", ref, desc.Digest, strings.TrimSpace(desc.MediaType))
 	}
-}
-
-// isIndex reports whether mt is an OCI index or a Docker manifest list.
-func isIndex(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == "application/vnd.docker.distribution.manifest.list.v2+json"
 }

@@ -18,7 +18,7 @@ import (
 	orasregistry "oras.land/oras-go/v2/registry"
 
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 const (
@@ -31,8 +31,9 @@ const (
 	// compression format (gzip, zstd, zstd:chunked).
 	AnnotationCompression = "compression"
 	// MaxSize bounds every document this package reads (manifest, layer,
-	// index): larger ones are refused as untrusted input.
-	MaxSize = 4 << 20
+	// index): larger ones are refused as untrusted input. It is mcbuild's
+	// one limit for registry documents, oci.MaxDocumentBytes.
+	MaxSize = oci.MaxDocumentBytes
 )
 
 // Subject is one entry of the document: an in-toto v1 ResourceDescriptor.
@@ -73,7 +74,7 @@ func New(repo string, indexDesc ocispec.Descriptor, manifests []index.Entry) Doc
 			Annotations: map[string]string{},
 		}
 		if p := e.Descriptor.Platform; p != nil {
-			s.Annotations[AnnotationPlatform] = platforms.String(*p)
+			s.Annotations[AnnotationPlatform] = oci.PlatformString(*p)
 		}
 		if e.Format != "" {
 			s.Annotations[AnnotationCompression] = string(e.Format)
@@ -230,22 +231,6 @@ func pushForm(ctx context.Context, target oras.Target, doc Document, subject *oc
 	return desc, nil
 }
 
-// fetchLimited fetches desc after checking its size against MaxSize; the
-// content is verified against the descriptor's size and digest.
-func fetchLimited(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor, what string) ([]byte, error) {
-	if desc.Size < 0 || desc.Size > MaxSize {
-		return nil, fmt.Errorf("%s %s: size %d is outside 0..%d", what, desc.Digest, desc.Size, MaxSize)
-	}
-	if err := desc.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: invalid digest %q: %w", what, truncate(string(desc.Digest), 80), err)
-	}
-	b, err := content.FetchAll(ctx, f, desc)
-	if err != nil {
-		return nil, fmt.Errorf("fetching %s %s: %w", what, desc.Digest, err)
-	}
-	return b, nil
-}
-
 // Fetch reads and validates the subjects artifact desc: an OCI image
 // manifest with exactly one layer of media type ArtifactType holding a
 // valid document, in one of two forms:
@@ -262,7 +247,7 @@ func Fetch(ctx context.Context, target content.Fetcher, desc ocispec.Descriptor)
 	if desc.MediaType != ocispec.MediaTypeImageManifest {
 		return Document{}, m, fmt.Errorf("%s is a %q, not an OCI image manifest: not a subjects artifact", desc.Digest, desc.MediaType)
 	}
-	raw, err := fetchLimited(ctx, target, desc, "subjects manifest")
+	raw, err := oci.FetchBounded(ctx, target, desc, oci.MaxDocumentBytes, "subjects manifest")
 	if err != nil {
 		return Document{}, m, err
 	}
@@ -288,7 +273,7 @@ func Fetch(ctx context.Context, target content.Fetcher, desc ocispec.Descriptor)
 	case !fallback && m.Subject == nil:
 		return Document{}, m, fmt.Errorf("subjects manifest %s: no subject", desc.Digest)
 	}
-	layer, err := fetchLimited(ctx, target, m.Layers[0], "subjects layer")
+	layer, err := oci.FetchBounded(ctx, target, m.Layers[0], oci.MaxDocumentBytes, "subjects layer")
 	if err != nil {
 		return Document{}, m, err
 	}

@@ -4,14 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
-	"github.com/mcbuild/mcbuild/internal/platforms"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 // Kind classifies a Mismatch.
@@ -101,14 +100,14 @@ func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc oc
 		return append(out, Mismatch{Kind: KindMissing, Digest: subj.Digest}), nil
 	}
 	want := []ocispec.Descriptor{subj}
-	if isIndex(subj.MediaType) {
+	if oci.IsIndex(subj.MediaType) {
 		children, err := fetchIndex(ctx, target, subj)
 		if err != nil {
 			return nil, err
 		}
 		for _, c := range children {
 			want = append(want, c)
-			if !isIndex(c.MediaType) {
+			if !oci.IsIndex(c.MediaType) {
 				continue
 			}
 			ok, err := target.Exists(ctx, c)
@@ -144,7 +143,7 @@ func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc oc
 		inIndex[w.Digest] = true
 		plat := ""
 		if w.Platform != nil {
-			plat = platforms.String(*w.Platform)
+			plat = oci.PlatformString(*w.Platform)
 		}
 		if i > 0 {
 			ok, err := target.Exists(ctx, w)
@@ -185,18 +184,21 @@ func compare(s Subject, w ocispec.Descriptor, name string) []string {
 	if p, ok := s.Annotations[AnnotationPlatform]; ok {
 		got := "<none>"
 		if w.Platform != nil {
-			got = platforms.String(*w.Platform)
+			got = oci.PlatformString(*w.Platform)
 		}
-		if w.Platform == nil || !platforms.Equal(parsePlatform(p), *w.Platform) {
+		// The index's platform is as written; the document's is parsed and
+		// normalized (aliases, implied variants) as a --platforms entry is.
+		sp, err := oci.ParsePlatform(p)
+		if w.Platform == nil || err != nil || !oci.SamePlatform(sp, *w.Platform) {
 			diffs = append(diffs, fmt.Sprintf("platform is %s in the subjects but %s in the index", p, got))
 		}
 	}
 	if c, ok := s.Annotations[AnnotationCompression]; ok {
-		zstdInIndex := w.Annotations[formats.AnnotationZstd] == "true"
+		zstdInIndex := w.Annotations[oci.AnnotationZstd] == "true"
 		if formats.Format(c).IsZstd() != zstdInIndex {
 			idx := "gzip (no zstd annotation)"
 			if zstdInIndex {
-				idx = "zstd (" + formats.AnnotationZstd + ")"
+				idx = "zstd (" + oci.AnnotationZstd + ")"
 			}
 			diffs = append(diffs, fmt.Sprintf("compression is %s in the subjects but %s in the index", c, idx))
 		}
@@ -204,21 +206,9 @@ func compare(s Subject, w ocispec.Descriptor, name string) []string {
 	return diffs
 }
 
-func parsePlatform(s string) ocispec.Platform {
-	parts := strings.SplitN(s, "/", 3)
-	p := ocispec.Platform{OS: parts[0]}
-	if len(parts) > 1 {
-		p.Architecture = parts[1]
-	}
-	if len(parts) > 2 {
-		p.Variant = parts[2]
-	}
-	return p
-}
-
 // fetchIndex fetches (bounded, verified) an index and returns its children.
 func fetchIndex(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	raw, err := fetchLimited(ctx, f, desc, "index")
+	raw, err := oci.FetchBounded(ctx, f, desc, oci.MaxDocumentBytes, "index")
 	if err != nil {
 		return nil, err
 	}

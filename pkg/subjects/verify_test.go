@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 )
 
@@ -51,6 +52,16 @@ func TestVerifyTampered(t *testing.T) {
 			d.Subjects[2].Annotations["platform"] = "linux/arm64/v8"
 			return d
 		}, fx.index, nil},
+		{"architecture alias equals its OCI name", func() Document {
+			d := New(repo, fx.index, e)
+			d.Subjects[2].Annotations["platform"] = "linux/aarch64"
+			return d
+		}, fx.index, nil},
+		{"malformed platform", func() Document {
+			d := New(repo, fx.index, e)
+			d.Subjects[1].Annotations["platform"] = "linux/amd64/"
+			return d
+		}, fx.index, []string{e[0].Descriptor.Digest.String() + " (linux/amd64): platform is linux/amd64/ in the subjects but linux/amd64 in the index"}},
 		{"wrong compression", func() Document {
 			d := New(repo, fx.index, e)
 			d.Subjects[1].Annotations["compression"] = string(formats.Zstd)
@@ -58,7 +69,7 @@ func TestVerifyTampered(t *testing.T) {
 		}, fx.index, []string{e[0].Descriptor.Digest.String() + " (linux/amd64): compression is zstd in the subjects but gzip (no zstd annotation) in the index"}},
 		{"wrong media type", func() Document {
 			d := New(repo, fx.index, e)
-			d.Subjects[2].MediaType = "application/vnd.docker.distribution.manifest.v2+json"
+			d.Subjects[2].MediaType = oci.MediaTypeDockerManifest
 			return d
 		}, fx.index, []string{e[1].Descriptor.Digest.String() + " (linux/arm64): mediaType is application/vnd.docker.distribution.manifest.v2+json in the subjects but application/vnd.oci.image.manifest.v1+json in the index"}},
 		{"other repository name", func() Document {
@@ -194,11 +205,11 @@ func TestFetchUntrusted(t *testing.T) {
 		{name: "no subject", build: func(m *ocispec.Manifest, _ *[]byte) { m.Subject = nil }, wantErr: "no subject"},
 		{name: "schema version", build: func(m *ocispec.Manifest, _ *[]byte) { m.SchemaVersion = 1 }, wantErr: "schemaVersion 1"},
 		{name: "manifest mediaType field", build: func(m *ocispec.Manifest, _ *[]byte) { m.MediaType = "" }, wantErr: "mediaType \"\""},
-		{name: "layer too large", build: func(m *ocispec.Manifest, _ *[]byte) { m.Layers[0].Size = MaxSize + 1 }, wantErr: "outside 0..4194304"},
+		{name: "layer too large", build: func(m *ocispec.Manifest, _ *[]byte) { m.Layers[0].Size = MaxSize + 1 }, wantErr: "outside 1..4194304"},
 		{name: "descriptor is an index", stored: func(_ mapFetcher, d *ocispec.Descriptor, _ ocispec.Descriptor) {
 			d.MediaType = ocispec.MediaTypeImageIndex
 		}, wantErr: "not an OCI image manifest"},
-		{name: "manifest too large", stored: func(_ mapFetcher, d *ocispec.Descriptor, _ ocispec.Descriptor) { d.Size = MaxSize + 1 }, wantErr: "outside 0..4194304"},
+		{name: "manifest too large", stored: func(_ mapFetcher, d *ocispec.Descriptor, _ ocispec.Descriptor) { d.Size = MaxSize + 1 }, wantErr: "outside 1..4194304"},
 		{name: "manifest digest mismatch", stored: func(f mapFetcher, d *ocispec.Descriptor, _ ocispec.Descriptor) {
 			b := f[d.Digest]
 			f[d.Digest] = append([]byte(" "), b[:len(b)-1]...) // same size, other bytes

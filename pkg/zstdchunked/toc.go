@@ -11,11 +11,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/archive/tar"
+
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
-// The TOC schema, annotation keys and footer below are copies of
+// The TOC schema and footer below are copies of
 // go.podman.io/storage/pkg/chunked/internal/minimal (v1.64.0), which is an
-// internal package; the compatibility tests check them against storage's own
+// internal package, and so are the annotation keys (spelled once, in
+// internal/oci); the compatibility tests check them against storage's own
 // reader and against its compressor's output byte for byte.
 
 // TOC is the zstd:chunked table of contents.
@@ -57,11 +60,11 @@ const (
 	typeChunk      = "chunk"
 
 	// ManifestChecksumKey is the annotation with the digest of the compressed TOC.
-	ManifestChecksumKey = "io.github.containers.zstd-chunked.manifest-checksum"
+	ManifestChecksumKey = oci.AnnotationZstdChunkedChecksum
 	// ManifestInfoKey is the annotation <offset>:<length>:<uncompressed length>:<type> of the TOC.
-	ManifestInfoKey = "io.github.containers.zstd-chunked.manifest-position"
+	ManifestInfoKey = oci.AnnotationZstdChunkedPosition
 	// TarSplitInfoKey is the annotation <offset>:<length>:<uncompressed length> of the tar-split data.
-	TarSplitInfoKey = "io.github.containers.zstd-chunked.tarsplit-position"
+	TarSplitInfoKey = oci.AnnotationZstdChunkedTarSplitPosition
 
 	manifestTypeCRFS    = 1
 	footerSize          = 64

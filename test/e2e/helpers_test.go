@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imagecheck"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
@@ -135,7 +136,7 @@ func platformString(p *ocispec.Platform) string {
 	if p == nil {
 		return "<none>"
 	}
-	return strings.TrimSuffix(p.OS+"/"+p.Architecture+"/"+p.Variant, "/")
+	return oci.PlatformString(*p)
 }
 
 // checkedEntry is one manifest of a published index, as read back.
@@ -171,8 +172,8 @@ func checkIndex(t *testing.T, repo *remote.Repository, ref string, wantPlatforms
 		if platformString(m.Platform) != wantPlatform {
 			t.Errorf("entry %d platform %s, want %s", i, platformString(m.Platform), wantPlatform)
 		}
-		if ann := m.Annotations[formats.AnnotationZstd]; (ann == "true") != wantFormat.IsZstd() {
-			t.Errorf("entry %d (%s): %s annotation %q", i, wantFormat, formats.AnnotationZstd, ann)
+		if ann := m.Annotations[oci.AnnotationZstd]; (ann == "true") != wantFormat.IsZstd() {
+			t.Errorf("entry %d (%s): %s annotation %q", i, wantFormat, oci.AnnotationZstd, ann)
 		}
 		v, err := imagecheck.Check(ctx, repo, m, wantFormat)
 		if err != nil {

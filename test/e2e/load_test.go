@@ -18,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
@@ -83,7 +84,7 @@ func checkOwnRelease(t *testing.T, repoName, tag string, res map[string]string, 
 	var got, want []string
 	for i, m := range idx.Manifests {
 		got = append(got, m.Digest.String())
-		if zstd := m.Annotations[formats.AnnotationZstd] == "true"; zstd != wantFormats[i%len(wantFormats)].IsZstd() {
+		if zstd := m.Annotations[oci.AnnotationZstd] == "true"; zstd != wantFormats[i%len(wantFormats)].IsZstd() {
 			t.Errorf("%s: entry %d zstd annotation %v, want %s", tag, i, zstd, wantFormats[i%len(wantFormats)])
 		}
 	}

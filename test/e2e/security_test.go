@@ -35,6 +35,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
@@ -611,9 +612,9 @@ func TestUntrustedIndexInputs(t *testing.T) {
 	// A valid input for comparison.
 	good := b.Index(b.Image("linux/amd64", formats.Gzip), b.Image("linux/amd64", formats.ZstdChunked))
 	b.Tag(good, "good")
-	// A child declared larger than index.MaxDocumentBytes.
+	// A child declared larger than oci.MaxDocumentBytes.
 	huge := b.Image("linux/arm64", formats.Gzip)
-	huge.Size = index.MaxDocumentBytes + 1
+	huge.Size = oci.MaxDocumentBytes + 1
 	b.Tag(b.Index(huge), "huge")
 	// A child whose bytes the proxy swaps for another manifest's.
 	victim := b.Image("linux/s390x", formats.Gzip)
@@ -630,7 +631,7 @@ func TestUntrustedIndexInputs(t *testing.T) {
 		name, from string
 		want       []string
 	}{
-		{"child over the size limit", "huge", []string{huge.Digest.String(), "size", strconv.Itoa(index.MaxDocumentBytes)}},
+		{"child over the size limit", "huge", []string{huge.Digest.String(), "size", strconv.Itoa(oci.MaxDocumentBytes)}},
 		{"child served with the wrong content", "swapped", []string{victim.Digest.String(), "mismatched digest"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imagecheck"
+	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
@@ -226,8 +227,8 @@ func checkEntries(t *testing.T, repo *remote.Repository, manifests []ocispec.Des
 		if got := platformOf(m); got != plat {
 			t.Errorf("entry %d: platform %s, want %s", i, got, plat)
 		}
-		if ann := m.Annotations[formats.AnnotationZstd]; (ann == "true") != f.IsZstd() {
-			t.Errorf("entry %d (%s %s): %s = %q", i, plat, f, formats.AnnotationZstd, ann)
+		if ann := m.Annotations[oci.AnnotationZstd]; (ann == "true") != f.IsZstd() {
+			t.Errorf("entry %d (%s %s): %s = %q", i, plat, f, oci.AnnotationZstd, ann)
 		}
 		v, err := imagecheck.Check(context.Background(), repo, m, f)
 		if err != nil {
@@ -248,7 +249,7 @@ func platformOf(d ocispec.Descriptor) string {
 	if d.Platform == nil {
 		return "<none>"
 	}
-	return strings.TrimSuffix(d.Platform.OS+"/"+d.Platform.Architecture+"/"+d.Platform.Variant, "/")
+	return oci.PlatformString(*d.Platform)
 }
 
 // succeededTaskRun is a finished, successful TaskRun with string results.

@@ -213,7 +213,7 @@ func TestBuildStepDefaults(t *testing.T) {
 }
 
 // TestAppendPlatform: IMAGE_APPEND_PLATFORM=true passes --append-platform,
-// so mcbuild itself (internal/platforms) puts the platform suffix on the tag;
+// so mcbuild itself (internal/oci) puts the platform suffix on the tag;
 // IMAGE reaches mcbuild unchanged; any value but true or false is refused
 // before mcbuild runs. The suffix itself is checked with the real binary in
 // TestMatrixPipeline and test/e2e.

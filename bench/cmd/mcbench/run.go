@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/bench/internal/floors"
 	"github.com/mcbuild/mcbuild/bench/internal/workload"
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 // The arms; defaultArms is the order each round runs them.
@@ -558,7 +559,7 @@ func (b *bench) checkBuildahPush(repo string) error {
 	}
 	zstd := 0
 	for _, d := range idx.Manifests {
-		if d.Annotations["io.github.containers.compression.zstd"] == "true" {
+		if d.Annotations[oci.AnnotationZstd] == "true" {
 			zstd++
 		}
 	}
@@ -573,7 +574,7 @@ func (b *bench) getManifest(name, ref string, v any) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json")
+	req.Header.Set("Accept", strings.Join([]string{oci.MediaTypeImageIndex, oci.MediaTypeImageManifest, oci.MediaTypeDockerManifest, oci.MediaTypeDockerManifestList}, ", "))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

@@ -1,6 +1,18 @@
-// Package platforms parses and formats the target platforms mcbuild builds
-// for (the --platforms flag / PLATFORMS parameter), such as
-// "linux/amd64,linux/arm64".
+package oci
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+
+	cplatforms "github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Target platforms: parsing and formatting the platforms mcbuild builds for
+// (the --platforms flag / PLATFORMS parameter), such as
+// "linux/amd64,linux/arm64", and the one normalization every platform
+// comparison uses (NormalVariant).
 //
 // Each entry is os/arch[/variant]: exactly two or three non-empty parts made
 // of lowercase letters, digits and '_'. Entries are normalized with
@@ -17,22 +29,12 @@
 // linux/arm64/v8 are the same platform (as are linux/amd64 and
 // linux/amd64/v1). linux/arm and linux/arm/v7 stay distinct, matching the
 // index assembly in internal/index, since 32-bit arm has real v6 and v7 builds.
-package platforms
 
-import (
-	"fmt"
-	"runtime"
-	"strings"
-
-	cplatforms "github.com/containerd/platforms"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-)
-
-// Parse parses a comma-separated platform list such as
+// ParsePlatforms parses a comma-separated platform list such as
 // "linux/amd64,linux/arm64/v8". Entries are trimmed of spaces; the result keeps
 // the order of the list. Empty lists, empty entries, malformed entries,
 // unknown operating systems or architectures and duplicates are refused.
-func Parse(list string) ([]ocispec.Platform, error) {
+func ParsePlatforms(list string) ([]ocispec.Platform, error) {
 	if strings.TrimSpace(list) == "" {
 		return nil, fmt.Errorf("platform list %q is empty: want a comma-separated list of os/arch[/variant], e.g. linux/amd64,linux/arm64", list)
 	}
@@ -44,7 +46,7 @@ func Parse(list string) ([]ocispec.Platform, error) {
 		if entry == "" {
 			return nil, fmt.Errorf("platform list %q has an empty entry at position %d: want os/arch[/variant] between commas, e.g. linux/amd64", list, i+1)
 		}
-		p, err := parseOne(entry)
+		p, err := parsePlatform(entry)
 		if err != nil {
 			return nil, fmt.Errorf("platform %q in %q: %w", entry, list, err)
 		}
@@ -61,8 +63,19 @@ func Parse(list string) ([]ocispec.Platform, error) {
 	return out, nil
 }
 
-// parseOne validates the shape of one entry and normalizes it.
-func parseOne(entry string) (ocispec.Platform, error) {
+// ParsePlatform parses one os/arch[/variant] entry as ParsePlatforms does,
+// normalized the same way.
+func ParsePlatform(entry string) (ocispec.Platform, error) {
+	p, err := parsePlatform(entry)
+	if err != nil {
+		return ocispec.Platform{}, fmt.Errorf("platform %q: %w", entry, err)
+	}
+	return p, nil
+}
+
+// parsePlatform validates the shape of one entry and normalizes it; its
+// errors do not repeat the entry, which the callers name.
+func parsePlatform(entry string) (ocispec.Platform, error) {
 	parts := strings.Split(entry, "/")
 	if len(parts) < 2 || len(parts) > 3 {
 		return ocispec.Platform{}, fmt.Errorf("want os/arch[/variant], e.g. linux/amd64")
@@ -97,28 +110,40 @@ func validPart(s string) bool {
 	return true
 }
 
-// dedupKey identifies a platform for duplicate detection: os/arch[/variant]
-// with the variant dropped where the architecture implies it.
-func dedupKey(p ocispec.Platform) string {
-	v := p.Variant
+// NormalVariant returns the variant used when comparing platforms.
+//
+// Platform equality follows containerd's normalization for the variants that
+// are implied by the architecture: "arm64" means "arm64/v8" and "amd64" means
+// "amd64/v1", so linux/arm64 and linux/arm64/v8 are one platform (one
+// build may record the variant and another not). Nothing else is rewritten:
+// "arm" with and without "v7" stay distinct, because arm v6 and v7 both exist
+// and guessing would merge different builds. Platforms keep their variant as
+// given; only comparisons are normalized.
+func NormalVariant(p ocispec.Platform) string {
 	switch {
-	case p.Architecture == "arm64" && v == "v8":
-		v = ""
-	case p.Architecture == "amd64" && v == "v1":
-		v = ""
+	case p.Architecture == "arm64" && p.Variant == "v8":
+		return ""
+	case p.Architecture == "amd64" && p.Variant == "v1":
+		return ""
 	}
-	return String(ocispec.Platform{OS: p.OS, Architecture: p.Architecture, Variant: v})
+	return p.Variant
 }
 
-// Equal reports whether a and b are the same platform in the sense of Parse's
-// duplicate check: os, architecture and variant equal, ignoring a variant the
-// architecture implies (arm64 v8, amd64 v1).
-func Equal(a, b ocispec.Platform) bool {
+// dedupKey identifies a platform for duplicate detection: os/arch[/variant]
+// with the variant normalized (NormalVariant).
+func dedupKey(p ocispec.Platform) string {
+	return PlatformString(ocispec.Platform{OS: p.OS, Architecture: p.Architecture, Variant: NormalVariant(p)})
+}
+
+// SamePlatform reports whether a and b are the same platform in the sense of
+// ParsePlatforms' duplicate check: os, architecture and variant equal,
+// ignoring a variant the architecture implies (arm64 v8, amd64 v1).
+func SamePlatform(a, b ocispec.Platform) bool {
 	return dedupKey(a) == dedupKey(b)
 }
 
-// String formats p as os/arch or os/arch/variant.
-func String(p ocispec.Platform) string {
+// PlatformString formats p as os/arch or os/arch/variant.
+func PlatformString(p ocispec.Platform) string {
 	s := p.OS + "/" + p.Architecture
 	if p.Variant != "" {
 		s += "/" + p.Variant
@@ -126,10 +151,10 @@ func String(p ocispec.Platform) string {
 	return s
 }
 
-// Suffix formats p for use in a tag: os-arch or os-arch-variant, e.g.
+// PlatformSuffix formats p for use in a tag: os-arch or os-arch-variant, e.g.
 // "linux-arm64" or "linux-arm-v7". The result only holds characters valid in
-// a tag when p came from Parse.
-func Suffix(p ocispec.Platform) string {
+// a tag when p came from ParsePlatforms.
+func PlatformSuffix(p ocispec.Platform) string {
 	s := p.OS + "-" + p.Architecture
 	if p.Variant != "" {
 		s += "-" + p.Variant
@@ -137,10 +162,11 @@ func Suffix(p ocispec.Platform) string {
 	return s
 }
 
-// Host returns the platform mcbuild runs on: runtime.GOOS and runtime.GOARCH,
-// plus the CPU variant on 32-bit arm (where v6 and v7 differ). On arm64 no
-// variant is recorded, the same as Parse("linux/arm64").
-func Host() ocispec.Platform {
+// HostPlatform returns the platform mcbuild runs on: runtime.GOOS and
+// runtime.GOARCH, plus the CPU variant on 32-bit arm (where v6 and v7
+// differ). On arm64 no variant is recorded, the same as
+// ParsePlatforms("linux/arm64").
+func HostPlatform() ocispec.Platform {
 	p := ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
 	if p.Architecture == "arm" {
 		p.Variant = cplatforms.DefaultSpec().Variant

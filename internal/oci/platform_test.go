@@ -1,4 +1,4 @@
-package platforms
+package oci
 
 import (
 	"reflect"
@@ -13,7 +13,7 @@ func plat(os, arch, variant string) ocispec.Platform {
 	return ocispec.Platform{OS: os, Architecture: arch, Variant: variant}
 }
 
-func TestParse(t *testing.T) {
+func TestParsePlatforms(t *testing.T) {
 	tests := []struct {
 		in       string
 		want     []ocispec.Platform
@@ -59,10 +59,10 @@ func TestParse(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := Parse(tc.in)
+			got, err := ParsePlatforms(tc.in)
 			if len(tc.errparts) > 0 {
 				if err == nil {
-					t.Fatalf("Parse(%q) = %v, want error", tc.in, got)
+					t.Fatalf("ParsePlatforms(%q) = %v, want error", tc.in, got)
 				}
 				for _, p := range tc.errparts {
 					if !strings.Contains(err.Error(), p) {
@@ -72,16 +72,16 @@ func TestParse(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("Parse(%q): %v", tc.in, err)
+				t.Fatalf("ParsePlatforms(%q): %v", tc.in, err)
 			}
 			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("Parse(%q) = %#v, want %#v", tc.in, got, tc.want)
+				t.Errorf("ParsePlatforms(%q) = %#v, want %#v", tc.in, got, tc.want)
 			}
 		})
 	}
 }
 
-func TestFormat(t *testing.T) {
+func TestPlatformFormat(t *testing.T) {
 	tests := []struct {
 		p      ocispec.Platform
 		str    string
@@ -95,21 +95,21 @@ func TestFormat(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.str, func(t *testing.T) {
-			if got := String(tc.p); got != tc.str {
-				t.Errorf("String = %q, want %q", got, tc.str)
+			if got := PlatformString(tc.p); got != tc.str {
+				t.Errorf("PlatformString = %q, want %q", got, tc.str)
 			}
-			if got := Suffix(tc.p); got != tc.suffix {
-				t.Errorf("Suffix = %q, want %q", got, tc.suffix)
+			if got := PlatformSuffix(tc.p); got != tc.suffix {
+				t.Errorf("PlatformSuffix = %q, want %q", got, tc.suffix)
 			}
-			back, err := Parse(String(tc.p))
+			back, err := ParsePlatforms(PlatformString(tc.p))
 			if err != nil || len(back) != 1 || !reflect.DeepEqual(back[0], tc.p) {
-				t.Errorf("Parse(String(p)) = %v, %v; want [%v]", back, err, tc.p)
+				t.Errorf("ParsePlatforms(PlatformString(p)) = %v, %v; want [%v]", back, err, tc.p)
 			}
 		})
 	}
 }
 
-func TestEqual(t *testing.T) {
+func TestSamePlatform(t *testing.T) {
 	tests := []struct {
 		a, b ocispec.Platform
 		want bool
@@ -121,32 +121,46 @@ func TestEqual(t *testing.T) {
 		{plat("linux", "amd64", ""), plat("windows", "amd64", ""), false},
 	}
 	for _, tc := range tests {
-		if got := Equal(tc.a, tc.b); got != tc.want {
-			t.Errorf("Equal(%s, %s) = %v, want %v", String(tc.a), String(tc.b), got, tc.want)
+		if got := SamePlatform(tc.a, tc.b); got != tc.want {
+			t.Errorf("SamePlatform(%s, %s) = %v, want %v", PlatformString(tc.a), PlatformString(tc.b), got, tc.want)
 		}
 	}
 }
 
-func TestHost(t *testing.T) {
-	h := Host()
-	if h.OS != runtime.GOOS || h.Architecture != runtime.GOARCH {
-		t.Fatalf("Host() = %s, want %s/%s", String(h), runtime.GOOS, runtime.GOARCH)
+// TestParsePlatform: one entry parses and normalizes as in a list, and its
+// errors name the entry.
+func TestParsePlatform(t *testing.T) {
+	got, err := ParsePlatform("linux/aarch64")
+	if err != nil || !reflect.DeepEqual(got, plat("linux", "arm64", "")) {
+		t.Errorf("ParsePlatform(linux/aarch64) = %v, %v; want linux/arm64", got, err)
 	}
-	if runtime.GOARCH != "arm" && h.Variant != "" {
-		t.Errorf("Host() = %s: only 32-bit arm gets a variant", String(h))
-	}
-	// The host platform must be something Parse accepts, so it can be the
-	// default of the --platforms flag.
-	got, err := Parse(String(h))
-	if err != nil {
-		t.Fatalf("Parse(String(Host())): %v", err)
-	}
-	if !Equal(got[0], h) {
-		t.Errorf("Parse(String(Host())) = %s, want %s", String(got[0]), String(h))
+	for _, in := range []string{"", "linux", "Linux/amd64", "linux/amd46", " linux/amd64"} {
+		if _, err := ParsePlatform(in); err == nil || !strings.Contains(err.Error(), `platform "`+in+`"`) {
+			t.Errorf("ParsePlatform(%q) = %v, want an error naming the entry", in, err)
+		}
 	}
 }
 
-func FuzzParse(f *testing.F) {
+func TestHostPlatform(t *testing.T) {
+	h := HostPlatform()
+	if h.OS != runtime.GOOS || h.Architecture != runtime.GOARCH {
+		t.Fatalf("HostPlatform() = %s, want %s/%s", PlatformString(h), runtime.GOOS, runtime.GOARCH)
+	}
+	if runtime.GOARCH != "arm" && h.Variant != "" {
+		t.Errorf("HostPlatform() = %s: only 32-bit arm gets a variant", PlatformString(h))
+	}
+	// The host platform must be something ParsePlatforms accepts, so it can be the
+	// default of the --platforms flag.
+	got, err := ParsePlatforms(PlatformString(h))
+	if err != nil {
+		t.Fatalf("ParsePlatforms(PlatformString(HostPlatform())): %v", err)
+	}
+	if !SamePlatform(got[0], h) {
+		t.Errorf("ParsePlatforms(PlatformString(HostPlatform())) = %s, want %s", PlatformString(got[0]), PlatformString(h))
+	}
+}
+
+func FuzzParsePlatforms(f *testing.F) {
 	for _, s := range []string{
 		"linux/amd64", "linux/amd64,linux/arm64/v8", "linux/aarch64", " linux/arm/7 ,linux/s390x",
 		"linux/armhf", "linux/armel", "linux/amd64/v1", "linux", "linux//amd64", "Linux amd64", "linux/arm64,linux/arm64/v8",
@@ -154,23 +168,23 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		got, err := Parse(in)
+		got, err := ParsePlatforms(in)
 		if err != nil {
 			return
 		}
 		if len(got) == 0 {
-			t.Fatalf("Parse(%q) returned no platforms and no error", in)
+			t.Fatalf("ParsePlatforms(%q) returned no platforms and no error", in)
 		}
 		strs := make([]string, len(got))
 		for i, p := range got {
-			strs[i] = String(p)
-			if strings.ContainsAny(Suffix(p), "/ ,") {
-				t.Fatalf("Suffix(%s) = %q is not tag-safe", strs[i], Suffix(p))
+			strs[i] = PlatformString(p)
+			if strings.ContainsAny(PlatformSuffix(p), "/ ,") {
+				t.Fatalf("PlatformSuffix(%s) = %q is not tag-safe", strs[i], PlatformSuffix(p))
 			}
 		}
-		again, err := Parse(strings.Join(strs, ","))
+		again, err := ParsePlatforms(strings.Join(strs, ","))
 		if err != nil {
-			t.Fatalf("Parse(%q) = %v, but re-parsing %q: %v", in, got, strings.Join(strs, ","), err)
+			t.Fatalf("ParsePlatforms(%q) = %v, but re-parsing %q: %v", in, got, strings.Join(strs, ","), err)
 		}
 		if !reflect.DeepEqual(again, got) {
 			t.Fatalf("round trip of %q: %v then %v", in, got, again)
