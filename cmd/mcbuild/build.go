@@ -14,7 +14,6 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
-	"go.podman.io/image/v5/types"
 
 	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/cpulimit"
@@ -23,7 +22,6 @@ import (
 	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/platforms"
 	"github.com/mcbuild/mcbuild/internal/publish"
-	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/results"
 	"github.com/mcbuild/mcbuild/internal/summary"
 )
@@ -215,10 +213,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 	if err != nil {
 		return err
 	}
-	ropts := g.registryOptions()
-	if err := ropts.Validate(); err != nil {
+	sess, err := g.session()
+	if err != nil {
 		return err
 	}
+	ropts := sess.Options()
 	if f.compressWhileBuilding {
 		// The compression runs only on otherwise idle cores, but a CPU quota
 		// counts every core: what it spends, the build loses.
@@ -230,10 +229,10 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		fmt.Fprintln(stderr, "Warning:", w)
 	}
 	warnTLS(cmd, g)
-	if err := registry.Ping(ctx, plan.dest.Repository, ropts); err != nil {
+	if err := sess.Ping(ctx, plan.dest.Repository); err != nil {
 		return err
 	}
-	repo, err := registry.Repository(ctx, plan.dest.Repository, ropts)
+	repo, err := sess.Repository(ctx, plan.dest.Repository)
 	if err != nil {
 		return err
 	}
@@ -252,7 +251,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 	}
 	defer os.RemoveAll(scratch)
 
-	sys := systemContext(g, filepath.Join(scratch, "blob-info-cache"))
+	sys := sess.SystemContext(filepath.Join(scratch, "blob-info-cache"))
 	plan.build.SystemContext, plan.build.TmpDir, plan.build.Log = sys, filepath.Join(scratch, "tmp"), stderr
 	popts := publish.Options{
 		SystemContext: sys, ZstdLevel: f.zstdLevel, BlobInfoCacheDir: sys.BlobInfoCacheDir,
@@ -301,20 +300,6 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 		entries = append(entries, published...)
 	}
 	return finishRelease(cmd, repo, ropts, plan.dest, entries, f.resultsFlags, phases, started)
-}
-
-// systemContext carries the registry flags to containers/image.
-func systemContext(g *globalFlags, blobInfoCacheDir string) *types.SystemContext {
-	sys := &types.SystemContext{
-		AuthFilePath:     g.registryOptions().ResolveAuthFile(),
-		DockerCertPath:   g.certDir,
-		BlobInfoCacheDir: blobInfoCacheDir,
-	}
-	if !g.tlsVerify {
-		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
-		sys.OCIInsecureSkipTLSVerify = true
-	}
-	return sys
 }
 
 func warnTLS(cmd *cobra.Command, g *globalFlags) {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/index"
-	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/summary"
 )
 
@@ -71,15 +70,15 @@ func runIndex(cmd *cobra.Command, g *globalFlags, f *indexFlags) error {
 	if err := f.resultsFlags.validate(); err != nil {
 		return err
 	}
-	ropts := g.registryOptions()
-	if err := ropts.Validate(); err != nil {
+	sess, err := g.session()
+	if err != nil {
 		return err
 	}
 	warnTLS(cmd, g)
-	if err := registry.Ping(ctx, dest.Repository, ropts); err != nil {
+	if err := sess.Ping(ctx, dest.Repository); err != nil {
 		return err
 	}
-	repo, err := registry.Repository(ctx, dest.Repository, ropts)
+	repo, err := sess.Repository(ctx, dest.Repository)
 	if err != nil {
 		return err
 	}
@@ -91,5 +90,5 @@ func runIndex(cmd *cobra.Command, g *globalFlags, f *indexFlags) error {
 		fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", w)
 	}
 	phases := summary.Phases{Collect: time.Since(started).Seconds()}
-	return finishRelease(cmd, repo, ropts, dest, entries, f.resultsFlags, phases, started)
+	return finishRelease(cmd, repo, sess.Options(), dest, entries, f.resultsFlags, phases, started)
 }

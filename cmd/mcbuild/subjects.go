@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcbuild/mcbuild/internal/imageref"
-	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 	"oras.land/oras-go/v2/registry/remote"
 )
@@ -88,21 +87,21 @@ func exactlyOneRef(cmd *cobra.Command, args []string) error {
 }
 
 // openRef parses a user reference and opens its repository, after the same
-// preflight as build and index (registry.Ping), so an untrusted certificate,
+// preflight as build and index (Session.Ping), so an untrusted certificate,
 // plain HTTP or refused credentials get the same explanation and remedy.
 func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, error) {
 	ref, err := imageref.Parse(s)
 	if err != nil {
 		return nil, ref, err
 	}
-	ropts := g.registryOptions()
-	if err := ropts.Validate(); err != nil {
+	sess, err := g.session()
+	if err != nil {
 		return nil, ref, err
 	}
-	if err := registry.Ping(cmd.Context(), ref.Repository, ropts); err != nil {
+	if err := sess.Ping(cmd.Context(), ref.Repository); err != nil {
 		return nil, ref, err
 	}
-	repo, err := registry.Repository(cmd.Context(), ref.Repository, ropts)
+	repo, err := sess.Repository(cmd.Context(), ref.Repository)
 	return repo, ref, err
 }
 
