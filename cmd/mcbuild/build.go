@@ -138,7 +138,7 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 	if err := p.Store.Validate(); err != nil {
 		return p, nil, flagError("--storage-driver", err)
 	}
-	if p.Registry, err = g.registryOptions(); err != nil {
+	if p.Registry, err = g.session(); err != nil {
 		return p, nil, err
 	}
 	if p.Results, err = f.resultsFlags.plan(); err != nil {

@@ -81,6 +81,6 @@ func (f *indexFlags) plan(g *globalFlags) (pipeline.IndexPlan, error) {
 	if p.Results, err = f.resultsFlags.plan(); err != nil {
 		return p, err
 	}
-	p.Registry, err = g.registryOptions()
+	p.Registry, err = g.session()
 	return p, err
 }

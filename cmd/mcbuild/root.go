@@ -26,14 +26,20 @@ type globalFlags struct {
 	cpuProfile     string
 }
 
-// registryOptions are the registry flags, checked.
-func (g *globalFlags) registryOptions() (registry.Options, error) {
+// session validates the registry flags and makes the run's one registry
+// session from them.
+func (g *globalFlags) session() (*registry.Session, error) {
+	return registry.NewSession(g.registryOptions())
+}
+
+// registryOptions are the registry flags as registry.Options.
+func (g *globalFlags) registryOptions() registry.Options {
 	o := registry.Options{AuthFile: g.authFile, TLSVerify: g.tlsVerify, CertDir: g.certDir, UserAgent: "mcbuild",
 		Retry: g.retry, RetryDelay: g.retryDelay, RequestTimeout: g.requestTimeout}
 	if g.requestTimeout == 0 {
 		o.RequestTimeout = -1 // --request-timeout 0: no bound
 	}
-	return o, o.Validate()
+	return o
 }
 
 // withTimeout checks the timeout flags and gives the command a deadline when
@@ -54,11 +60,12 @@ func (g *globalFlags) withTimeout(cmd *cobra.Command) error {
 	return nil
 }
 
-// explainTimeout wraps every subcommand's RunE so that an error caused by
-// --timeout names it.
-func explainTimeout(cmd *cobra.Command) {
+// explainErrors wraps every subcommand's RunE so that an error caused by
+// --timeout names it, and one the registry package reports in its own
+// terms names the flags that fix it (withFlagHints).
+func explainErrors(cmd *cobra.Command) {
 	for _, c := range cmd.Commands() {
-		explainTimeout(c)
+		explainErrors(c)
 	}
 	run := cmd.RunE
 	if run == nil {
@@ -68,10 +75,10 @@ func explainTimeout(cmd *cobra.Command) {
 		err := run(cmd, args)
 		if err != nil && errors.Is(err, context.DeadlineExceeded) {
 			if cause := context.Cause(cmd.Context()); cause != nil && !errors.Is(cause, context.DeadlineExceeded) {
-				return fmt.Errorf("%w: %w", cause, err)
+				err = fmt.Errorf("%w: %w", cause, err)
 			}
 		}
-		return err
+		return withFlagHints(err)
 	}
 }
 
@@ -88,16 +95,7 @@ artifact listing every digest, whose reference it writes as a Tekton result.`,
 		SilenceErrors: true,
 		Version:       version(),
 	}
-	pf := root.PersistentFlags()
-	pf.BoolVar(&g.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates when talking to registries")
-	pf.StringVar(&g.authFile, "authfile", "", "registry credentials file (default: $REGISTRY_AUTH_FILE, then the usual containers/docker auth files)")
-	pf.StringVar(&g.certDir, "cert-dir", "", "directory of *.crt CA certificates (and *.cert/*.key client pairs) for registries")
-	pf.IntVar(&g.retry, "retry", registry.DefaultRetry, "times to retry a registry operation that failed transiently (408, 429, 5xx, reset or timed-out connections); never 401, 403 or other 4xx")
-	pf.DurationVar(&g.retryDelay, "retry-delay", registry.DefaultRetryDelay, fmt.Sprintf("first wait before a retry; doubles each time, up to %s; a registry's Retry-After is honored up to %s", registry.MaxRetryDelay, registry.MaxRetryAfter))
-	pf.DurationVar(&g.requestTimeout, "request-timeout", registry.DefaultRequestTimeout, "abandon (and retry) a registry request that makes no progress for this long: no answer, no bytes moving; 0 for no bound")
-	pf.DurationVar(&g.timeout, "timeout", 0, "give up the whole command after this long (0: no limit)")
-	pf.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole command to this file (as buildah's flag)")
-	_ = pf.MarkHidden("cpu-profile")
+	g.register(root)
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if err := g.withTimeout(cmd); err != nil {
 			return err
@@ -105,8 +103,24 @@ artifact listing every digest, whose reference it writes as a Tekton result.`,
 		return g.startProfile()
 	}
 	root.AddCommand(newBuildCommand(g), newIndexCommand(g), newSubjectsCommand(g), newInspectCommand(g))
-	explainTimeout(root)
+	explainErrors(root)
 	return root
+}
+
+// register adds the global flags to root. The registry flags take their
+// defaults from registry.DefaultOptions, so what a user gets without flags
+// is what that package documents (and tests).
+func (g *globalFlags) register(root *cobra.Command) {
+	pf, d := root.PersistentFlags(), registry.DefaultOptions()
+	pf.BoolVar(&g.tlsVerify, "tls-verify", d.TLSVerify, "require HTTPS and verify certificates when talking to registries")
+	pf.StringVar(&g.authFile, "authfile", "", "registry credentials file (default: $REGISTRY_AUTH_FILE, then the usual containers/docker auth files)")
+	pf.StringVar(&g.certDir, "cert-dir", "", "directory of *.crt CA certificates (and *.cert/*.key client pairs) for registries")
+	pf.IntVar(&g.retry, "retry", d.Retry, "times to retry a registry operation that failed transiently (408, 429, 5xx, reset or timed-out connections); never 401, 403 or other 4xx")
+	pf.DurationVar(&g.retryDelay, "retry-delay", d.RetryDelay, fmt.Sprintf("first wait before a retry; doubles each time, up to %s; a registry's Retry-After is honored up to %s", registry.MaxRetryDelay, registry.MaxRetryAfter))
+	pf.DurationVar(&g.requestTimeout, "request-timeout", d.RequestTimeout, "abandon (and retry) a registry request that makes no progress for this long: no answer, no bytes moving; 0 for no bound")
+	pf.DurationVar(&g.timeout, "timeout", 0, "give up the whole command after this long (0: no limit)")
+	pf.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole command to this file (as buildah's flag)")
+	_ = pf.MarkHidden("cpu-profile")
 }
 
 // startProfile starts --cpu-profile; it stops when the command ends,

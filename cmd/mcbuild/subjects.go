@@ -94,11 +94,11 @@ func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, 
 	if err != nil {
 		return nil, ref, err
 	}
-	ropts, err := g.registryOptions()
+	sess, err := g.session()
 	if err != nil {
 		return nil, ref, err
 	}
-	repo, err := pipeline.Open(cmd.Context(), ref.Repository, ropts)
+	repo, err := pipeline.Open(cmd.Context(), sess, ref.Repository)
 	return repo, ref, err
 }
 

@@ -32,7 +32,11 @@ func TestMergeOnRegistries(t *testing.T) {
 			ctx := context.Background()
 			reg := tc.start(t)
 			repoName := reg.Repo("mcbuild/merge")
-			repo, err := registry.Repository(ctx, repoName, registry.Options{TLSVerify: false})
+			sess, err := registry.NewSession(registry.Options{TLSVerify: false})
+			if err != nil {
+				t.Fatal(err)
+			}
+			repo, err := sess.Repository(ctx, repoName)
 			if err != nil {
 				t.Fatal(err)
 			}

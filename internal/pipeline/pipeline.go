@@ -47,7 +47,7 @@ type BuildPlan struct {
 	// CompressWhileBuilding starts compressing each layer as soon as the
 	// build commits it (stage.Early); Stream publisher only.
 	CompressWhileBuilding bool
-	Registry              registry.Options
+	Registry              *registry.Session
 	Results               Results
 	// Log receives progress lines; ProgressInterval paces the upload
 	// progress lines (0: none).
@@ -60,7 +60,7 @@ type BuildPlan struct {
 type IndexPlan struct {
 	Dest     imageref.Ref
 	From     []string
-	Registry registry.Options
+	Registry *registry.Session
 	Results  Results
 	Log      io.Writer
 }
@@ -81,7 +81,7 @@ type Outcome struct {
 // format, then the release is made.
 func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 	started := time.Now()
-	repo, err := Open(ctx, p.Dest.Repository, p.Registry)
+	repo, err := Open(ctx, p.Registry, p.Dest.Repository)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -103,12 +103,12 @@ func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 	}
 	defer os.RemoveAll(scratch)
 
-	sys := registry.SystemContext(p.Registry, filepath.Join(scratch, "blob-info-cache"))
+	sys := p.Registry.SystemContext(filepath.Join(scratch, "blob-info-cache"))
 	p.Build.SystemContext, p.Build.TmpDir, p.Build.Log = sys, filepath.Join(scratch, "tmp"), p.Log
 	p.Stage.TmpDir = tmpRoot
 	var phases summary.Phases
 	pub, err := publish.New(p.Publisher, store, p.Dest.Repository, p.Formats, publish.Options{
-		SystemContext: sys, Registry: p.Registry, Stage: p.Stage, BlobInfoCacheDir: sys.BlobInfoCacheDir,
+		SystemContext: sys, Registry: p.Registry.Options(), Stage: p.Stage, BlobInfoCacheDir: sys.BlobInfoCacheDir,
 		Log: p.Log, ProgressInterval: p.ProgressInterval,
 		Pushed: func(e index.Entry, took time.Duration) { phases.AddPublishFormat(string(e.Format), took) },
 	})
@@ -168,7 +168,7 @@ func (p BuildPlan) buildPlatform(ctx context.Context, store storage.Store, pub p
 // release is made.
 func Index(ctx context.Context, p IndexPlan) (Outcome, error) {
 	started := time.Now()
-	repo, err := Open(ctx, p.Dest.Repository, p.Registry)
+	repo, err := Open(ctx, p.Registry, p.Dest.Repository)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -184,20 +184,20 @@ func Index(ctx context.Context, p IndexPlan) (Outcome, error) {
 }
 
 // Open is the preflight every command makes before any work: the registry
-// answers and takes the credentials (registry.Ping), so an untrusted
+// answers and takes the credentials (Session.Ping), so an untrusted
 // certificate, plain HTTP or refused credentials get one explanation and
 // remedy; then the repository.
-func Open(ctx context.Context, repo string, o registry.Options) (*remote.Repository, error) {
-	if err := registry.Ping(ctx, repo, o); err != nil {
+func Open(ctx context.Context, sess *registry.Session, repo string) (*remote.Repository, error) {
+	if err := sess.Ping(ctx, repo); err != nil {
 		return nil, err
 	}
-	return registry.Repository(ctx, repo, o)
+	return sess.Repository(ctx, repo)
 }
 
 // finish makes the release of entries and completes the phases record.
-func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries []index.Entry, ro registry.Options, rs Results, log io.Writer, phases summary.Phases, started time.Time) (Outcome, error) {
+func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries []index.Entry, sess *registry.Session, rs Results, log io.Writer, phases summary.Phases, started time.Time) (Outcome, error) {
 	out, err := release.Finish(ctx, repo, dest, entries, release.Options{
-		ResultsDir: rs.Dir, ResultsBudget: rs.Budget, Log: log, Registry: ro,
+		ResultsDir: rs.Dir, ResultsBudget: rs.Budget, Log: log, Registry: sess.Options(),
 	})
 	if err != nil {
 		return Outcome{}, err

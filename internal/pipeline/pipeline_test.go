@@ -46,6 +46,10 @@ func TestBuildAndIndex(t *testing.T) {
 	}
 	ro := registry.DefaultOptions()
 	ro.TLSVerify = false
+	sess, err := registry.NewSession(ro)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var log strings.Builder
 	plan := BuildPlan{
 		Dest:      dest,
@@ -55,7 +59,7 @@ func TestBuildAndIndex(t *testing.T) {
 		Store:     build.StoreOptions{Driver: "vfs", Root: filepath.Join(tmp, "root"), RunRoot: filepath.Join(tmp, "run")},
 		Publisher: publish.Stream,
 		Stage:     stage.Settings{TmpDir: filepath.Join(tmp, "scratch")},
-		Registry:  ro,
+		Registry:  sess,
 		Results:   Results{Dir: filepath.Join(tmp, "results")},
 		Log:       &log,
 	}
@@ -88,7 +92,7 @@ func TestBuildAndIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iplan := IndexPlan{Dest: merged, From: []string{dest.TaggedWithDigest(out.Index.Digest)}, Registry: ro,
+	iplan := IndexPlan{Dest: merged, From: []string{dest.TaggedWithDigest(out.Index.Digest)}, Registry: sess,
 		Results: Results{Dir: filepath.Join(tmp, "index-results")}, Log: &log}
 	iout, err := Index(ctx, iplan)
 	if err != nil {

@@ -69,18 +69,17 @@ func (p *copyPublisher) copyVariant(ctx context.Context, src types.ImageReferenc
 		ForceCompressionFormat: true,
 	}
 	stall := opts.Registry.RequestTimeoutOrDefault()
-	attemptCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopProgress := watchProgress(co, opts.ProgressInterval, progress, stall, func() {
-		cancel(&registry.StallError{After: stall})
+	var manifestBytes []byte
+	err = registry.GuardStall(ctx, stall, func(ctx context.Context, touch func()) error {
+		stopProgress := watchProgress(co, opts.ProgressInterval, progress, stall, touch)
+		defer stopProgress()
+		var err error
+		manifestBytes, err = copy.Image(ctx, policy, p.destRef, src, co)
+		return err
 	})
-	manifestBytes, err := copy.Image(attemptCtx, policy, p.destRef, src, co)
-	stopProgress()
 	if err != nil {
-		var se *registry.StallError
-		if errors.As(context.Cause(attemptCtx), &se) && ctx.Err() == nil {
-			// containers/image's own message already ends with the cause.
-			return ocispec.Descriptor{}, fmt.Errorf("%v%.0w", err, se)
+		if errors.Is(err, registry.ErrNoProgress) {
+			return ocispec.Descriptor{}, err
 		}
 		if strings.Contains(err.Error(), sourceReadMarker) {
 			return ocispec.Descriptor{}, &registry.LocalError{Err: fmt.Errorf("reading or compressing a layer from local storage: %w", err)}
@@ -98,13 +97,14 @@ func (p *copyPublisher) copyVariant(ctx context.Context, src types.ImageReferenc
 }
 
 // watchProgress follows a copy's progress events: every interval (if > 0)
-// it reports blob counts, and when no event arrived for stall (if > 0) it
-// calls onStall once. Events flow while layer bytes move to the registry
-// (the progress reader sits after compression, right before the upload) and
-// at every blob's start and end, so a registry that stops answering, or
-// stops reading, ends the attempt instead of hanging it; containers/image
-// sets no response timeout of its own.
-func watchProgress(co *copy.Options, interval time.Duration, report func(done, total int), stall time.Duration, onStall func()) (stop func()) {
+// it reports blob counts, and it calls touch (the stall guard's) on every
+// event. Events flow while layer bytes move to the registry (the progress
+// reader sits after compression, right before the upload) and at every
+// blob's start and end, so a registry that stops answering, or stops
+// reading, lets the guard end the attempt instead of hanging it;
+// containers/image sets no response timeout of its own. stall (if > 0) is
+// the guard's bound: events are asked for well within it.
+func watchProgress(co *copy.Options, interval time.Duration, report func(done, total int), stall time.Duration, touch func()) (stop func()) {
 	if (interval <= 0 || report == nil) && stall <= 0 {
 		return func() {}
 	}
@@ -121,23 +121,16 @@ func watchProgress(co *copy.Options, interval time.Duration, report func(done, t
 	go func() {
 		defer close(finished)
 		seen, done := map[digest.Digest]bool{}, map[digest.Digest]bool{}
-		var reportC, stallC <-chan time.Time
+		var reportC <-chan time.Time
 		if interval > 0 && report != nil {
 			tick := time.NewTicker(interval)
 			defer tick.Stop()
 			reportC = tick.C
 		}
-		last := time.Now()
-		if stall > 0 {
-			check := time.NewTicker(max(stall/10, 5*time.Millisecond))
-			defer check.Stop()
-			stallC = check.C
-		}
-		stalled := false
 		for {
 			select {
 			case ev := <-events:
-				last = time.Now()
+				touch()
 				seen[ev.Artifact.Digest] = true
 				if ev.Event == types.ProgressEventDone || ev.Event == types.ProgressEventSkipped {
 					done[ev.Artifact.Digest] = true
@@ -145,11 +138,6 @@ func watchProgress(co *copy.Options, interval time.Duration, report func(done, t
 			case <-reportC:
 				if len(seen) > 0 {
 					report(len(done), len(seen))
-				}
-			case <-stallC:
-				if !stalled && time.Since(last) > stall {
-					stalled = true
-					onStall()
 				}
 			case <-quit:
 				return

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -108,7 +107,7 @@ func (s *streamRun) publish(ctx context.Context) ([]index.Entry, error) {
 func (s *streamRun) pushConfig(ctx context.Context, pushed chan<- struct{}) error {
 	cfg := s.src.Manifest.Config
 	err := s.up.put(ctx, "", fmt.Sprintf("config %s", cfg.Digest), func(ctx context.Context, touch func()) error {
-		_, err := s.up.dest.PutBlob(ctx, &touchReader{r: bytes.NewReader(s.src.Config), touch: touch},
+		_, err := s.up.dest.PutBlob(ctx, registry.TouchReader(bytes.NewReader(s.src.Config), touch),
 			types.BlobInfo{Digest: cfg.Digest, Size: cfg.Size, MediaType: cfg.MediaType}, none.NoCache, true)
 		return err
 	})
@@ -203,7 +202,7 @@ func (u *uploader) pushVariant(ctx context.Context, v *variant, src *stage.Image
 				if _, err := b.File.Seek(0, io.SeekStart); err != nil {
 					return err
 				}
-				_, err := u.dest.PutBlob(ctx, &touchReader{r: b.File, touch: touch},
+				_, err := u.dest.PutBlob(ctx, registry.TouchReader(b.File, touch),
 					types.BlobInfo{Digest: b.Desc.Digest, Size: b.Desc.Size, MediaType: b.Desc.MediaType}, none.NoCache, false)
 				return err
 			})
@@ -258,64 +257,8 @@ func (u *uploader) put(ctx context.Context, f formats.Format, what string, op fu
 	}
 	stall := u.opts.Registry.RequestTimeoutOrDefault()
 	return registry.Do(ctx, u.opts.Registry, onRetry, func(ctx context.Context) error {
-		return guardStall(ctx, stall, op)
+		return registry.GuardStall(ctx, stall, op)
 	})
-}
-
-// guardStall runs op and cancels it once no touch came for stall (if > 0).
-// containers/image sets no timeouts of its own, so this is what ends an
-// upload the registry stopped reading or answering.
-func guardStall(ctx context.Context, stall time.Duration, op func(ctx context.Context, touch func()) error) error {
-	if stall <= 0 {
-		return op(ctx, func() {})
-	}
-	attemptCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
-	touch := func() { last.Store(time.Now().UnixNano()) }
-	quit := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		check := time.NewTicker(max(stall/10, 5*time.Millisecond))
-		defer check.Stop()
-		for {
-			select {
-			case <-check.C:
-				if time.Since(time.Unix(0, last.Load())) > stall {
-					cancel(&registry.StallError{After: stall})
-					return
-				}
-			case <-quit:
-				return
-			}
-		}
-	}()
-	err := op(attemptCtx, touch)
-	close(quit)
-	<-finished
-	if err != nil {
-		var se *registry.StallError
-		if errors.As(context.Cause(attemptCtx), &se) && ctx.Err() == nil {
-			// containers/image's own message already ends with the cause.
-			return fmt.Errorf("%v%.0w", err, se)
-		}
-	}
-	return err
-}
-
-// touchReader calls touch on every read: bytes are moving.
-type touchReader struct {
-	r     io.Reader
-	touch func()
-}
-
-func (t *touchReader) Read(p []byte) (int, error) {
-	t.touch()
-	n, err := t.r.Read(p)
-	t.touch()
-	return n, err
 }
 
 // reportProgress logs, every ProgressInterval, how many layers of each

@@ -57,9 +57,4 @@ func (c credentials) has(host, path string) bool {
 	return err == nil && cred != auth.EmptyCredential
 }
 
-func (c credentials) where() string {
-	if c.path == "" {
-		return "the default auth files (none given: use --authfile or REGISTRY_AUTH_FILE)"
-	}
-	return "auth file " + c.path
-}
+func (c credentials) where() string { return whereCredentials(c.path) }

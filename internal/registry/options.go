@@ -1,6 +1,14 @@
 // Package registry is the one place in mcbuild that knows how to talk to a
-// container registry with the user's auth and TLS options. It wraps oras-go's
-// remote.Repository.
+// container registry with the user's auth and TLS options. A [Session],
+// made from one [Options] value, gives both sides of mcbuild what they
+// need: oras-go remote repositories ([Session.Repository]) and
+// containers/image's SystemContext ([Session.SystemContext]).
+//
+// Retries happen at one layer per request: every oras request is retried by
+// the session's transport (a read whose body is cut short included);
+// containers/image pushes, which do not go through it, are retried by [Do]
+// around them. Stalls are bounded by one guard ([Watchdog], [GuardStall]),
+// the same for both.
 //
 // Credentials come from a containers auth.json or a Docker config.json (see
 // [Options.ResolveAuthFile]); the most specific entry wins, as with podman and
@@ -20,7 +28,6 @@ package registry
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -42,9 +49,10 @@ type Options struct {
 	// UserAgent is sent with every request when set.
 	UserAgent string
 	// Retry is how many times a transient failure (408, 429, 5xx, a reset
-	// or timed-out connection) is retried: each oras request (index,
-	// subjects, tag, checks) and each containers/image variant push as a
-	// whole. 0 retries nothing.
+	// or timed-out connection, a stall) is retried: each oras request by
+	// the session's transport; each containers/image push by [Do] around
+	// it (the stream publisher: each blob and manifest; the copy publisher:
+	// a variant as a whole). 0 retries nothing.
 	Retry int
 	// RetryDelay is the first wait between attempts; it doubles with every
 	// retry up to MaxRetryDelay. A registry's Retry-After is honored on
@@ -56,9 +64,11 @@ type Options struct {
 	RequestTimeout time.Duration
 }
 
-// DefaultOptions returns the options used when the user gives none: TLS is
-// verified, the auth file is looked up in the usual places, and transient
-// failures are retried DefaultRetry times from DefaultRetryDelay.
+// DefaultOptions returns the options used when the user gives none (the
+// commands' flags take their defaults from it): TLS is verified, the auth
+// file is looked up in the usual places, transient failures are retried
+// DefaultRetry times from DefaultRetryDelay, and a request may make no
+// progress for DefaultRequestTimeout.
 func DefaultOptions() Options {
 	return Options{TLSVerify: true, Retry: DefaultRetry, RetryDelay: DefaultRetryDelay, RequestTimeout: DefaultRequestTimeout}
 }
@@ -104,26 +114,26 @@ func (o Options) Validate() error {
 		st, err := os.Stat(o.AuthFile)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("auth file %s does not exist", o.AuthFile)
+			return optionError("AuthFile", "auth file %s does not exist", o.AuthFile)
 		case err != nil:
-			return fmt.Errorf("auth file %s: %w", o.AuthFile, err)
+			return optionError("AuthFile", "auth file %s: %w", o.AuthFile, err)
 		case st.IsDir():
-			return fmt.Errorf("auth file %s is a directory, not a file", o.AuthFile)
+			return optionError("AuthFile", "auth file %s is a directory, not a file", o.AuthFile)
 		}
 	}
 	if o.Retry < 0 {
-		return fmt.Errorf("--retry %d: want 0 or more retries (default %d)", o.Retry, DefaultRetry)
+		return optionError("Retry", "retries %d: want 0 or more (default %d)", o.Retry, DefaultRetry)
 	}
 	if o.RetryDelay < 0 {
-		return fmt.Errorf("--retry-delay %s: want a duration of 0 or more (default %s)", o.RetryDelay, DefaultRetryDelay)
+		return optionError("RetryDelay", "retry delay %s: want a duration of 0 or more (default %s)", o.RetryDelay, DefaultRetryDelay)
 	}
 	if o.CertDir != "" {
 		st, err := os.Stat(o.CertDir)
 		switch {
 		case err != nil:
-			return fmt.Errorf("cert dir %s: %w", o.CertDir, err)
+			return optionError("CertDir", "cert dir %s: %w", o.CertDir, err)
 		case !st.IsDir():
-			return fmt.Errorf("cert dir %s is not a directory", o.CertDir)
+			return optionError("CertDir", "cert dir %s is not a directory", o.CertDir)
 		}
 	}
 	return nil

@@ -1,10 +1,12 @@
 package registry
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestResolveAuthFile(t *testing.T) {
@@ -80,7 +82,11 @@ func TestValidate(t *testing.T) {
 		{"cert dir ok", Options{CertDir: dir}, ""},
 		{"cert dir missing", Options{CertDir: missing}, "cert dir " + missing},
 		{"cert dir is a file", Options{CertDir: file}, "not a directory"},
+		{"negative retries", Options{Retry: -1}, "retries -1: want 0 or more"},
+		{"negative retry delay", Options{RetryDelay: -time.Second}, "retry delay -1s"},
 	}
+	option := map[string]string{"missing auth file": "AuthFile", "auth file is a dir": "AuthFile", "cert dir missing": "CertDir",
+		"cert dir is a file": "CertDir", "negative retries": "Retry", "negative retry delay": "RetryDelay"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.opts.Validate()
@@ -92,6 +98,13 @@ func TestValidate(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Validate() = %v, want error containing %q", err, tt.wantErr)
+			}
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Option != option[tt.name] {
+				t.Fatalf("Validate() = %v, want an OptionError for %s", err, option[tt.name])
+			}
+			if _, err := NewSession(tt.opts); err == nil {
+				t.Fatal("NewSession accepted options Validate refuses")
 			}
 		})
 	}

@@ -8,46 +8,86 @@ import (
 	"net/http"
 	"strings"
 
+	"go.podman.io/image/v5/types"
 	orasregistry "oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
-// client builds the auth-decorated, retrying client for host (and the
-// repository path, "" for registry-wide requests) and reports whether the
-// host is spoken to over plain HTTP.
-func client(ctx context.Context, host, path string, o Options) (*auth.Client, credentials, bool, error) {
-	af := newCredentials(o.ResolveAuthFile())
+// Session is one set of registry options put to use: every oras client
+// ([Session.Repository], [Session.Ping]) and every containers/image
+// context ([Session.SystemContext]) of a run comes from it, so both sides
+// read the same auth file, trust the same certificates and agree on TLS.
+type Session struct {
+	o     Options
+	creds credentials
+}
+
+// NewSession validates o ([Options.Validate]) and resolves its auth file
+// once, for both sides.
+func NewSession(o Options) (*Session, error) {
 	if err := o.Validate(); err != nil {
-		return nil, af, false, err
+		return nil, err
 	}
-	t, err := transport(host, o)
+	return &Session{o: o, creds: newCredentials(o.ResolveAuthFile())}, nil
+}
+
+// Options returns the options the session was made from (their retry and
+// timeout settings drive [Do], [GuardStall] and [Options.Explain]).
+func (s *Session) Options() Options { return s.o }
+
+// SystemContext returns a new containers/image context with the session's
+// auth file, cert dir, TLS verification (off: certificates not verified
+// and plain HTTP accepted) and user agent, and blobInfoCacheDir ("": the
+// default) as its blob-info cache. Callers may change it.
+func (s *Session) SystemContext(blobInfoCacheDir string) *types.SystemContext {
+	sys := &types.SystemContext{
+		AuthFilePath:            s.creds.path,
+		DockerCertPath:          s.o.CertDir,
+		DockerRegistryUserAgent: s.o.UserAgent,
+		BlobInfoCacheDir:        blobInfoCacheDir,
+	}
+	if !s.o.TLSVerify {
+		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
+		sys.OCIInsecureSkipTLSVerify = true
+	}
+	return sys
+}
+
+// client builds the auth-decorated client for host (and the repository
+// path, "" for registry-wide requests): the TLS transport, under the stall
+// guard, under the one retry layer. It reports whether the host is spoken
+// to over plain HTTP.
+func (s *Session) client(ctx context.Context, host, path string) (*auth.Client, bool, error) {
+	t, err := transport(host, s.o)
 	if err != nil {
-		return nil, af, false, err
+		return nil, false, err
 	}
-	plain, err := usePlainHTTP(ctx, host, o, t)
+	plain, err := usePlainHTTP(ctx, host, s.o, t)
 	if err != nil {
-		return nil, af, false, describe(host, err)
+		return nil, false, describe(host, err)
 	}
+	rt := newRetryTransport(&stallTransport{base: t, after: s.o.requestTimeout()}, s.o)
 	c := &auth.Client{
-		Client:     &http.Client{Transport: retryTransport(t, o)},
+		Client:     &http.Client{Transport: rt},
 		Cache:      auth.NewCache(),
-		Credential: af.credentialFunc(path),
+		Credential: s.creds.credentialFunc(path),
 	}
-	if o.UserAgent != "" {
-		c.SetUserAgent(o.UserAgent)
+	if s.o.UserAgent != "" {
+		c.SetUserAgent(s.o.UserAgent)
 	}
-	return c, af, plain, nil
+	return c, plain, nil
 }
 
 // Repository returns an oras remote repository for repo ("host[:port]/path",
-// no tag or digest) that uses o's credentials and TLS settings and retries
-// transient failures. Manifests pushed with a subject to a registry without
-// the referrers API get the "sha256-<hex>" fallback tag (oras does that);
-// the replaced fallback index is left in place rather than deleted
-// (SkipReferrersGC), so registries that refuse deletes still work.
-func Repository(ctx context.Context, repo string, o Options) (*remote.Repository, error) {
+// no tag or digest) that uses the session's credentials and TLS settings
+// and retries transient failures. Manifests pushed with a subject to a
+// registry without the referrers API get the "sha256-<hex>" fallback tag
+// (oras does that); the replaced fallback index is left in place rather
+// than deleted (SkipReferrersGC), so registries that refuse deletes still
+// work.
+func (s *Session) Repository(ctx context.Context, repo string) (*remote.Repository, error) {
 	ref, err := orasregistry.ParseReference(repo)
 	if err != nil {
 		return nil, fmt.Errorf("repository %q: %w", repo, err)
@@ -55,7 +95,7 @@ func Repository(ctx context.Context, repo string, o Options) (*remote.Repository
 	if ref.Reference != "" {
 		return nil, fmt.Errorf("repository %q: give a repository without tag or digest", repo)
 	}
-	c, _, plain, err := client(ctx, ref.Host(), ref.Repository, o)
+	c, plain, err := s.client(ctx, ref.Host(), ref.Repository)
 	if err != nil {
 		return nil, err
 	}
@@ -72,13 +112,14 @@ func Repository(ctx context.Context, repo string, o Options) (*remote.Repository
 // /v2/) and accepts the credentials configured for target: a repository's
 // own auth entry counts, as it will for the push. Its errors name the
 // registry and never contain a secret.
-func Ping(ctx context.Context, target string, o Options) error {
+func (s *Session) Ping(ctx context.Context, target string) error {
 	host, path, _ := strings.Cut(strings.TrimSuffix(target, "/"), "/")
 	if host == "" {
 		return fmt.Errorf("registry %q: give host[:port] or host[:port]/repository", target)
 	}
 	urlHost := orasregistry.Reference{Registry: host}.Host()
-	c, af, plain, err := client(ctx, urlHost, path, o)
+	af := s.creds
+	c, plain, err := s.client(ctx, urlHost, path)
 	if err != nil {
 		return err
 	}
@@ -123,23 +164,24 @@ func Ping(ctx context.Context, target string, o Options) error {
 }
 
 func noCredentials(host string, af credentials) error {
-	return fmt.Errorf("registry %s requires authentication (401) and there are no credentials for it in %s", host, af.where())
+	return &CredentialsError{Host: host, Status: http.StatusUnauthorized, AuthFile: af.path}
 }
 
 func refused(host string, code int, af credentials) error {
-	return fmt.Errorf("registry %s: credentials refused (%d); check the entry for it in %s", host, code, af.where())
+	return &CredentialsError{Host: host, Status: code, AuthFile: af.path, Refused: true}
 }
 
-// describe turns a connection-level error into a message naming the registry.
+// describe turns a connection-level error into a message naming the
+// registry; TLS failures are a [*TLSError].
 func describe(host string, err error) error {
 	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
-		return fmt.Errorf("registry %s speaks plain HTTP, not HTTPS: use --tls-verify=false for it (%v)", host, err)
+		return &TLSError{Host: host, Problem: PlainHTTPOnly, Err: err}
 	}
 	if msg := err.Error(); strings.Contains(msg, "tls: certificate required") || strings.Contains(msg, "tls: bad certificate") || strings.Contains(msg, "tls: unknown certificate authority") {
-		return fmt.Errorf("registry %s refused our TLS client certificate (none or not trusted): put a *.cert/*.key pair in --cert-dir (%v)", host, err)
+		return &TLSError{Host: host, Problem: ClientCertificateRefused, Err: err}
 	}
 	if isTLSTrustError(err) {
-		return fmt.Errorf("registry %s: TLS certificate not trusted: use --cert-dir or --tls-verify=false (%v)", host, err)
+		return &TLSError{Host: host, Problem: UntrustedCertificate, Err: err}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("registry %s: %w", host, err)

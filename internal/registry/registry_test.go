@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log"
 	"math/big"
@@ -57,10 +58,20 @@ func writeAuthFile(t *testing.T, entries map[string][2]string) string {
 	return p
 }
 
+// session is NewSession(o), which must succeed.
+func session(t testing.TB, o Options) *Session {
+	t.Helper()
+	s, err := NewSession(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // pushTag pushes a small artifact to repo and tags it, then resolves the tag.
 func pushTag(ctx context.Context, t *testing.T, repo string, o Options) error {
 	t.Helper()
-	r, err := Repository(ctx, repo, o)
+	r, err := session(t, o).Repository(ctx, repo)
 	if err != nil {
 		return err
 	}
@@ -96,10 +107,10 @@ func TestTestRegistries(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := tt.start(t)
 			insecure := Options{TLSVerify: false}
-			if err := Ping(ctx, reg.Host, insecure); err != nil {
+			if err := session(t, insecure).Ping(ctx, reg.Host); err != nil {
 				t.Fatalf("Ping insecure: %v", err)
 			}
-			r, err := Repository(ctx, reg.Repo("ns/app"), insecure)
+			r, err := session(t, insecure).Repository(ctx, reg.Repo("ns/app"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,9 +123,10 @@ func TestTestRegistries(t *testing.T) {
 			if err := pushTag(ctx, t, reg.Repo("ns/app"), insecure); err != nil {
 				t.Fatalf("push: %v", err)
 			}
-			err = Ping(ctx, reg.Host, Options{TLSVerify: true})
-			if err == nil || !strings.Contains(err.Error(), reg.Host) || !strings.Contains(err.Error(), "--tls-verify=false") {
-				t.Fatalf("Ping with TLS verify on a plain HTTP registry = %v, want error naming it and --tls-verify=false", err)
+			err = session(t, Options{TLSVerify: true}).Ping(ctx, reg.Host)
+			var te *TLSError
+			if !errors.As(err, &te) || te.Problem != PlainHTTPOnly || !strings.Contains(err.Error(), reg.Host) || !strings.Contains(err.Error(), "plain HTTP") {
+				t.Fatalf("Ping with TLS verify on a plain HTTP registry = %v, want a TLSError (PlainHTTPOnly) naming it", err)
 			}
 		})
 	}
@@ -123,7 +135,7 @@ func TestTestRegistries(t *testing.T) {
 func TestRepositoryRejectsReference(t *testing.T) {
 	isolate(t)
 	for _, ref := range []string{"127.0.0.1:1/a:tag", "127.0.0.1:1/a@sha256:" + strings.Repeat("0", 64), "not a ref"} {
-		if _, err := Repository(context.Background(), ref, Options{TLSVerify: true}); err == nil {
+		if _, err := session(t, Options{TLSVerify: true}).Repository(context.Background(), ref); err == nil {
 			t.Errorf("Repository(%q) = nil error, want one", ref)
 		}
 	}
@@ -138,7 +150,7 @@ func TestPingUnreachable(t *testing.T) {
 	host := l.Addr().String()
 	l.Close()
 	for _, verify := range []bool{true, false} {
-		err := Ping(context.Background(), host, Options{TLSVerify: verify})
+		err := session(t, Options{TLSVerify: verify}).Ping(context.Background(), host)
 		if err == nil || !strings.Contains(err.Error(), "registry "+host+" unreachable") {
 			t.Errorf("TLSVerify=%v: Ping = %v, want 'registry %s unreachable'", verify, err, host)
 		}
@@ -182,14 +194,14 @@ func TestTLS(t *testing.T) {
 		opts    Options
 		wantErr string
 	}{
-		{"default refuses self-signed", Options{TLSVerify: true}, "TLS certificate not trusted: use --cert-dir or --tls-verify=false"},
+		{"default refuses self-signed", Options{TLSVerify: true}, "TLS certificate not trusted"},
 		{"cert dir without the CA", Options{TLSVerify: true, CertDir: otherDir}, "TLS certificate not trusted"},
 		{"cert dir with the CA", Options{TLSVerify: true, CertDir: caDir}, ""},
 		{"tls verify off", Options{TLSVerify: false}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Ping(ctx, host, tt.opts)
+			err := session(t, tt.opts).Ping(ctx, host)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Ping = %v", err)
@@ -197,7 +209,7 @@ func TestTLS(t *testing.T) {
 				if err := pushTag(ctx, t, host+"/ns/app", tt.opts); err != nil {
 					t.Fatalf("push: %v", err)
 				}
-				r, err := Repository(ctx, host+"/ns/app", tt.opts)
+				r, err := session(t, tt.opts).Repository(ctx, host+"/ns/app")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -206,8 +218,9 @@ func TestTLS(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), host) {
-				t.Fatalf("Ping = %v, want error naming %s and containing %q", err, host, tt.wantErr)
+			var te *TLSError
+			if !errors.As(err, &te) || te.Problem != UntrustedCertificate || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), host) {
+				t.Fatalf("Ping = %v, want a TLSError (UntrustedCertificate) naming %s and containing %q", err, host, tt.wantErr)
 			}
 			t.Logf("Ping: %v", err)
 			if err := pushTag(ctx, t, host+"/ns/app", tt.opts); err == nil {
@@ -225,7 +238,7 @@ func TestPerHostCertDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, dir, "ca.crt", caPEM)
-	if err := Ping(context.Background(), host, Options{TLSVerify: true}); err != nil {
+	if err := session(t, Options{TLSVerify: true}).Ping(context.Background(), host); err != nil {
 		t.Fatalf("Ping with CA in per-host certs.d: %v", err)
 	}
 }
@@ -276,9 +289,12 @@ func TestClientCertificate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Ping(context.Background(), host, Options{TLSVerify: true, CertDir: tt.dir})
+			err := session(t, Options{TLSVerify: true, CertDir: tt.dir}).Ping(context.Background(), host)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("Ping = %v, want error containing %q", err, tt.wantErr)
+			}
+			if te := (*TLSError)(nil); tt.wantErr != "" && (!errors.As(err, &te) || te.Problem != ClientCertificateRefused) {
+				t.Fatalf("Ping = %v, want a TLSError (ClientCertificateRefused)", err)
 			}
 		})
 	}
@@ -315,7 +331,7 @@ func TestBasicAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := Options{AuthFile: tt.authFile}
-			err := Ping(ctx, reg.Repo(tt.repo), o)
+			err := session(t, o).Ping(ctx, reg.Repo(tt.repo))
 			if tt.pingErr == "" && err != nil {
 				t.Fatalf("Ping = %v", err)
 			}
@@ -324,6 +340,10 @@ func TestBasicAuth(t *testing.T) {
 					t.Fatalf("Ping = %v, want error naming %s and containing %q", err, reg.Host, tt.pingErr)
 				}
 				t.Logf("Ping: %v", err)
+				var ce *CredentialsError
+				if !errors.As(err, &ce) || ce.AuthFile != tt.authFile {
+					t.Fatalf("Ping = %v, want a CredentialsError naming the auth file", err)
+				}
 				for _, secret := range []string{pass, b64(user, pass), b64(user, "wrong-"+pass)} {
 					if strings.Contains(err.Error(), secret) {
 						t.Fatalf("error text contains a secret: %v", err)
@@ -345,7 +365,7 @@ func TestPlainHTTPCachedPerHost(t *testing.T) {
 	isolate(t)
 	reg := testregistry.StartOlareg(t)
 	o := Options{TLSVerify: false}
-	if _, err := Repository(context.Background(), reg.Repo("a"), o); err != nil {
+	if _, err := session(t, o).Repository(context.Background(), reg.Repo("a")); err != nil {
 		t.Fatal(err)
 	}
 	v, ok := plainHTTP.Load(transportKey{reg.Host, false, ""})
@@ -353,7 +373,7 @@ func TestPlainHTTPCachedPerHost(t *testing.T) {
 		t.Fatalf("plain HTTP cache for %s = %v, %v; want true", reg.Host, v, ok)
 	}
 	// Verified TLS never probes nor caches.
-	if _, err := Repository(context.Background(), reg.Repo("a"), Options{TLSVerify: true}); err != nil {
+	if _, err := session(t, Options{TLSVerify: true}).Repository(context.Background(), reg.Repo("a")); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := plainHTTP.Load(transportKey{reg.Host, true, ""}); ok {

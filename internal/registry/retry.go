@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,11 +18,10 @@ import (
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/types"
 	"oras.land/oras-go/v2/registry/remote/errcode"
-	"oras.land/oras-go/v2/registry/remote/retry"
 )
 
-// Retry and timeout defaults: the one source of truth for the flags
-// (--retry, --retry-delay, --request-timeout) and for [DefaultOptions].
+// Retry and timeout defaults: the one source of truth for [DefaultOptions]
+// (and so for the commands' flags).
 const (
 	// DefaultRetry is how many times a failed registry operation is retried
 	// when the failure is transient (buildah's --retry default).
@@ -72,27 +71,13 @@ func (o Options) requestTimeout() time.Duration {
 // RequestTimeoutOrDefault is the effective request timeout; 0 means none.
 func (o Options) RequestTimeoutOrDefault() time.Duration { return o.requestTimeout() }
 
-// ErrNoProgress is the cause of an operation abandoned because the registry
-// made no progress for the request timeout.
-var ErrNoProgress = errors.New("no progress")
-
-// StallError reports an operation abandoned after making no progress.
-type StallError struct{ After time.Duration }
-
-func (e *StallError) Error() string {
-	return fmt.Sprintf("no progress for %s (--request-timeout)", e.After)
-}
-
-// Unwrap lets errors.Is(err, ErrNoProgress) match.
-func (e *StallError) Unwrap() error { return ErrNoProgress }
-
-// Timeout marks the stall as a timeout, as net.Error does.
-func (e *StallError) Timeout() bool { return true }
-
 // Do runs op and retries it, with [Options.Backoff], while it fails with a
 // [Retryable] error, at most o.Retry times. Every failure is reported to
-// onRetry (may be nil) before the wait. It returns op's last error wrapped
-// in a [*RetryError] when op was retried, so messages can say so.
+// onRetry (may be nil) before the wait. When it gives up on a retryable
+// error (retries spent, or ctx done while waiting) it returns that error in
+// a [*RetryError] with the number of attempts made, so messages can say so.
+// It is the retry layer of what does not go through a [Session]'s transport
+// (containers/image pushes); oras requests must not be wrapped in it.
 func Do(ctx context.Context, o Options, onRetry func(attempt int, wait time.Duration, err error), op func(context.Context) error) error {
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -113,7 +98,7 @@ func Do(ctx context.Context, o Options, onRetry func(attempt int, wait time.Dura
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return err
+			return &RetryError{Attempts: attempt + 1, Err: err}
 		case <-t.C:
 		}
 	}
@@ -247,7 +232,8 @@ func Retryable(err error) bool {
 
 // Reason is a short, secret-free description of why a registry operation
 // failed: "HTTP 503 Service Unavailable", "HTTP 401 Unauthorized",
-// "no response within 5s (--request-timeout)", "connection reset", or "".
+// "no progress for 5s (request timeout)", "connection reset or closed
+// mid-request", or "".
 func Reason(err error) string {
 	if le := (*LocalError)(nil); errors.As(err, &le) {
 		return ""
@@ -259,10 +245,8 @@ func Reason(err error) string {
 	switch {
 	case errors.As(err, &se):
 		return se.Error()
-	case isResponseTimeout(err):
-		return "no response within the request timeout (--request-timeout)"
 	case errors.Is(err, context.DeadlineExceeded):
-		return "the run's deadline (--timeout) passed"
+		return "the deadline passed"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return "connection reset or closed mid-request"
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -270,22 +254,19 @@ func Reason(err error) string {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return "no progress within the request timeout (--request-timeout)"
+		return "timed out"
 	}
 	return ""
-}
-
-func isResponseTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout() && strings.Contains(err.Error(), "timeout awaiting response headers")
 }
 
 // Explain wraps err from operation op (e.g. "pushing the index to
 // host/repo@sha256:…") with the registry's answer and what retrying did:
 // "op: HTTP 503 Service Unavailable, still failing after 4 attempts: err",
 // "op: HTTP 401 Unauthorized, not retried (not a transient error): err".
-// A retryable error that reaches here was retried o.Retry times, by [Do] or
-// by the oras transport.
+// The number of attempts is the real one: a [*RetryError] carries it (from
+// [Do], or from the retrying transport for an error that was not an
+// answer); a retryable answer (a 503 that oras turned into an error) comes
+// out of the retrying transport only once it spent o.Retry retries.
 func (o Options) Explain(op string, err error) error {
 	if err == nil {
 		return nil
@@ -298,7 +279,7 @@ func (o Options) Explain(op string, err error) error {
 		msg = fmt.Sprintf("%s: %v", op, err)
 	case errors.As(err, &re):
 		msg = fmt.Sprintf("%s: %s, still failing after %s: %v", op, reason, attempts(re.Attempts), err)
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !isResponseTimeout(err):
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		msg = fmt.Sprintf("%s: %s: %v", op, reason, err)
 	case Retryable(err):
 		msg = fmt.Sprintf("%s: %s, still failing after %s: %v", op, reason, attempts(o.Retry+1), err)
@@ -333,7 +314,7 @@ func attempts(n int) string {
 	return fmt.Sprintf("%d attempts", n)
 }
 
-// policy is the oras retry policy built from o: the same retryability as
+// policy is the retry policy built from o: the same retryability as
 // [Retryable], [Options.Backoff], and a registry's Retry-After (on 429 and
 // 503, seconds or an HTTP date) honored up to MaxRetryAfter.
 type policy struct{ o Options }
@@ -376,11 +357,110 @@ func RetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// retryTransport wraps base with o's retry policy (oras' retry transport:
-// it replays request bodies through GetBody, which oras sets on every push).
-func retryTransport(base http.RoundTripper, o Options) http.RoundTripper {
-	t := retry.NewTransport(base)
-	p := policy{o}
-	t.Policy = func() retry.Policy { return p }
-	return t
+// maxBufferedBody bounds the answers the retrying transport reads in full
+// before handing them on: oras' own bound on a manifest (4 MiB).
+const maxBufferedBody = 4 << 20
+
+// retryTransport is the one retry layer of every oras request (pushes,
+// reads, checks, tags, token fetches): it sends a request again, after
+// [Options.Backoff] (or the registry's Retry-After), while [policy] says
+// the failure is transient, at most o.Retry times. A request's body is
+// replayed through GetBody, which oras sets on every request mcbuild sends
+// (one without it is sent once).
+//
+// A GET answered 2xx with a body of at most maxBufferedBody bytes
+// (manifests, indexes, configs, token and tag answers) is read in full
+// within the attempt, so a body cut short or stalled after the headers is
+// a failed attempt, retried like a failed request, and what the caller
+// reads cannot fail. A longer body is handed on as it comes; a failure
+// reading it is the failure of that one attempt.
+//
+// An error it gives up on is a [*RetryError] with the number of requests
+// sent; an answer it gives up on (a 503 oras turns into an error) is
+// returned once o.Retry retries are spent.
+type retryTransport struct {
+	base   http.RoundTripper
+	policy policy
 }
+
+func newRetryTransport(base http.RoundTripper, o Options) *retryTransport {
+	return &retryTransport{base: base, policy: policy{o}}
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	for attempt := 0; ; attempt++ {
+		r := req
+		if attempt > 0 && hasBody {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			r = req.WithContext(ctx)
+			r.Body = body
+		}
+		resp, err := t.base.RoundTrip(r)
+		if err == nil {
+			resp, err = readBounded(r, resp, attempt+1)
+		}
+		wait, _ := t.policy.Retry(attempt, resp, err)
+		if wait < 0 || hasBody && req.GetBody == nil {
+			if err != nil && ctx.Err() == nil && (attempt > 0 || Retryable(err)) {
+				err = &RetryError{Attempts: attempt + 1, Err: err}
+			}
+			return resp, err
+		}
+		if resp != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// readBounded reads the body of a GET answered 2xx in full when it is at
+// most maxBufferedBody bytes; a failure reading it is the attempt's error.
+// Other bodies are handed on, their read failures marked as those of a
+// request sent attempts times.
+func readBounded(req *http.Request, resp *http.Response, attempts int) (*http.Response, error) {
+	if req.Method != http.MethodGet || resp.StatusCode < 200 || resp.StatusCode > 299 || resp.ContentLength > maxBufferedBody {
+		resp.Body = &handedOn{Reader: resp.Body, c: resp.Body, attempts: attempts}
+		return resp, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedBody+1))
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	if len(buf) > maxBufferedBody { // no length announced, and longer than the bound
+		resp.Body = &handedOn{Reader: io.MultiReader(bytes.NewReader(buf), resp.Body), c: resp.Body, attempts: attempts}
+		return resp, nil
+	}
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(buf))
+	return resp, nil
+}
+
+// handedOn is an answer's body the caller reads as it comes.
+type handedOn struct {
+	io.Reader
+	c        io.Closer
+	attempts int
+}
+
+func (h *handedOn) Read(p []byte) (int, error) {
+	n, err := h.Reader.Read(p)
+	if err != nil && err != io.EOF {
+		err = &RetryError{Attempts: h.attempts, Err: err}
+	}
+	return n, err
+}
+
+func (h *handedOn) Close() error { return h.c.Close() }

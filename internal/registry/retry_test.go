@@ -276,30 +276,3 @@ func TestRepositoryRetriesThroughFaults(t *testing.T) {
 		})
 	}
 }
-
-// TestIdleConn: a connection with no bytes moving times out; one moving
-// slowly does not.
-func TestIdleConn(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	c := &idleConn{Conn: a, idle: 100 * time.Millisecond}
-	go func() {
-		for i := 0; i < 5; i++ {
-			time.Sleep(50 * time.Millisecond)
-			_, _ = b.Write([]byte("x"))
-		}
-	}()
-	buf := make([]byte, 1)
-	for i := 0; i < 5; i++ {
-		if _, err := c.Read(buf); err != nil {
-			t.Fatalf("slow but moving: read %d: %v", i, err)
-		}
-	}
-	start := time.Now()
-	_, err := io.ReadFull(c, buf)
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() || time.Since(start) > time.Second {
-		t.Fatalf("idle: %v after %s, want a timeout after 100ms", err, time.Since(start))
-	}
-}

@@ -23,13 +23,6 @@ type transportKey struct {
 	certDir   string
 }
 
-// transportCacheKey adds what else shapes a transport (the request
-// timeout) to a transportKey; the plain-HTTP answer is per transportKey.
-type transportCacheKey struct {
-	transportKey
-	timeout time.Duration
-}
-
 var (
 	transports sync.Map // transportKey -> *http.Transport
 	plainHTTP  sync.Map // transportKey -> bool (true: speak plain HTTP)
@@ -48,10 +41,10 @@ func perHostCertDirs(host string) []string {
 }
 
 // transport returns the (cached) HTTP transport for host with o's TLS
-// settings and request timeout. It does not retry; callers wrap it.
+// settings. It neither retries nor bounds stalls; [Session.client] wraps
+// it in the stall guard and the retry layer.
 func transport(host string, o Options) (*http.Transport, error) {
-	timeout := o.requestTimeout()
-	key := transportCacheKey{transportKey{host, o.TLSVerify, o.CertDir}, timeout}
+	key := transportKey{host, o.TLSVerify, o.CertDir}
 	if t, ok := transports.Load(key); ok {
 		return t.(*http.Transport), nil
 	}
@@ -74,22 +67,11 @@ func transport(host string, o Options) (*http.Transport, error) {
 		tlsc.InsecureSkipVerify = true
 	}
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	dial := dialer.DialContext
-	if timeout > 0 {
-		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &idleConn{Conn: c, idle: timeout}, nil
-		}
-	}
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dial,
+		DialContext:           dialer.DialContext,
 		TLSClientConfig:       tlsc,
 		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConns:          100,
@@ -157,23 +139,4 @@ func isTLSTrustError(err error) bool {
 	)
 	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &uae) ||
 		errors.As(err, &he) || errors.As(err, &ci)
-}
-
-// idleConn abandons a connection on which no byte moved, either way, for
-// idle: every Read and Write pushes both deadlines forward, so a stalled
-// upload, a stalled answer and a stalled body all end in a timeout error
-// (which is retried), while a slow but moving transfer never does.
-type idleConn struct {
-	net.Conn
-	idle time.Duration
-}
-
-func (c *idleConn) Read(p []byte) (int, error) {
-	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
-	return c.Conn.Read(p)
-}
-
-func (c *idleConn) Write(p []byte) (int, error) {
-	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
-	return c.Conn.Write(p)
 }

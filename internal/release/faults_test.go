@@ -36,10 +36,7 @@ func setupProxied(t *testing.T) (*faultproxy.Proxy, *remote.Repository, imageref
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := registry.Repository(context.Background(), dest.Repository, fastRetry)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := openRepo(t, dest.Repository, fastRetry)
 	b := testimage.New(t, repo)
 	var entries []index.Entry
 	for _, f := range []formats.Format{formats.Gzip, formats.ZstdChunked} {
@@ -130,6 +127,24 @@ func TestFinishPersistentFailure(t *testing.T) {
 	}
 	if r.Fired() != 3 {
 		t.Errorf("tag push tried %d times, want 3 (--retry 2)", r.Fired())
+	}
+	assertUntouched(t, repo, dest, old, dir)
+}
+
+// TestVerifyRetriesAtOneLayer: a 503 on every GET of one manifest while
+// verifying is retried by the session's transport alone: with --retry 2,
+// exactly 3 requests for that manifest, and the error says 3 attempts.
+func TestVerifyRetriesAtOneLayer(t *testing.T) {
+	ctx := context.Background()
+	p, repo, dest, entries, old := setupProxied(t)
+	r := p.Add(&faultproxy.Rule{Method: http.MethodGet, Path: `/manifests/` + entries[0].Descriptor.Digest.String() + `$`, Action: faultproxy.Status(503)})
+	dir := t.TempDir()
+	_, err := release.Finish(ctx, repo, dest, entries, release.Options{ResultsDir: dir, Registry: fastRetry})
+	if err == nil || !strings.Contains(err.Error(), "verifying") || !strings.Contains(err.Error(), "HTTP 503 Service Unavailable, still failing after 3 attempts") {
+		t.Fatalf("Finish = %v, want the verify read to fail after 3 attempts", err)
+	}
+	if r.Matched() != 3 {
+		t.Errorf("%d GETs of %s, want 3 (--retry 2)", r.Matched(), entries[0].Descriptor.Digest)
 	}
 	assertUntouched(t, repo, dest, old, dir)
 }

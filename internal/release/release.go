@@ -34,8 +34,9 @@ type Options struct {
 	ResultsDir    string // "" writes no results
 	ResultsBudget int    // 0 means results.DefaultBudget
 	Log           io.Writer
-	// Registry's Retry and RetryDelay retry the reads of Verify whose body
-	// was cut short (oras' transport retries what fails before the answer).
+	// Registry is what the repository's session was made from; its Retry
+	// says, in messages, how often a failing request was tried (the
+	// session's transport does the retrying, reads cut short included).
 	Registry mcregistry.Options
 }
 
@@ -187,7 +188,10 @@ const verifyConcurrency = 8
 // the thing and what it belongs to; Finish calls it before the tag moves.
 // A manifest read back proves itself present; only the index and blobs get a
 // HEAD. It returns, per manifest, the bytes a client downloads for it.
-func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, idx ocispec.Descriptor, entries []index.Entry, subjectsDesc ocispec.Descriptor, retry mcregistry.Options) (map[digest.Digest]int64, error) {
+// Nothing is retried here: repo's transport (a [mcregistry.Session]'s)
+// retries every request, a read whose body was cut short included; ro
+// only words the errors.
+func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, idx ocispec.Descriptor, entries []index.Entry, subjectsDesc ocispec.Descriptor, ro mcregistry.Options) (map[digest.Digest]int64, error) {
 	type check struct {
 		desc ocispec.Descriptor
 		what string
@@ -225,14 +229,9 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 			if err := oci.CheckSize(r.what, r.desc.Size, oci.MaxDocumentBytes); err != nil {
 				return fmt.Errorf("verifying %s: %w", repoName, err)
 			}
-			var raw []byte
-			err := mcregistry.Do(gctx, retry, nil, func(ctx context.Context) error {
-				var err error
-				raw, err = content.FetchAll(ctx, repo, r.desc)
-				return err
-			})
+			raw, err := content.FetchAll(gctx, repo, r.desc)
 			if err != nil {
-				return retry.Explain(fmt.Sprintf("verifying %s before tagging: reading %s", repoName, r.what), err)
+				return ro.Explain(fmt.Sprintf("verifying %s before tagging: reading %s", repoName, r.what), err)
 			}
 			var m ocispec.Manifest
 			if err := json.Unmarshal(raw, &m); err != nil {
@@ -257,7 +256,7 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 		g.Go(func() error {
 			ok, err := repo.Exists(gctx, c.desc)
 			if err != nil {
-				return retry.Explain(fmt.Sprintf("verifying %s before tagging: checking %s (%s)", repoName, c.desc.Digest, c.what), err)
+				return ro.Explain(fmt.Sprintf("verifying %s before tagging: checking %s (%s)", repoName, c.desc.Digest, c.what), err)
 			}
 			if !ok {
 				return fmt.Errorf("verifying %s before tagging: %s (%s) is missing from the registry; the tag was not moved", repoName, c.desc.Digest, c.what)

@@ -22,6 +22,20 @@ import (
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
 
+// openRepo opens repo through a registry session made from o.
+func openRepo(t *testing.T, repo string, o registry.Options) *remote.Repository {
+	t.Helper()
+	s, err := registry.NewSession(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Repository(context.Background(), repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func setup(t *testing.T, name string) (*remote.Repository, imageref.Ref, []index.Entry) {
 	t.Helper()
 	reg := testregistry.StartOlareg(t)
@@ -29,10 +43,7 @@ func setup(t *testing.T, name string) (*remote.Repository, imageref.Ref, []index
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := registry.Repository(context.Background(), dest.Repository, registry.Options{TLSVerify: false})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := openRepo(t, dest.Repository, registry.Options{TLSVerify: false})
 	b := testimage.New(t, repo)
 	// Published zstd first, arm64 first: the index must still be gzip-first.
 	var entries []index.Entry

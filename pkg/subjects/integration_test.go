@@ -18,7 +18,11 @@ import (
 
 func repository(t *testing.T, ref string) *remote.Repository {
 	t.Helper()
-	r, err := registry.Repository(context.Background(), ref, registry.Options{TLSVerify: false})
+	s, err := registry.NewSession(registry.Options{TLSVerify: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Repository(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
