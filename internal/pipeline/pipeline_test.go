@@ -82,6 +82,14 @@ func TestBuildAndIndex(t *testing.T) {
 			t.Errorf("%s variant: %v", e.Format, err)
 		}
 	}
+	rows, _, err := Inspect(ctx, repo, dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[0].Platform != "(index)" || rows[0].Digest != out.Index.Digest.String() ||
+		rows[1].Compression != "gzip" || rows[2].Compression != "zstd:chunked" || rows[1].Size != out.Sizes[out.Entries[0].Descriptor.Digest] {
+		t.Errorf("inspect rows %+v: want the index, then gzip and zstd:chunked with their download sizes", rows)
+	}
 	if left, _ := filepath.Glob(filepath.Join(plan.Stage.TmpDir, "*")); len(left) != 0 {
 		t.Errorf("the run left %v in its scratch directory's parent", left)
 	}

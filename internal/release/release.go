@@ -106,7 +106,11 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 	out.Phases.Index = time.Since(start)
 
 	start = time.Now()
-	doc := subjects.New(dest.Repository, idxDesc, ordered)
+	manifests := make([]subjects.Manifest, len(ordered))
+	for i, e := range ordered {
+		manifests[i] = subjects.Manifest{Descriptor: e.Descriptor, Compression: string(e.Format)}
+	}
+	doc := subjects.New(dest.Repository, idxDesc, manifests)
 	pushed, err := subjects.PushOrFallback(ctx, repo, doc, idxDesc)
 	if err != nil {
 		return out, opts.Registry.Explain(fmt.Sprintf("pushing the subjects artifact to %s", dest.Repository), err)

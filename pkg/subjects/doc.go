@@ -39,7 +39,6 @@
 // # Stability
 //
 // The format carries its version in its media type (v1), and readers must
-// ignore fields they do not know (docs/subjects.md). The Go API has no compatibility promise yet (mcbuild has no
-// tagged release). New takes mcbuild's internal index.Entry, which programs
-// outside this module cannot construct: they build a Document directly.
+// ignore fields they do not know (docs/subjects.md). The Go API has no
+// compatibility promise yet (mcbuild has no tagged release).
 package subjects

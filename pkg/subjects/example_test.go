@@ -13,7 +13,6 @@ import (
 	"oras.land/oras-go/v2/content/memory"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
-	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
@@ -44,7 +43,7 @@ func Example() {
 	// The image: two manifests (their layers need not be stored here) and
 	// the index listing them, as mcbuild publishes it.
 	amd64 := &ocispec.Platform{OS: "linux", Architecture: "amd64"}
-	var entries []index.Entry
+	var entries []subjects.Manifest
 	for _, v := range []struct {
 		format    formats.Format
 		layerType string
@@ -60,7 +59,7 @@ func Example() {
 		if v.format.IsZstd() {
 			d.Annotations = map[string]string{oci.AnnotationZstd: "true"}
 		}
-		entries = append(entries, index.Entry{Descriptor: d, Format: v.format})
+		entries = append(entries, subjects.Manifest{Descriptor: d, Compression: string(v.format)})
 	}
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
 	for _, e := range entries {

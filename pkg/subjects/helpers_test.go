@@ -14,27 +14,26 @@ import (
 	"oras.land/oras-go/v2/errdef"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
-	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 )
 
 // fixture is a published index: amd64 and arm64, gzip and zstd:chunked each.
 type fixture struct {
 	index   ocispec.Descriptor
-	entries []index.Entry
+	entries []Manifest
 }
 
 // newFixture pushes the fixture; the same seed gives the same digests.
 func newFixture(t testing.TB, target oras.Target, seed string) fixture {
 	b := testimage.Seeded(t, target, seed)
-	var entries []index.Entry
+	var entries []Manifest
 	var descs []ocispec.Descriptor
 	for _, v := range []struct {
 		platform string
 		format   formats.Format
 	}{{"linux/amd64", formats.Gzip}, {"linux/arm64", formats.Gzip}, {"linux/amd64", formats.ZstdChunked}, {"linux/arm64", formats.ZstdChunked}} {
 		d := b.Image(v.platform, v.format)
-		entries = append(entries, index.Entry{Descriptor: d, Format: v.format})
+		entries = append(entries, Manifest{Descriptor: d, Compression: string(v.format)})
 		descs = append(descs, d)
 	}
 	return fixture{index: b.Index(descs...), entries: entries}

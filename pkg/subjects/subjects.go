@@ -17,7 +17,6 @@ import (
 	"oras.land/oras-go/v2/errdef"
 	orasregistry "oras.land/oras-go/v2/registry"
 
-	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
@@ -53,10 +52,20 @@ type Document struct {
 	Subjects []Subject `json:"subjects"`
 }
 
+// Manifest is one manifest an index lists, as New records it.
+type Manifest struct {
+	// Descriptor is the index's descriptor of the manifest; its Platform,
+	// when set, becomes the entry's platform annotation.
+	Descriptor ocispec.Descriptor
+	// Compression is its layers' format ("gzip", "zstd", "zstd:chunked");
+	// "" leaves the compression annotation out.
+	Compression string
+}
+
 // New builds the document for an index pushed to repo: the index first, then
 // the manifests in the order given (the index's order). A tag or digest on
 // repo is dropped.
-func New(repo string, indexDesc ocispec.Descriptor, manifests []index.Entry) Document {
+func New(repo string, indexDesc ocispec.Descriptor, manifests []Manifest) Document {
 	name := repo
 	if ref, err := orasregistry.ParseReference(repo); err == nil {
 		name = ref.Registry + "/" + ref.Repository
@@ -76,8 +85,8 @@ func New(repo string, indexDesc ocispec.Descriptor, manifests []index.Entry) Doc
 		if p := e.Descriptor.Platform; p != nil {
 			s.Annotations[AnnotationPlatform] = oci.PlatformString(*p)
 		}
-		if e.Format != "" {
-			s.Annotations[AnnotationCompression] = string(e.Format)
+		if e.Compression != "" {
+			s.Annotations[AnnotationCompression] = e.Compression
 		}
 		if len(s.Annotations) == 0 {
 			s.Annotations = nil

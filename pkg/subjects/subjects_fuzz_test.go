@@ -14,15 +14,14 @@ import (
 	"oras.land/oras-go/v2/content/memory"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
-	"github.com/mcbuild/mcbuild/internal/index"
 )
 
 // fuzzSeedDoc is a valid document: an index and two manifests.
 func fuzzSeedDoc() []byte {
 	idx := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromString("index"), Size: 300}
-	var entries []index.Entry
+	var entries []Manifest
 	for i, f := range []formats.Format{formats.Gzip, formats.ZstdChunked} {
-		entries = append(entries, index.Entry{Format: f, Descriptor: ocispec.Descriptor{
+		entries = append(entries, Manifest{Compression: string(f), Descriptor: ocispec.Descriptor{
 			MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString(strconv.Itoa(i)), Size: 500,
 			Platform: &ocispec.Platform{OS: "linux", Architecture: "arm", Variant: "v7"},
 		}})

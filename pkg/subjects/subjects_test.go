@@ -14,7 +14,6 @@ import (
 	"oras.land/oras-go/v2/content/memory"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
-	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 )
 
@@ -29,15 +28,15 @@ func TestNew(t *testing.T) {
 	tests := []struct {
 		name      string
 		repo      string
-		manifests []index.Entry
+		manifests []Manifest
 		want      Document
 	}{
 		{
 			name: "index first, manifests in the given order",
 			repo: "127.0.0.1:5000/ns/app",
-			manifests: []index.Entry{
-				{Descriptor: arm, Format: formats.ZstdChunked},
-				{Descriptor: amd, Format: formats.Gzip},
+			manifests: []Manifest{
+				{Descriptor: arm, Compression: string(formats.ZstdChunked)},
+				{Descriptor: amd, Compression: string(formats.Gzip)},
 			},
 			want: Document{Subjects: []Subject{
 				{Name: "127.0.0.1:5000/ns/app", Digest: map[string]string{"sha256": hexOf(idx.Digest)}, MediaType: ocispec.MediaTypeImageIndex},
@@ -64,7 +63,7 @@ func TestNew(t *testing.T) {
 		{
 			name:      "no platform nor format: no annotations",
 			repo:      "r.example/a",
-			manifests: []index.Entry{{Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: amd.Digest}}},
+			manifests: []Manifest{{Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: amd.Digest}}},
 			want: Document{Subjects: []Subject{
 				{Name: "r.example/a", Digest: map[string]string{"sha256": hexOf(idx.Digest)}, MediaType: ocispec.MediaTypeImageIndex},
 				{Name: "r.example/a", Digest: map[string]string{"sha256": hexOf(amd.Digest)}, MediaType: ocispec.MediaTypeImageManifest},

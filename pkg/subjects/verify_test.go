@@ -14,7 +14,6 @@ import (
 	"oras.land/oras-go/v2/content/memory"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
-	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 )
@@ -106,24 +105,24 @@ func TestVerifyNestedIndex(t *testing.T) {
 	ctx := context.Background()
 	store := memory.New()
 	b := testimage.New(t, store)
-	amd := index.Entry{Descriptor: b.Image("linux/amd64", formats.Gzip), Format: formats.Gzip}
-	arm := index.Entry{Descriptor: b.Image("linux/arm64", formats.Gzip), Format: formats.Gzip}
-	s390 := index.Entry{Descriptor: b.Image("linux/s390x", formats.Gzip), Format: formats.Gzip}
+	amd := Manifest{Descriptor: b.Image("linux/amd64", formats.Gzip), Compression: string(formats.Gzip)}
+	arm := Manifest{Descriptor: b.Image("linux/arm64", formats.Gzip), Compression: string(formats.Gzip)}
+	s390 := Manifest{Descriptor: b.Image("linux/s390x", formats.Gzip), Compression: string(formats.Gzip)}
 	inner := b.Index(arm.Descriptor, s390.Descriptor)
 	outer := b.Index(amd.Descriptor, inner)
-	innerEntry := index.Entry{Descriptor: inner}
+	innerEntry := Manifest{Descriptor: inner}
 
 	tests := []struct {
 		name    string
-		entries []index.Entry
+		entries []Manifest
 		want    []string
 	}{
-		{"flattened one level", []index.Entry{amd, innerEntry, arm, s390}, nil},
-		{"inner children missing", []index.Entry{amd, innerEntry}, []string{
+		{"flattened one level", []Manifest{amd, innerEntry, arm, s390}, nil},
+		{"inner children missing", []Manifest{amd, innerEntry}, []string{
 			"listed in the index but not in the subjects: " + arm.Descriptor.Digest.String() + " (linux/arm64)",
 			"listed in the index but not in the subjects: " + s390.Descriptor.Digest.String() + " (linux/s390x)",
 		}},
-		{"inner index missing", []index.Entry{amd, arm, s390}, []string{
+		{"inner index missing", []Manifest{amd, arm, s390}, []string{
 			"listed in the index but not in the subjects: " + inner.Digest.String(),
 		}},
 	}
@@ -143,12 +142,12 @@ func TestVerifyMissingInStore(t *testing.T) {
 	ctx := context.Background()
 	store := memory.New()
 	b := testimage.New(t, store)
-	amd := index.Entry{Descriptor: b.Image("linux/amd64", formats.Gzip), Format: formats.Gzip}
+	amd := Manifest{Descriptor: b.Image("linux/amd64", formats.Gzip), Compression: string(formats.Gzip)}
 	ghost := amd
 	ghost.Descriptor = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("ghost"), Size: 5,
 		Platform: &ocispec.Platform{OS: "linux", Architecture: "arm64"}}
 	idx := b.Index(amd.Descriptor, ghost.Descriptor)
-	art, err := Push(ctx, store, New("r.example/a", idx, []index.Entry{amd, ghost}), idx)
+	art, err := Push(ctx, store, New("r.example/a", idx, []Manifest{amd, ghost}), idx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,6 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
-	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/testimage"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
@@ -670,7 +669,7 @@ func TestUntrustedSubjects(t *testing.T) {
 	img := b.Image("linux/amd64", formats.Gzip)
 	idx := b.Index(img)
 	b.Tag(idx, "v1")
-	validDoc, err := json.Marshal(subjects.New(reg.Repo(repoName), idx, []index.Entry{{Descriptor: img, Format: formats.Gzip}}))
+	validDoc, err := json.Marshal(subjects.New(reg.Repo(repoName), idx, []subjects.Manifest{{Descriptor: img, Compression: string(formats.Gzip)}}))
 	if err != nil {
 		t.Fatal(err)
 	}

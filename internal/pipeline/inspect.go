@@ -1,0 +1,41 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/mcbuild/mcbuild/internal/imageref"
+	"github.com/mcbuild/mcbuild/internal/index"
+	"github.com/mcbuild/mcbuild/internal/oci"
+	"github.com/mcbuild/mcbuild/internal/summary"
+)
+
+// Inspect reads what ref names (an index, flattened, or one manifest) and
+// returns a row for it and one per manifest, with what a client downloads
+// for each, plus the warnings of the walk.
+func Inspect(ctx context.Context, repo *remote.Repository, ref imageref.Ref) ([]summary.Row, []string, error) {
+	root, err := repo.Resolve(ctx, ref.Reference())
+	if err != nil {
+		return nil, nil, fmt.Errorf("resolving %s: %w", ref, err)
+	}
+	entries, warnings, err := index.Collect(ctx, repo, []ocispec.Descriptor{root})
+	if err != nil {
+		return nil, nil, err
+	}
+	kind := "(manifest)"
+	if oci.IsIndex(root.MediaType) {
+		kind = "(index)"
+	}
+	rows := []summary.Row{{Platform: kind, Compression: "-", Digest: root.Digest.String(), Size: root.Size}}
+	for _, e := range entries {
+		size, err := index.ImageSize(ctx, repo, e.Descriptor)
+		if err != nil {
+			return nil, nil, err
+		}
+		rows = append(rows, summary.Row{Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: size})
+	}
+	return rows, warnings, nil
+}
