@@ -71,58 +71,19 @@ type Target interface {
 // one; results are written last).
 func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index.Entry, opts Options) (Outcome, error) {
 	var out Outcome
-	logf := func(format string, a ...any) {
-		if opts.Log != nil {
-			fmt.Fprintf(opts.Log, format+"\n", a...)
-		}
-	}
+	r := &releaser{repo: repo, dest: dest, opts: opts}
 	start := time.Now()
-	idx, err := index.Assemble(entries)
-	if err != nil {
-		return out, fmt.Errorf("assembling the index: %w", err)
-	}
-	raw, idxDesc, err := index.Marshal(idx)
+	raw, idxDesc, ordered, err := r.pushIndex(ctx, entries)
 	if err != nil {
 		return out, err
 	}
-	ordered, err := inIndexOrder(idx, entries)
-	if err != nil {
-		return out, err
-	}
-	// Never publish an index that points at something missing.
-	for _, e := range ordered {
-		ok, err := repo.Exists(ctx, e.Descriptor)
-		if err != nil {
-			return out, opts.Registry.Explain(fmt.Sprintf("checking %s@%s before pushing the index", dest.Repository, e.Descriptor.Digest), err)
-		}
-		if !ok {
-			return out, fmt.Errorf("manifest %s@%s (%s %s) is not in the registry; refusing to push an index that points at it", dest.Repository, e.Descriptor.Digest, oci.PlatformString(*e.Descriptor.Platform), e.Format)
-		}
-	}
-	if err := repo.Push(ctx, idxDesc, bytes.NewReader(raw)); err != nil {
-		return out, opts.Registry.Explain(fmt.Sprintf("pushing the index to %s@%s", dest.Repository, idxDesc.Digest), err)
-	}
-	logf("pushed index %s@%s (%d manifests)", dest.Repository, idxDesc.Digest, len(ordered))
 	out.Phases.Index = time.Since(start)
 
 	start = time.Now()
-	manifests := make([]subjects.Manifest, len(ordered))
-	for i, e := range ordered {
-		manifests[i] = subjects.Manifest{Descriptor: e.Descriptor, Compression: string(e.Format)}
-	}
-	doc := subjects.New(dest.Repository, idxDesc, manifests)
-	pushed, err := subjects.PushOrFallback(ctx, repo, doc, idxDesc)
+	subjDesc, warnings, err := r.pushSubjects(ctx, idxDesc, ordered)
 	if err != nil {
-		return out, opts.Registry.Explain(fmt.Sprintf("pushing the subjects artifact to %s", dest.Repository), err)
+		return out, err
 	}
-	subjDesc := pushed.Desc
-	var warnings []string
-	if pushed.Fallback {
-		w := fmt.Sprintf("the registry refused the subjects artifact as an OCI 1.1 artifact (%s: %v); pushed it in the OCI 1.0 fallback form, tagged %s:%s (docs/subjects.md, \"Registries that refuse OCI 1.1 artifacts\")",
-			mcregistry.Reason(pushed.Refusal), mcregistry.Redact(pushed.Refusal.Error()), dest.Repository, subjects.FallbackTag(idxDesc.Digest))
-		warnings = append(warnings, w)
-	}
-	logf("pushed subjects artifact %s@%s (%d entries)", dest.Repository, subjDesc.Digest, len(doc.Subjects))
 	out.Phases.Subjects = time.Since(start)
 
 	// The last look before the tag moves: every blob and manifest the tag
@@ -132,9 +93,98 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 	if err != nil {
 		return out, err
 	}
-	logf("verified index, %d manifests, their blobs and the subjects artifact in %s", len(ordered), dest.Repository)
+	r.logf("verified index, %d manifests, their blobs and the subjects artifact in %s", len(ordered), dest.Repository)
 	out.Phases.Verify = time.Since(start)
 
+	set := resultSet(dest, idxDesc, ordered, subjDesc)
+	// Checked before the tag moves: a budget failure must leave it in place.
+	planned, err := results.Plan(set, opts.ResultsBudget)
+	if err != nil {
+		return out, fmt.Errorf("results for %s: %w", dest.Tagged(), err)
+	}
+
+	if err := repo.PushReference(ctx, idxDesc, bytes.NewReader(raw), dest.Tag); err != nil {
+		return out, opts.Registry.Explain(fmt.Sprintf("tagging %s as %s", idxDesc.Digest, dest.Tagged()), err)
+	}
+	r.logf("tagged %s", dest.TaggedWithDigest(idxDesc.Digest))
+
+	if err := planned.Write(opts.ResultsDir); err != nil {
+		return out, fmt.Errorf("writing results to %s: %w", opts.ResultsDir, err)
+	}
+	warnings = append(warnings, planned.Warnings...)
+	out.Index, out.Entries, out.Subjects, out.Results, out.Sizes, out.Warnings = idxDesc, ordered, subjDesc, set, sizes, warnings
+	return out, nil
+}
+
+// releaser is one release in the making.
+type releaser struct {
+	repo Target
+	dest imageref.Ref
+	opts Options
+}
+
+func (r *releaser) logf(format string, a ...any) {
+	if r.opts.Log != nil {
+		fmt.Fprintf(r.opts.Log, format+"\n", a...)
+	}
+}
+
+// pushIndex assembles the gzip-first index of entries and pushes it by
+// digest, once every manifest it lists is confirmed present. It returns the
+// index, its descriptor and the entries in index order.
+func (r *releaser) pushIndex(ctx context.Context, entries []index.Entry) ([]byte, ocispec.Descriptor, []index.Entry, error) {
+	idx, err := index.Assemble(entries)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, nil, fmt.Errorf("assembling the index: %w", err)
+	}
+	raw, idxDesc, err := index.Marshal(idx)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, nil, err
+	}
+	ordered, err := inIndexOrder(idx, entries)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, nil, err
+	}
+	// Never publish an index that points at something missing.
+	for _, e := range ordered {
+		ok, err := r.repo.Exists(ctx, e.Descriptor)
+		if err != nil {
+			return nil, ocispec.Descriptor{}, nil, r.opts.Registry.Explain(fmt.Sprintf("checking %s@%s before pushing the index", r.dest.Repository, e.Descriptor.Digest), err)
+		}
+		if !ok {
+			return nil, ocispec.Descriptor{}, nil, fmt.Errorf("manifest %s@%s (%s %s) is not in the registry; refusing to push an index that points at it", r.dest.Repository, e.Descriptor.Digest, oci.PlatformString(*e.Descriptor.Platform), e.Format)
+		}
+	}
+	if err := r.repo.Push(ctx, idxDesc, bytes.NewReader(raw)); err != nil {
+		return nil, ocispec.Descriptor{}, nil, r.opts.Registry.Explain(fmt.Sprintf("pushing the index to %s@%s", r.dest.Repository, idxDesc.Digest), err)
+	}
+	r.logf("pushed index %s@%s (%d manifests)", r.dest.Repository, idxDesc.Digest, len(ordered))
+	return raw, idxDesc, ordered, nil
+}
+
+// pushSubjects pushes the subjects artifact of the index and its manifests,
+// with a warning when the registry only took the OCI 1.0 fallback form.
+func (r *releaser) pushSubjects(ctx context.Context, idxDesc ocispec.Descriptor, ordered []index.Entry) (ocispec.Descriptor, []string, error) {
+	manifests := make([]subjects.Manifest, len(ordered))
+	for i, e := range ordered {
+		manifests[i] = subjects.Manifest{Descriptor: e.Descriptor, Compression: string(e.Format)}
+	}
+	doc := subjects.New(r.dest.Repository, idxDesc, manifests)
+	pushed, err := subjects.PushOrFallback(ctx, r.repo, doc, idxDesc)
+	if err != nil {
+		return ocispec.Descriptor{}, nil, r.opts.Registry.Explain(fmt.Sprintf("pushing the subjects artifact to %s", r.dest.Repository), err)
+	}
+	var warnings []string
+	if pushed.Fallback {
+		warnings = append(warnings, fmt.Sprintf("the registry refused the subjects artifact as an OCI 1.1 artifact (%s: %v); pushed it in the OCI 1.0 fallback form, tagged %s:%s (docs/subjects.md, \"Registries that refuse OCI 1.1 artifacts\")",
+			mcregistry.Reason(pushed.Refusal), mcregistry.Redact(pushed.Refusal.Error()), r.dest.Repository, subjects.FallbackTag(idxDesc.Digest)))
+	}
+	r.logf("pushed subjects artifact %s@%s (%d entries)", r.dest.Repository, pushed.Desc.Digest, len(doc.Subjects))
+	return pushed.Desc, warnings, nil
+}
+
+// resultSet is every result of the release.
+func resultSet(dest imageref.Ref, idxDesc ocispec.Descriptor, ordered []index.Entry, subjDesc ocispec.Descriptor) results.Set {
 	set := results.Set{
 		ImageURL:    dest.Tagged(),
 		ImageDigest: idxDesc.Digest.String(),
@@ -145,23 +195,7 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 	for _, e := range ordered {
 		set.Images = append(set.Images, dest.WithDigest(e.Descriptor.Digest))
 	}
-	// Checked before the tag moves: a budget failure must leave it in place.
-	planned, err := results.Plan(set, opts.ResultsBudget)
-	if err != nil {
-		return out, fmt.Errorf("results for %s: %w", dest.Tagged(), err)
-	}
-
-	if err := repo.PushReference(ctx, idxDesc, bytes.NewReader(raw), dest.Tag); err != nil {
-		return out, opts.Registry.Explain(fmt.Sprintf("tagging %s as %s", idxDesc.Digest, dest.Tagged()), err)
-	}
-	logf("tagged %s", dest.TaggedWithDigest(idxDesc.Digest))
-
-	if err := planned.Write(opts.ResultsDir); err != nil {
-		return out, fmt.Errorf("writing results to %s: %w", opts.ResultsDir, err)
-	}
-	warnings = append(warnings, planned.Warnings...)
-	out.Index, out.Entries, out.Subjects, out.Results, out.Sizes, out.Warnings = idxDesc, ordered, subjDesc, set, sizes, warnings
-	return out, nil
+	return set
 }
 
 // inIndexOrder returns entries in the order Assemble listed them.

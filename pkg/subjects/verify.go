@@ -99,42 +99,12 @@ func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc oc
 	if !ok {
 		return append(out, Mismatch{Kind: KindMissing, Digest: subj.Digest}), nil
 	}
-	want := []ocispec.Descriptor{subj}
-	if oci.IsIndex(subj.MediaType) {
-		children, err := fetchIndex(ctx, target, subj)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range children {
-			want = append(want, c)
-			if !oci.IsIndex(c.MediaType) {
-				continue
-			}
-			ok, err := target.Exists(ctx, c)
-			if err != nil {
-				return nil, fmt.Errorf("checking index %s: %w", c.Digest, err)
-			}
-			if !ok {
-				continue // reported as missing below
-			}
-			grand, err := fetchIndex(ctx, target, c)
-			if err != nil {
-				return nil, err
-			}
-			want = append(want, grand...)
-		}
+	want, err := wanted(ctx, target, subj)
+	if err != nil {
+		return nil, err
 	}
-
-	// Entries of the document by digest; duplicates reported once each.
-	listed := map[digest.Digest]Subject{}
-	for _, s := range doc.Subjects {
-		d := s.DigestOf()
-		if _, dup := listed[d]; dup {
-			out = append(out, Mismatch{Kind: KindDuplicate, Digest: d, Platform: s.Annotations[AnnotationPlatform]})
-			continue
-		}
-		listed[d] = s
-	}
+	listed, dups := byDigest(doc)
+	out = append(out, dups...)
 	inIndex := map[digest.Digest]bool{}
 	for i, w := range want {
 		if inIndex[w.Digest] {
@@ -170,6 +140,58 @@ func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc oc
 		}
 	}
 	return out, nil
+}
+
+// wanted lists what the subjects must name: the index, its children and,
+// for a child that is an index itself, its children (one level, as
+// mcbuild's index merge flattens). Each child index is read once, however
+// often it is listed.
+func wanted(ctx context.Context, target content.ReadOnlyStorage, subj ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	want := []ocispec.Descriptor{subj}
+	if !oci.IsIndex(subj.MediaType) {
+		return want, nil
+	}
+	children, err := fetchIndex(ctx, target, subj)
+	if err != nil {
+		return nil, err
+	}
+	read := map[digest.Digest]bool{}
+	for _, c := range children {
+		want = append(want, c)
+		if !oci.IsIndex(c.MediaType) || read[c.Digest] {
+			continue
+		}
+		read[c.Digest] = true
+		ok, err := target.Exists(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("checking index %s: %w", c.Digest, err)
+		}
+		if !ok {
+			continue // reported as missing by Verify
+		}
+		grand, err := fetchIndex(ctx, target, c)
+		if err != nil {
+			return nil, err
+		}
+		want = append(want, grand...)
+	}
+	return want, nil
+}
+
+// byDigest is the document's entries by digest, and a mismatch for each
+// entry listed again.
+func byDigest(doc Document) (map[digest.Digest]Subject, []Mismatch) {
+	listed := map[digest.Digest]Subject{}
+	var dups []Mismatch
+	for _, s := range doc.Subjects {
+		d := s.DigestOf()
+		if _, dup := listed[d]; dup {
+			dups = append(dups, Mismatch{Kind: KindDuplicate, Digest: d, Platform: s.Annotations[AnnotationPlatform]})
+			continue
+		}
+		listed[d] = s
+	}
+	return listed, dups
 }
 
 // compare lists how entry s differs from the index's descriptor w.
