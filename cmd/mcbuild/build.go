@@ -35,6 +35,8 @@ type buildFlags struct {
 	zstdLevel                                   int
 	publisher, zstdChunkedEncoder               string
 	appendPlatform                              bool
+	reuseLayers                                 bool
+	reuseFrom                                   []string
 	compressWhileBuilding                       bool
 	resultsFlags
 }
@@ -90,6 +92,8 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.publisher, "publisher", string(publish.Stream), "how variants are made: stream (read each layer once, compress every format at the same time) or copy (one containers/image copy per format, the reference path)")
 	fl.StringVar(&f.zstdChunkedEncoder, "zstd-chunked-encoder", string(stage.EncoderParallel), "zstd:chunked encoder of the stream publisher: parallel (every core, same bytes as upstream) or upstream (containers/storage's, one core)")
 	fl.BoolVar(&f.compressWhileBuilding, "compress-while-building", false, "compress each layer as soon as the build commits it, in CPU time the build leaves idle (stream publisher; for hosts with idle cores and no CPU limit below them; layers of other stages are compressed in vain)")
+	fl.BoolVar(&f.reuseLayers, "reuse-layers", true, "reuse layer blobs that exist already (pulled for FROM, the base's other variants, the previous release, --reuse-from) instead of compressing them again; false compresses every layer, for digests that depend on the inputs only")
+	fl.StringArrayVar(&f.reuseFrom, "reuse-from", nil, "another image (REGISTRY/REPO[:TAG][@DIGEST]) whose layers this one may share, e.g. a cache repository; repeatable")
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (KEY alone takes the value from the environment); repeatable")
 	fl.StringVar(&f.buildArgsFile, "build-args-file", "", "file of KEY=VALUE build arguments, one per line (# comments); --build-arg wins")
 	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE; repeatable")
@@ -174,7 +178,16 @@ func (f *buildFlags) planPublish(p *pipeline.BuildPlan, encoderSet bool) error {
 	if kind == publish.Copy && encoderSet && encoder == stage.EncoderParallel {
 		return fmt.Errorf("--zstd-chunked-encoder %s needs --publisher %s: the %s publisher always uses containers/storage's encoder", stage.EncoderParallel, publish.Stream, publish.Copy)
 	}
+	if kind == publish.Copy && len(f.reuseFrom) > 0 {
+		return fmt.Errorf("--reuse-from needs --publisher %s: the %s publisher compresses every layer", publish.Stream, publish.Copy)
+	}
+	for _, ref := range f.reuseFrom {
+		if _, err := imageref.Parse(ref); err != nil {
+			return fmt.Errorf("--reuse-from: %w", err)
+		}
+	}
 	p.Publisher, p.CompressWhileBuilding = kind, f.compressWhileBuilding
+	p.Reuse, p.ReuseFrom = f.reuseLayers && kind == publish.Stream, f.reuseFrom
 	// Staged blobs and the run's scratch directory go under $TMPDIR (else
 	// /var/tmp), read here once.
 	p.Stage = stage.Settings{Level: f.zstdLevel, Encoder: encoder, TmpDir: stage.DefaultTmpDir()}

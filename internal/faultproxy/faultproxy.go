@@ -129,6 +129,9 @@ type Rule struct {
 	Method string
 	// Path matches the request path ("" any), e.g. `/manifests/`.
 	Path string
+	// Query matches the raw query ("" any), e.g. `mount=` for a
+	// cross-repository mount.
+	Query string
 	// MediaType matches the request's Content-Type, parameters ignored
 	// ("" any).
 	MediaType string
@@ -140,7 +143,7 @@ type Rule struct {
 	// Action is what happens.
 	Action Action
 
-	path, body *regexp.Regexp
+	path, query, body *regexp.Regexp
 	fired      atomic.Int64
 	matched    atomic.Int64
 }
@@ -235,6 +238,9 @@ func (p *Proxy) SetBackend(backend string) error {
 func (p *Proxy) Add(r *Rule) *Rule {
 	if r.Path != "" {
 		r.path = regexp.MustCompile(r.Path)
+	}
+	if r.Query != "" {
+		r.query = regexp.MustCompile(r.Query)
 	}
 	if r.Body != "" {
 		r.body = regexp.MustCompile(r.Body)
@@ -388,6 +394,7 @@ func (p *Proxy) match(r *http.Request) (*Rule, error) {
 	for _, rule := range rules {
 		if rule.Method != "" && rule.Method != r.Method ||
 			rule.path != nil && !rule.path.MatchString(r.URL.Path) ||
+			rule.query != nil && !rule.query.MatchString(r.URL.RawQuery) ||
 			rule.MediaType != "" && rule.MediaType != mediaType {
 			continue
 		}

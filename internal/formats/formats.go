@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
@@ -34,6 +36,22 @@ func (f Format) LayerMediaType() string {
 		return oci.MediaTypeImageLayerZstd
 	}
 	return oci.MediaTypeImageLayerGzip
+}
+
+// OfLayer is the format of one distributable layer: gzip (the OCI or
+// Docker media type), zstd:chunked (zstd with the TOC annotation) or zstd;
+// false for anything else (uncompressed, foreign, encrypted).
+func OfLayer(d ocispec.Descriptor) (Format, bool) {
+	switch d.MediaType {
+	case oci.MediaTypeImageLayerGzip, oci.MediaTypeDockerLayerGzip:
+		return Gzip, true
+	case oci.MediaTypeImageLayerZstd:
+		if d.Annotations[oci.AnnotationZstdChunkedChecksum] != "" {
+			return ZstdChunked, true
+		}
+		return Zstd, true
+	}
+	return "", false
 }
 
 // Rank orders formats inside one platform of an index: gzip first, because

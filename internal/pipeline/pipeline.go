@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -26,6 +27,7 @@ import (
 	"github.com/mcbuild/mcbuild/internal/publish"
 	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/release"
+	"github.com/mcbuild/mcbuild/internal/reuse"
 	"github.com/mcbuild/mcbuild/internal/stage"
 	"github.com/mcbuild/mcbuild/internal/summary"
 )
@@ -47,8 +49,13 @@ type BuildPlan struct {
 	// CompressWhileBuilding starts compressing each layer as soon as the
 	// build commits it (stage.Early); Stream publisher only.
 	CompressWhileBuilding bool
-	Registry              *registry.Session
-	Results               Results
+	// Reuse lands layer blobs that exist already instead of compressing
+	// them (package reuse), also looking in ReuseFrom; Stream publisher
+	// only (Copy compresses everything).
+	Reuse     bool
+	ReuseFrom []string
+	Registry  *registry.Session
+	Results   Results
 	// Log receives progress lines; ProgressInterval paces the upload
 	// progress lines (0: none).
 	Log              io.Writer
@@ -75,6 +82,8 @@ type Results struct {
 type Outcome struct {
 	release.Outcome
 	Phases summary.Phases
+	// Variants say how each manifest's layers were made (build only).
+	Variants []summary.Variant
 }
 
 // Build runs a build plan: every platform is built, then published in every
@@ -107,29 +116,66 @@ func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 	p.Build.SystemContext, p.Build.TmpDir, p.Build.Log = sys, filepath.Join(scratch, "tmp"), p.Log
 	p.Stage.TmpDir = tmpRoot
 	var phases summary.Phases
+	var variants []summary.Variant
 	pub, err := publish.New(p.Publisher, store, p.Dest.Repository, p.Formats, publish.Options{
 		SystemContext: sys, Registry: p.Registry.Options(), Stage: p.Stage, BlobInfoCacheDir: sys.BlobInfoCacheDir,
 		Log: p.Log, ProgressInterval: p.ProgressInterval,
-		Pushed: func(e index.Entry, took time.Duration) { phases.AddPublishFormat(string(e.Format), took) },
+		Pushed: func(e index.Entry, took time.Duration, st publish.Stats) {
+			phases.AddPublishFormat(string(e.Format), took)
+			variants = append(variants, variantOf(e, st))
+		},
 	})
 	if err != nil {
 		return Outcome{}, err
 	}
+	run := platformRun{BuildPlan: p, store: store, pub: pub, dest: repo, phases: &phases}
 	var entries []index.Entry
 	for _, platform := range p.Platforms {
-		published, err := p.buildPlatform(ctx, store, pub, platform, &phases)
+		published, err := run.buildPlatform(ctx, platform)
 		if err != nil {
 			return Outcome{}, err
 		}
 		entries = append(entries, published...)
 	}
-	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, started)
+	out, err := finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, started)
+	out.Variants = variants
+	return out, err
+}
+
+// platformRun is what every platform's build and publish share.
+type platformRun struct {
+	BuildPlan
+	store  storage.Store
+	pub    publish.Publisher
+	dest   *remote.Repository
+	phases *summary.Phases
+}
+
+// variantOf is one pushed variant's line of the summary.
+func variantOf(e index.Entry, st publish.Stats) summary.Variant {
+	v := summary.Variant{
+		Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format),
+		BytesCompressed: st.BytesCompressed, BytesUploaded: st.BytesUploaded,
+	}
+	for origin, n := range st.Origins {
+		v.Layers += n
+		if from, ok := strings.CutPrefix(string(origin), reuse.OriginPrefix); ok {
+			if v.Reused == nil {
+				v.Reused = map[string]int{}
+			}
+			v.Reused[from] += n
+		} else {
+			v.Compressed += n
+		}
+	}
+	return v
 }
 
 // buildPlatform builds for one platform and publishes the image in every
 // format. Its phases are labelled for --cpu-profile (pprof -tagfocus
 // phase=publish).
-func (p BuildPlan) buildPlatform(ctx context.Context, store storage.Store, pub publish.Publisher, platform ocispec.Platform, phases *summary.Phases) ([]index.Entry, error) {
+func (p platformRun) buildPlatform(ctx context.Context, platform ocispec.Platform) ([]index.Entry, error) {
+	store, phases := p.store, p.phases
 	t0 := time.Now()
 	logf(p.Log, "building %s for %s", p.Build.Containerfile, oci.PlatformString(platform))
 	var early *stage.Early
@@ -151,17 +197,37 @@ func (p BuildPlan) buildPlatform(ctx context.Context, store storage.Store, pub p
 	}
 	phases.Build += time.Since(t0).Seconds()
 	t0 = time.Now()
-	var sources []stage.Source
-	if early != nil {
-		sources = append(sources, early)
-	}
 	var published []index.Entry
 	pprof.Do(ctx, pprof.Labels("phase", "publish"), func(ctx context.Context) {
-		published, err = pub.Publish(ctx, img, sources...)
+		var sources []stage.Source
+		if sources, err = p.sources(ctx, img, early); err == nil {
+			published, err = p.pub.Publish(ctx, img, sources...)
+		}
 	})
 	phases.Publish += time.Since(t0).Seconds()
 	phases.CompressDuringBuild += early.Busy().Seconds()
 	return published, err
+}
+
+// sources are where the stager looks before compressing a layer: blobs
+// that exist already (reuse), then what Early compressed during the build.
+func (p platformRun) sources(ctx context.Context, img build.Image, early *stage.Early) ([]stage.Source, error) {
+	var sources []stage.Source
+	if p.Reuse && p.Publisher != publish.Copy {
+		found, err := reuse.Find(ctx, p.store, img.ID, img.Platform, reuse.Options{
+			Session: p.Registry, Dest: p.dest, DestName: p.Dest.Repository, DestTag: p.Dest.Tag,
+			ReuseFrom: p.ReuseFrom, Log: p.Log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		logf(p.Log, "%s: %d existing blobs found for reuse", oci.PlatformString(img.Platform), found.Candidates())
+		sources = append(sources, found)
+	}
+	if early != nil {
+		sources = append(sources, early)
+	}
+	return sources, nil
 }
 
 // Index runs an index plan: the inputs are read and flattened, then the
@@ -214,7 +280,7 @@ func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries
 func (o Outcome) Report() summary.Report {
 	r := summary.Report{
 		ImageRef: o.Results.ImageRef, IndexDigest: o.Index.Digest.String(), IndexSize: o.Index.Size,
-		SubjectsRef: o.Results.SubjectsRef, Warnings: o.Warnings, Phases: o.Phases,
+		SubjectsRef: o.Results.SubjectsRef, Warnings: o.Warnings, Phases: o.Phases, Variants: o.Variants,
 	}
 	for _, e := range o.Entries {
 		size, ok := o.Sizes[e.Descriptor.Digest]

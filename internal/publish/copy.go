@@ -183,7 +183,7 @@ func (p *copyPublisher) Publish(ctx context.Context, img build.Image, _ ...stage
 			}
 			desc.Platform = &img.Platform
 			entries[i] = index.Entry{Descriptor: desc, Format: f}
-			r.done(entries[i], p.repo, time.Since(start))
+			r.done(entries[i], p.repo, time.Since(start), Stats{BytesCompressed: -1, BytesUploaded: -1})
 			return nil
 		})
 	}

@@ -80,9 +80,9 @@ type Options struct {
 	// ProgressInterval, if set, prints a progress line per running variant.
 	ProgressInterval time.Duration
 	// Pushed, if set, is called after each variant is pushed with the
-	// wall time its push took (variants of one image push concurrently;
-	// the calls are serialized).
-	Pushed func(e index.Entry, took time.Duration)
+	// wall time its push took and how its layers were made (variants of one
+	// image push concurrently; the calls are serialized).
+	Pushed func(e index.Entry, took time.Duration, st Stats)
 }
 
 // New returns the publisher kind for store's images, pushing to repo (a
@@ -139,12 +139,25 @@ func (t target) reporter() *reporter {
 	return &reporter{log: t.opts.Log, pushed: t.opts.Pushed, start: time.Now()}
 }
 
+// Stats say how one variant's layers were made.
+type Stats struct {
+	// Origins counts the layers by where their blob came from: compressed
+	// (stage.OriginStorage, OriginCommitTar, OriginEarlyStorage) or reused
+	// ("reused-pulled", "reused-base", ...).
+	Origins map[stage.Origin]int
+	// BytesCompressed is the uncompressed size of the layers this variant
+	// compressed; BytesUploaded the layer bytes sent to the registry.
+	// -1: not known (the copy publisher).
+	BytesCompressed int64
+	BytesUploaded   int64
+}
+
 // reporter serializes log lines and Pushed calls of variants running
 // concurrently.
 type reporter struct {
 	mu     sync.Mutex
 	log    io.Writer
-	pushed func(index.Entry, time.Duration)
+	pushed func(index.Entry, time.Duration, Stats)
 	start  time.Time
 }
 
@@ -158,10 +171,10 @@ func (r *reporter) logf(format string, a ...any) {
 }
 
 // done reports one pushed variant: the Pushed callback and a log line.
-func (r *reporter) done(e index.Entry, repo string, took time.Duration) {
+func (r *reporter) done(e index.Entry, repo string, took time.Duration, st Stats) {
 	if r.pushed != nil {
 		r.mu.Lock()
-		r.pushed(e, took)
+		r.pushed(e, took, st)
 		r.mu.Unlock()
 	}
 	r.logf("pushed %s %s as %s@%s (%d bytes manifest) in %s", oci.PlatformString(*e.Descriptor.Platform), e.Format, repo, e.Descriptor.Digest, e.Descriptor.Size, took.Round(time.Millisecond))

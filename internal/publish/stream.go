@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -61,7 +62,15 @@ func (p *streamPublisher) Publish(ctx context.Context, img build.Image, sources 
 	run.up = &uploader{dest: dest, opts: p.opts, r: run.r, platform: oci.PlatformString(img.Platform)}
 	for _, f := range p.formats {
 		run.r.logf("pushing %s %s to %s", run.up.platform, f, p.repo)
-		run.variants = append(run.variants, &variant{format: f, queue: make(chan *stage.Blob, maxQueuedLayers)})
+		v := &variant{format: f, queue: make(chan *stage.Blob, maxQueuedLayers), origins: map[stage.Origin]int{}, overrides: map[string]string{}}
+		for _, src := range sources {
+			if a, ok := src.(interface {
+				ManifestAnnotations(formats.Format) map[string]string
+			}); ok {
+				maps.Copy(v.overrides, a.ManifestAnnotations(f))
+			}
+		}
+		run.variants = append(run.variants, v)
 	}
 	return run.publish(ctx)
 }
@@ -80,7 +89,7 @@ func (s *streamRun) publish(ctx context.Context) ([]index.Entry, error) {
 				return s.opts.Registry.Explain(fmt.Sprintf("pushing %s %s variant to %s", s.up.platform, v.format, s.repo), err)
 			}
 			v.desc.Platform = &s.img.Platform
-			s.r.done(index.Entry{Descriptor: v.desc, Format: v.format}, s.repo, time.Since(s.r.start))
+			s.r.done(index.Entry{Descriptor: v.desc, Format: v.format}, s.repo, time.Since(s.r.start), v.stats())
 			return nil
 		})
 	}
@@ -134,6 +143,10 @@ func (s *streamRun) stageLayers(ctx context.Context) error {
 		}
 		origins[blobs[0].Origin]++
 		for i, v := range s.variants {
+			v.origins[blobs[i].Origin]++
+			if !blobs[i].Present && l.Size > 0 {
+				v.compressed += l.Size
+			}
 			select {
 			case v.queue <- blobs[i]:
 			case <-ctx.Done(): // an upload failed
@@ -142,7 +155,7 @@ func (s *streamRun) stageLayers(ctx context.Context) error {
 			}
 		}
 	}
-	if s.stager.HasSources() {
+	if s.stager.CompressesEarly() {
 		early := origins[stage.OriginCommitTar] + origins[stage.OriginEarlyStorage]
 		s.r.logf("%s: %d of %d layers were compressed during the build (%d from the tars buildah committed, %d read back from storage)",
 			s.up.platform, early, len(s.src.Layers), origins[stage.OriginCommitTar], origins[stage.OriginEarlyStorage])
@@ -160,11 +173,36 @@ const maxParallelUploads = 3
 
 // variant is one format's manifest in the making.
 type variant struct {
-	format formats.Format
-	queue  chan *stage.Blob // compressed layers, in order
-	pushed atomic.Int32     // layers uploaded so far
-	done   atomic.Bool
-	desc   ocispec.Descriptor // the pushed manifest, once done
+	format   formats.Format
+	queue    chan *stage.Blob // compressed layers, in order
+	pushed   atomic.Int32     // layers uploaded so far
+	uploaded atomic.Int64     // layer bytes sent
+	done     atomic.Bool
+	desc     ocispec.Descriptor // the pushed manifest, once done
+	// overrides are manifest annotations the sources give this format
+	// (reuse: the base image of the same compression).
+	overrides  map[string]string
+	origins    map[stage.Origin]int // layers per origin (staging side)
+	compressed int64                // uncompressed bytes compressed (staging side)
+}
+
+// annotations are the stored manifest's, with the overrides of keys it has.
+func (v *variant) annotations(stored map[string]string) map[string]string {
+	if len(v.overrides) == 0 {
+		return stored
+	}
+	out := maps.Clone(stored)
+	for k, val := range v.overrides {
+		if _, ok := out[k]; ok {
+			out[k] = val
+		}
+	}
+	return out
+}
+
+// stats are v's figures once it is pushed.
+func (v *variant) stats() Stats {
+	return Stats{Origins: v.origins, BytesCompressed: v.compressed, BytesUploaded: v.uploaded.Load()}
 }
 
 type uploader struct {
@@ -183,36 +221,8 @@ func (u *uploader) pushVariant(ctx context.Context, v *variant, src *stage.Image
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// Layers go up maxParallelUploads at a time (as docker push and
-	// containers/image do: one connection rarely fills a remote link); the
-	// manifest lists them in the order they were compressed, which is the
-	// image's.
-	layers := make([]ocispec.Descriptor, 0, len(src.Layers))
-	uploads, uctx := errgroup.WithContext(ctx)
-	uploads.SetLimit(maxParallelUploads)
-	for b := range v.queue {
-		if uctx.Err() != nil { // an upload failed: stop taking layers
-			b.Close()
-			break
-		}
-		layers = append(layers, b.Desc)
-		uploads.Go(func() error {
-			defer b.Close()
-			err := u.put(uctx, v.format, fmt.Sprintf("layer %s", b.Desc.Digest), func(ctx context.Context, touch func()) error {
-				if _, err := b.File.Seek(0, io.SeekStart); err != nil {
-					return err
-				}
-				_, err := u.dest.PutBlob(ctx, registry.TouchReader(b.File, touch),
-					types.BlobInfo{Digest: b.Desc.Digest, Size: b.Desc.Size, MediaType: b.Desc.MediaType}, none.NoCache, false)
-				return err
-			})
-			if err == nil {
-				v.pushed.Add(1)
-			}
-			return err
-		})
-	}
-	if err := uploads.Wait(); err != nil {
+	layers, err := u.uploadLayers(ctx, v, len(src.Layers))
+	if err != nil {
 		return err
 	}
 	if len(layers) != len(src.Layers) {
@@ -223,7 +233,7 @@ func (u *uploader) pushVariant(ctx context.Context, v *variant, src *stage.Image
 		MediaType:   ocispec.MediaTypeImageManifest,
 		Config:      src.Manifest.Config,
 		Layers:      layers,
-		Annotations: src.Manifest.Annotations,
+		Annotations: v.annotations(src.Manifest.Annotations),
 	}
 	mb, err := json.Marshal(m)
 	if err != nil {
@@ -241,6 +251,46 @@ func (u *uploader) pushVariant(ctx context.Context, v *variant, src *stage.Image
 	v.desc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
 	v.done.Store(true)
 	return nil
+}
+
+// uploadLayers uploads v's layers as they arrive, maxParallelUploads at a
+// time (as docker push and containers/image do: one connection rarely
+// fills a remote link), and returns their descriptors in the order they
+// were staged, which is the image's. A blob a source put at the
+// destination already (reuse) is not uploaded again.
+func (u *uploader) uploadLayers(ctx context.Context, v *variant, n int) ([]ocispec.Descriptor, error) {
+	layers := make([]ocispec.Descriptor, 0, n)
+	uploads, uctx := errgroup.WithContext(ctx)
+	uploads.SetLimit(maxParallelUploads)
+	for b := range v.queue {
+		if uctx.Err() != nil { // an upload failed: stop taking layers
+			b.Close()
+			break
+		}
+		layers = append(layers, b.Desc)
+		if b.Present {
+			v.pushed.Add(1)
+			v.uploaded.Add(b.Uploaded)
+			continue
+		}
+		uploads.Go(func() error {
+			defer b.Close()
+			err := u.put(uctx, v.format, fmt.Sprintf("layer %s", b.Desc.Digest), func(ctx context.Context, touch func()) error {
+				if _, err := b.File.Seek(0, io.SeekStart); err != nil {
+					return err
+				}
+				_, err := u.dest.PutBlob(ctx, registry.TouchReader(b.File, touch),
+					types.BlobInfo{Digest: b.Desc.Digest, Size: b.Desc.Size, MediaType: b.Desc.MediaType}, none.NoCache, false)
+				return err
+			})
+			if err == nil {
+				v.pushed.Add(1)
+				v.uploaded.Add(b.Desc.Size)
+			}
+			return err
+		})
+	}
+	return layers, uploads.Wait()
 }
 
 // put runs one upload with the retry policy and the stall bound: op calls

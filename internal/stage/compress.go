@@ -40,15 +40,23 @@ const (
 // waiting to be uploaded; its name is gone, so a killed process leaves
 // nothing behind.
 type Blob struct {
-	File *os.File
+	File *os.File // nil when Present
 	Desc ocispec.Descriptor
 	// Origin says where the blob came from, for the summary (OriginStorage,
-	// OriginCommitTar, OriginEarlyStorage).
+	// OriginCommitTar, OriginEarlyStorage, or a Source's own).
 	Origin Origin
+	// Present: a Source put the blob at the destination already (reuse);
+	// there is nothing to upload. Uploaded is what that took, in bytes.
+	Present  bool
+	Uploaded int64
 }
 
 // Close releases the blob's file.
-func (b *Blob) Close() { _ = b.File.Close() }
+func (b *Blob) Close() {
+	if b.File != nil {
+		_ = b.File.Close()
+	}
+}
 
 // Settings say how layers are compressed.
 type Settings struct {

@@ -122,8 +122,15 @@ func isNilEarly(s Source) bool {
 	return ok && e == nil
 }
 
-// HasSources reports whether any source is asked before compressing.
-func (st *Stager) HasSources() bool { return len(st.sources) > 0 }
+// CompressesEarly reports whether an Early is among the sources.
+func (st *Stager) CompressesEarly() bool {
+	for _, src := range st.sources {
+		if _, ok := src.(*Early); ok {
+			return true
+		}
+	}
+	return false
+}
 
 // Formats are the formats each layer is staged in.
 func (st *Stager) Formats() []formats.Format { return st.formats }

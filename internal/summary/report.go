@@ -41,13 +41,55 @@ func (p *Phases) AddPublishFormat(format string, d time.Duration) {
 // Report is everything one run published, for people (Print) and for tools
 // (WriteJSON, --summary-json).
 type Report struct {
-	ImageRef    string   `json:"image_ref"`
-	IndexDigest string   `json:"index_digest"`
-	IndexSize   int64    `json:"index_size"`
-	SubjectsRef string   `json:"subjects_ref"`
-	Manifests   []Row    `json:"manifests"`
-	Phases      Phases   `json:"phases"`
-	Warnings    []string `json:"warnings,omitempty"`
+	ImageRef    string `json:"image_ref"`
+	IndexDigest string `json:"index_digest"`
+	IndexSize   int64  `json:"index_size"`
+	SubjectsRef string `json:"subjects_ref"`
+	Manifests   []Row  `json:"manifests"`
+	// Variants say how each manifest's layers were made (mcbuild build).
+	Variants []Variant `json:"variants,omitempty"`
+	Phases   Phases    `json:"phases"`
+	Warnings []string  `json:"warnings,omitempty"`
+}
+
+// Variant says how one pushed manifest's layers were made.
+type Variant struct {
+	Platform    string `json:"platform"`
+	Compression string `json:"compression"`
+	Layers      int    `json:"layers"`
+	// Reused counts the layers whose existing blob was reused, by where it
+	// was found (pulled, base, previous-release, reuse-from).
+	Reused     map[string]int `json:"layers_reused,omitempty"`
+	Compressed int            `json:"layers_compressed"`
+	// BytesCompressed is the uncompressed size of the layers compressed,
+	// BytesUploaded the layer bytes sent; -1 when not known.
+	BytesCompressed int64 `json:"bytes_compressed"`
+	BytesUploaded   int64 `json:"bytes_uploaded"`
+}
+
+// String is the variant on one line, e.g. "linux/amd64 gzip: 3 layers,
+// 2 reused (pulled 2), 1 compressed (12.0 MiB), 3.4 MiB uploaded".
+func (v Variant) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: %d layers", v.Platform, v.Compression, v.Layers)
+	reused := 0
+	var from []string
+	for k, n := range v.Reused {
+		reused += n
+		from = append(from, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(from)
+	if reused > 0 {
+		fmt.Fprintf(&b, ", %d reused (%s)", reused, strings.Join(from, ", "))
+	}
+	fmt.Fprintf(&b, ", %d compressed", v.Compressed)
+	if v.BytesCompressed >= 0 {
+		fmt.Fprintf(&b, " (%s)", HumanSize(v.BytesCompressed))
+	}
+	if v.BytesUploaded >= 0 {
+		fmt.Fprintf(&b, ", %s uploaded", HumanSize(v.BytesUploaded))
+	}
+	return b.String()
 }
 
 // Print writes the table of the index and its manifests, the two references
@@ -56,6 +98,12 @@ func (r Report) Print(w io.Writer) error {
 	rows := append([]Row{{Platform: "(index)", Compression: "-", Digest: r.IndexDigest, Size: r.IndexSize}}, r.Manifests...)
 	if err := Table(w, rows); err != nil {
 		return err
+	}
+	if len(r.Variants) > 0 {
+		fmt.Fprintln(w)
+		for _, v := range r.Variants {
+			fmt.Fprintln(w, v.String())
+		}
 	}
 	_, err := fmt.Fprintf(w, "\nIMAGE_REF     %s\nSUBJECTS_REF  %s\ntime: %s\n", r.ImageRef, r.SubjectsRef, r.Phases.String())
 	return err
