@@ -144,8 +144,8 @@ type Rule struct {
 	Action Action
 
 	path, query, body *regexp.Regexp
-	fired      atomic.Int64
-	matched    atomic.Int64
+	fired             atomic.Int64
+	matched           atomic.Int64
 }
 
 // Fired is how many times the rule acted.

@@ -79,9 +79,9 @@ func (b testBuild) try(t *testing.T) (Outcome, string, error) {
 	var log strings.Builder
 	out, err := Build(context.Background(), BuildPlan{
 		Dest: dest, Platforms: []ocispec.Platform{amd64},
-		Formats: []formats.Format{formats.Gzip, formats.ZstdChunked},
-		Build: build.Options{ContextDir: dir, Containerfile: filepath.Join(dir, "Containerfile"), SourceDateEpoch: &epoch},
-		Store: build.StoreOptions{Driver: "vfs", Root: filepath.Join(tmp, "root"), RunRoot: filepath.Join(tmp, "run")},
+		Formats:   []formats.Format{formats.Gzip, formats.ZstdChunked},
+		Build:     build.Options{ContextDir: dir, Containerfile: filepath.Join(dir, "Containerfile"), SourceDateEpoch: &epoch},
+		Store:     build.StoreOptions{Driver: "vfs", Root: filepath.Join(tmp, "root"), RunRoot: filepath.Join(tmp, "run")},
 		Publisher: publish.Stream, Stage: stage.Settings{TmpDir: tmp},
 		Reuse: !b.noReuse, ReuseFrom: b.reuseFrom,
 		Registry: sess, Log: &log,
@@ -287,5 +287,107 @@ func TestReuseMcbuildBase(t *testing.T) {
 		if s := stats(t, out, f); s.Compressed != 2 || s.BytesUploaded < base.Size {
 			t.Errorf("other registry, %s variant: %s; want the base layer streamed (%d bytes) and 2 compressed", f, s, base.Size)
 		}
+	}
+}
+
+// TestReuseFaults: whatever goes wrong with an existing blob, the run falls
+// back to compressing that layer, with a warning naming it and its source,
+// and never publishes a manifest listing a blob the destination lacks
+// (variants reads every blob back). The candidates come only from
+// --reuse-from (the app is FROM scratch), behind a fault proxy.
+func TestReuseFaults(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	proxy := faultproxy.Start(t, reg.URL)
+	dest := testregistry.StartDistribution(t)
+	files := func(payload string) map[string]string {
+		return map[string]string{"Containerfile": "FROM scratch\nCOPY rootfs/amd64/ /\nCOPY payload.txt /payload.txt\n", "payload.txt": payload}
+	}
+	cache := proxy.Host + "/reuse/cache"
+	one, _ := testBuild{dest: cache + ":one", files: files("one\n"), arches: []string{"amd64"}}.run(t)
+	two, _ := testBuild{dest: cache + ":two", files: files("two\n"), arches: []string{"amd64"}}.run(t)
+	oneGzip := variants(t, one, cache)[formats.Gzip]
+	twoGzip := variants(t, two, cache)[formats.Gzip]
+	// one's config with two's layers: a manifest that lies about the payload layer.
+	tampered, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: oneGzip.Manifest.Config, Layers: twoGzip.Manifest.Layers})
+	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(tampered), Size: int64(len(tampered))}
+	if err := testregistry.OpenRepo(t, cache).PushReference(context.Background(), md, bytes.NewReader(tampered), "tampered"); err != nil {
+		t.Fatal(err)
+	}
+	payloadDiffID := oneGzip.Config.RootFS.DiffIDs[1]
+	// Faults on the layers only (the manifests and configs are read fine).
+	var layerDigests []string
+	for _, v := range variants(t, one, cache) {
+		for _, l := range v.Manifest.Layers {
+			layerDigests = append(layerDigests, l.Digest.Encoded())
+		}
+	}
+	layers := "/blobs/sha256:(" + strings.Join(layerDigests, "|") + ")$"
+
+	for _, tc := range []struct {
+		name     string
+		from     string
+		rule     *faultproxy.Rule
+		reused   int      // gzip layers reused
+		warnings []string // in the log
+	}{
+		{name: "works", from: cache + ":one", reused: 2},
+		{name: "source unreachable", from: "127.0.0.1:1/reuse/cache:one", reused: 0, warnings: []string{"reuse: 127.0.0.1:1/reuse/cache:one"}},
+		{name: "blob 404", from: cache + ":one", rule: &faultproxy.Rule{Method: "GET", Path: layers, Action: faultproxy.Status(404)},
+			reused: 0, warnings: []string{"reusing layer", "404"}},
+		{name: "stream stalls", from: cache + ":one", rule: &faultproxy.Rule{Method: "GET", Path: layers, Action: faultproxy.Stall(0)},
+			reused: 0, warnings: []string{"reusing layer", "request timeout"}},
+		{name: "bytes do not match the layer", from: cache + ":tampered", reused: 1,
+			warnings: []string{"(diff ID " + payloadDiffID.String() + ") as gzip from " + cache, "content mismatch", "decompresses to"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy.Reset()
+			if tc.rule != nil {
+				proxy.Add(tc.rule)
+			}
+			repo := dest.Repo("reuse/" + strings.ReplaceAll(tc.name, " ", "-"))
+			start := time.Now()
+			out, log := testBuild{dest: repo + ":v1", files: files("one\n"), arches: []string{"amd64"}, reuseFrom: []string{tc.from}, timeout: 2 * time.Second}.run(t)
+			if took := time.Since(start); took > time.Minute {
+				t.Errorf("the run took %s", took)
+			}
+			got := variants(t, out, repo) // every blob read back from the destination
+			if s := stats(t, out, formats.Gzip); s.Reused["reuse-from"] != tc.reused || s.Compressed != 2-tc.reused {
+				t.Errorf("gzip variant: %s; want %d reused\n%s", s, tc.reused, log)
+			}
+			for _, w := range tc.warnings {
+				if !strings.Contains(log, w) {
+					t.Errorf("log lacks %q:\n%s", w, log)
+				}
+			}
+			if tc.reused == 2 && got[formats.Gzip].Manifest.Layers[1].Digest != oneGzip.Manifest.Layers[1].Digest {
+				t.Errorf("the reused payload layer is %s, want %s", got[formats.Gzip].Manifest.Layers[1].Digest, oneGzip.Manifest.Layers[1].Digest)
+			}
+			for _, l := range twoGzip.Manifest.Layers[1:] {
+				if ok, _ := testregistry.OpenRepo(t, repo).Exists(context.Background(), l); ok {
+					t.Errorf("the tampered blob %s reached the destination", l.Digest)
+				}
+			}
+		})
+	}
+}
+
+// TestReuseMountRefused: a registry that refuses the cross-repository
+// mount gets the blob streamed instead; it is still reused.
+func TestReuseMountRefused(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	proxy := faultproxy.Start(t, reg.URL)
+	files := map[string]string{"Containerfile": "FROM scratch\nCOPY rootfs/amd64/ /\n"}
+	testBuild{dest: proxy.Host + "/reuse/cache:v1", files: files, arches: []string{"amd64"}}.run(t)
+	refused := proxy.Add(&faultproxy.Rule{Method: "POST", Query: "mount=", Action: faultproxy.Status(403)})
+	out, log := testBuild{dest: proxy.Host + "/reuse/app:v1", files: files, arches: []string{"amd64"}, reuseFrom: []string{proxy.Host + "/reuse/cache:v1"}}.run(t)
+	variants(t, out, proxy.Host+"/reuse/app")
+	for _, f := range []formats.Format{formats.Gzip, formats.ZstdChunked} {
+		if s := stats(t, out, f); s.Reused["reuse-from"] != 1 || s.BytesUploaded <= 0 {
+			t.Errorf("%s variant: %s; want the layer reused by streaming it\n%s", f, s, log)
+		}
+	}
+	if refused.Fired() != 2 {
+		t.Errorf("%d mounts refused, want one per format", refused.Fired())
 	}
 }

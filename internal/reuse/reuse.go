@@ -106,7 +106,7 @@ func (s *Source) landAny(ctx context.Context, l stage.Layer, f formats.Format, c
 			return nil
 		}
 		if err != nil {
-			s.warnf("reusing layer %s as %s from %s@%s (%s): %v; trying the next source or compressing it", l, f, c.Repo, c.Desc.Digest, c.From, err)
+			s.warnf("reusing layer %s (diff ID %s) as %s from %s@%s (%s): %v; trying the next source or compressing it", l.ID, l.DiffID, f, c.Repo, c.Desc.Digest, c.From, err)
 			continue
 		}
 		desc := c.Desc

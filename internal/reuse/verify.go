@@ -27,12 +27,16 @@ type verifier struct {
 	rc    io.ReadCloser
 	layer stage.Layer
 	cand  Candidate
-	n     int64
+	n     int64 // bytes read
+	out   int64 // bytes given out
 	sum   hash.Hash
 	toc   *rangeHash
 	pw    *io.PipeWriter // to the decompressor; nil when trusted
 	done  chan error     // the decompressor's verdict
 	err   error          // sticky
+	// held is the blob's last byte, given out only once verified.
+	held              byte
+	verified, heldOut bool
 }
 
 func newVerifier(rc io.ReadCloser, l stage.Layer, c Candidate) (io.ReadCloser, error) {
@@ -59,28 +63,73 @@ func (v *verifier) Read(p []byte) (int, error) {
 	if v.err != nil {
 		return 0, v.err
 	}
+	if v.verified { // everything checked: the last byte may go
+		if v.heldOut || len(p) == 0 {
+			return 0, io.EOF
+		}
+		p[0], v.heldOut = v.held, true
+		v.out++
+		return 1, nil
+	}
 	n, err := v.rc.Read(p)
-	if n > 0 {
-		v.n += int64(n)
-		v.sum.Write(p[:n])
-		if v.toc != nil {
-			v.toc.Write(p[:n])
-		}
-		if v.pw != nil {
-			_, _ = v.pw.Write(p[:n]) // a decompressor that failed drains the rest
-		}
-		if v.n > v.cand.Desc.Size {
-			err = fmt.Errorf("%w: more than the %d bytes its descriptor says", errMismatch, v.cand.Desc.Size)
+	v.account(p[:n])
+	switch {
+	case v.n > v.cand.Desc.Size:
+		err = fmt.Errorf("%w: more than the %d bytes its descriptor says", errMismatch, v.cand.Desc.Size)
+	case v.n == v.cand.Desc.Size && n > 0:
+		// The last byte is held back until the checks pass: an upload fed
+		// from here cannot complete with bytes that fail them.
+		n--
+		v.held = p[n]
+		if err == nil {
+			err = v.expectEOF()
 		}
 	}
 	if err == io.EOF {
-		err = v.finish()
+		if err = v.finish(); err == io.EOF {
+			v.verified, err = true, nil
+		}
 	}
 	if err != nil {
 		v.err = err
 		v.stopDecompressor(err)
+		// Whatever failed, the bytes out stay short of a complete blob.
+		n = int(max(min(int64(n), v.cand.Desc.Size-1-v.out), 0))
 	}
+	v.out += int64(n)
 	return n, err
+}
+
+// account hashes and passes on what was read.
+func (v *verifier) account(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	v.n += int64(len(b))
+	v.sum.Write(b)
+	if v.toc != nil {
+		v.toc.Write(b)
+	}
+	if v.pw != nil {
+		_, _ = v.pw.Write(b) // a decompressor that failed drains the rest
+	}
+}
+
+// expectEOF reads on after the last byte the descriptor allows: anything
+// more is a mismatch.
+func (v *verifier) expectEOF() error {
+	var b [1]byte
+	for range 100 {
+		n, err := v.rc.Read(b[:])
+		if n > 0 {
+			v.account(b[:n])
+			return fmt.Errorf("%w: more than the %d bytes its descriptor says", errMismatch, v.cand.Desc.Size)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
 }
 
 // finish checks what can only be checked at the end; io.EOF when all hold.
