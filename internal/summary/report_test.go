@@ -67,3 +67,30 @@ func TestReportJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestVariantString(t *testing.T) {
+	for _, tc := range []struct {
+		v    Variant
+		want string
+	}{
+		{Variant{Platform: "linux/amd64", Compression: "gzip", Layers: 3, Reused: map[string]int{"pulled": 1, "base": 1}, Compressed: 1, BytesCompressed: 4 << 20, BytesUploaded: 1536},
+			"linux/amd64 gzip: 3 layers, 2 reused (base 1, pulled 1), 1 compressed (4.0 MiB), 1.5 KiB uploaded"},
+		{Variant{Platform: "linux/arm64", Compression: "zstd:chunked", Layers: 2, Compressed: 2, BytesCompressed: 100, BytesUploaded: 0},
+			"linux/arm64 zstd:chunked: 2 layers, 2 compressed (100 B), 0 B uploaded"},
+		{Variant{Platform: "linux/amd64", Compression: "gzip", Layers: 2, Compressed: 2, BytesCompressed: -1, BytesUploaded: -1},
+			"linux/amd64 gzip: 2 layers, 2 compressed"},
+	} {
+		if got := tc.v.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+	var buf bytes.Buffer
+	r := Report{Variants: []Variant{{Platform: "linux/amd64", Compression: "gzip", Layers: 1, Reused: map[string]int{"previous-release": 1}}}}
+	if err := r.Print(&buf); err != nil || !strings.Contains(buf.String(), "linux/amd64 gzip: 1 layers, 1 reused (previous-release 1)") {
+		t.Errorf("Print = %q (%v): want the variant line", buf.String(), err)
+	}
+	raw, _ := json.Marshal(r)
+	if !strings.Contains(string(raw), `"variants":[{"platform":"linux/amd64","compression":"gzip","layers":1,"layers_reused":{"previous-release":1}`) {
+		t.Errorf("JSON %s", raw)
+	}
+}

@@ -53,6 +53,8 @@ func TestBadInput(t *testing.T) {
 		{"bad zstd:chunked encoder", []string{"--zstd-chunked-encoder", "fast"}, []string{`"fast"`, "parallel, upstream"}},
 		{"compress while building with copy publisher", []string{"--publisher", "copy", "--compress-while-building"}, []string{"--compress-while-building", "--publisher stream"}},
 		{"parallel encoder with copy publisher", []string{"--publisher", "copy", "--zstd-chunked-encoder", "parallel"}, []string{"--zstd-chunked-encoder parallel", "--publisher stream"}},
+		{"malformed reuse-from", []string{"--reuse-from", "ns/cache"}, []string{"--reuse-from", `"ns/cache"`, "no registry host"}},
+		{"reuse-from with copy publisher", []string{"--publisher", "copy", "--reuse-from", repoName + ":cache"}, []string{"--reuse-from", "--publisher stream"}},
 		{"append-platform with two platforms", []string{"--append-platform", "--platform", "linux/amd64,linux/arm64"}, []string{"--append-platform", "exactly one", "linux/amd64,linux/arm64"}},
 		{"failing RUN", []string{"--context", failing, "--platform", "linux/amd64"}, []string{"exit status 3", "RUN echo about to fail"}},
 	}

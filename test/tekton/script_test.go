@@ -203,7 +203,7 @@ func TestBuildStepDefaults(t *testing.T) {
 	vlc := filepath.Join(out.Root, "volumes", "varlibcontainers")
 	want := []string{
 		"build", "--image", "registry.example/app", "--context", ".",
-		"--compression-formats", "gzip,zstd:chunked", "--zstd-level", "3", "--publisher", "stream", "--tls-verify=true",
+		"--compression-formats", "gzip,zstd:chunked", "--zstd-level", "3", "--publisher", "stream", "--reuse-layers=true", "--tls-verify=true",
 		"--results-dir", filepath.Join(tekton, "results"), "--results-budget", "4096",
 		"--storage-driver", "vfs", "--root", vlc + "/storage", "--runroot", vlc + "/run",
 	}
@@ -238,6 +238,19 @@ func TestAppendPlatform(t *testing.T) {
 func TestCompressWhileBuilding(t *testing.T) {
 	forEachShell(t, func(t *testing.T, shell []string) {
 		testBoolParam(t, shell, "COMPRESS_WHILE_BUILDING", "--compress-while-building", nil, nil)
+	})
+}
+
+// TestReuseLayers: REUSE_LAYERS (default true) reaches mcbuild as
+// --reuse-layers=true or =false; anything else is refused before mcbuild
+// runs.
+func TestReuseLayers(t *testing.T) {
+	forEachShell(t, func(t *testing.T, shell []string) {
+		testBoolParam(t, shell, "REUSE_LAYERS", "--reuse-layers=true", nil, func(t *testing.T, args []string) {
+			if slices.Contains(args, "--reuse-layers=true") == slices.Contains(args, "--reuse-layers=false") {
+				t.Errorf("want exactly one of --reuse-layers=true and =false: %q", args)
+			}
+		})
 	})
 }
 
