@@ -52,20 +52,22 @@ func (r *resultsFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.summaryJSON, "summary-json", "", "also write the summary (digests, sizes, seconds per phase) as JSON to this file")
 }
 
-// plan checks the results flags before any work.
-func (r *resultsFlags) plan() (pipeline.Results, error) {
-	if err := results.CheckBudget(r.resultsBudget); err != nil {
+// plan checks the results flags for an index published at dest, before
+// any work: what is written after the build must fit and have somewhere
+// to go.
+func (r *resultsFlags) plan(dest imageref.Ref) (pipeline.Results, error) {
+	if err := results.CheckBudgetFor(r.resultsBudget, dest.Tagged(), dest.Repository); err != nil {
 		return pipeline.Results{}, fmt.Errorf("--results-budget %w", err)
 	}
 	if r.summaryJSON != "" {
-		if err := results.CheckWritable(filepath.Dir(r.summaryJSON)); err != nil {
-			return pipeline.Results{}, fmt.Errorf("--summary-json %s: %w", r.summaryJSON, err)
+		if err := results.CheckFile(r.summaryJSON); err != nil {
+			return pipeline.Results{}, fmt.Errorf("--summary-json %w", err)
 		}
 	}
 	if err := results.CheckWritable(r.resultsDir); err != nil {
 		return pipeline.Results{}, fmt.Errorf("--results-dir %w", err)
 	}
-	return pipeline.Results{Dir: r.resultsDir, Budget: r.resultsBudget}, nil
+	return pipeline.Results{Dir: r.resultsDir, Budget: r.resultsBudget, SummaryJSON: r.summaryJSON}, nil
 }
 
 func newBuildCommand(g *globalFlags) *cobra.Command {
@@ -141,7 +143,7 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 	if p.Registry, err = g.session(); err != nil {
 		return p, nil, err
 	}
-	if p.Results, err = f.resultsFlags.plan(); err != nil {
+	if p.Results, err = f.resultsFlags.plan(p.Dest); err != nil {
 		return p, nil, err
 	}
 	if f.compressWhileBuilding {

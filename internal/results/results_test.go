@@ -254,6 +254,10 @@ func TestCheckWritable(t *testing.T) {
 	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	withDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(withDir, ImageRef), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		dir      string
@@ -264,6 +268,7 @@ func TestCheckWritable(t *testing.T) {
 		{name: "created", dir: filepath.Join(base, "a", "b")},
 		{name: "under a regular file", dir: filepath.Join(file, "results"), errParts: []string{`results dir "` + filepath.Join(file, "results") + `"`, "cannot be created"}},
 		{name: "is a regular file", dir: file, errParts: []string{`results dir "` + file + `"`}},
+		{name: "a result's name is a directory", dir: withDir, errParts: []string{`results dir "` + withDir + `"`, "IMAGE_REF is a directory"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,6 +30,7 @@ func TestBadInput(t *testing.T) {
 	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	missingDir := filepath.Join(t.TempDir(), "missing", "dir")
 	tests := []struct {
 		name string
 		args []string // after "build --tls-verify=false"
@@ -45,6 +46,8 @@ func TestBadInput(t *testing.T) {
 		{"missing containerfile", []string{"--file", "Nope.containerfile"}, []string{"Nope.containerfile"}},
 		{"missing context", []string{"--context", "/nonexistent/ctx"}, []string{"/nonexistent/ctx"}},
 		{"unwritable results dir", []string{"--results-dir", filepath.Join(notDir, "results")}, []string{notDir}},
+		{"results budget below the results always written", []string{"--results-budget", "300"}, []string{"--results-budget 300", "IMAGE_REF", "want at least"}},
+		{"summary-json in a missing directory", []string{"--summary-json", filepath.Join(missingDir, "s.json")}, []string{"--summary-json", missingDir, "does not exist"}},
 		{"unreachable registry", []string{"--image", "127.0.0.1:1/e2e/bad:v1"}, []string{"127.0.0.1:1"}},
 		{"bad source date epoch", []string{"--source-date-epoch", "yesterday"}, []string{`"yesterday"`}},
 		{"bad storage driver", []string{"--storage-driver", "btrfs"}, []string{`"btrfs"`, "vfs, overlay"}},
@@ -77,6 +80,9 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("result files written on failure: %v", files)
 			}
 		})
+	}
+	if _, err := os.Stat(filepath.Dir(missingDir)); err == nil {
+		t.Errorf("--summary-json created %s", filepath.Dir(missingDir))
 	}
 }
 
