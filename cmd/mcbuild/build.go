@@ -125,6 +125,11 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 	} else if p.Platforms, err = oci.ParsePlatforms(f.platforms); err != nil {
 		return p, nil, err
 	}
+	for _, pl := range p.Platforms {
+		if err := build.CheckPlatform(pl); err != nil {
+			return p, nil, fmt.Errorf("--platform %w", err)
+		}
+	}
 	if f.appendPlatform {
 		if p.Dest, err = appendPlatform(p.Dest, f.platforms, p.Platforms); err != nil {
 			return p, nil, err

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -126,5 +128,24 @@ func TestValidateOptions(t *testing.T) {
 	}
 	if err := (Options{Containerfile: "rel"}).Validate(); err == nil {
 		t.Error("relative containerfile accepted")
+	}
+}
+
+func TestCheckPlatform(t *testing.T) {
+	for _, tc := range []struct {
+		platform string
+		ok       bool
+	}{{"linux/amd64", true}, {"linux/arm/v7", true}, {"linux/s390x", true}, {"windows/amd64", false}, {"darwin/arm64", false}, {"freebsd/amd64", false}} {
+		p, err := oci.ParsePlatform(tc.platform)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CheckPlatform(p)
+		if tc.ok != (err == nil) {
+			t.Errorf("CheckPlatform(%s) = %v, want ok %v", tc.platform, err, tc.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), `"`+tc.platform+`"`) || !strings.Contains(err.Error(), "linux images only")) {
+			t.Errorf("CheckPlatform(%s) = %q, want it to name the platform and say linux only", tc.platform, err)
+		}
 	}
 }

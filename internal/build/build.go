@@ -99,6 +99,17 @@ func ResolveContainerfile(contextDir, file string) (string, error) {
 	return "", fmt.Errorf("no Containerfile found: tried %s", strings.Join(candidates, ", "))
 }
 
+// CheckPlatform refuses, before any work, a platform buildah cannot build
+// here: it builds linux images only (RUN steps run the image's linux
+// binaries, under qemu for other architectures). The error starts with
+// the platform, for the caller to name the flag.
+func CheckPlatform(p ocispec.Platform) error {
+	if p.OS != "linux" {
+		return fmt.Errorf("%q: buildah builds linux images only, not %s ones; want linux/ARCH[/VARIANT], e.g. linux/amd64", oci.PlatformString(p), p.OS)
+	}
+	return nil
+}
+
 // Validate checks what can be checked before any work starts.
 func (o Options) Validate() error {
 	if _, err := parseIsolation(o.Isolation); err != nil {

@@ -31,6 +31,10 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	missingDir := filepath.Join(t.TempDir(), "missing", "dir")
+	notJSON := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(notJSON, []byte("auths: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string // after "build --tls-verify=false"
@@ -43,11 +47,13 @@ func TestBadInput(t *testing.T) {
 		{"digest image", []string{"--image", repoName + "@sha256:" + strings.Repeat("a", 64)}, []string{"digest"}},
 		{"malformed image", []string{"--image", "127.0.0.1:1/UPPER/case:v1"}, []string{"UPPER/case"}},
 		{"malformed platform", []string{"--platform", "linux"}, []string{`"linux"`, "os/arch"}},
+		{"windows platform", []string{"--platform", "linux/amd64,windows/amd64"}, []string{`--platform "windows/amd64"`, "linux images only"}},
 		{"missing containerfile", []string{"--file", "Nope.containerfile"}, []string{"Nope.containerfile"}},
 		{"missing context", []string{"--context", "/nonexistent/ctx"}, []string{"/nonexistent/ctx"}},
 		{"unwritable results dir", []string{"--results-dir", filepath.Join(notDir, "results")}, []string{notDir}},
 		{"results budget below the results always written", []string{"--results-budget", "300"}, []string{"--results-budget 300", "IMAGE_REF", "want at least"}},
 		{"summary-json in a missing directory", []string{"--summary-json", filepath.Join(missingDir, "s.json")}, []string{"--summary-json", missingDir, "does not exist"}},
+		{"authfile not JSON, registry without auth", []string{"--authfile", notJSON}, []string{"--authfile: auth file " + notJSON + " is malformed: not valid JSON"}},
 		{"unreachable registry", []string{"--image", "127.0.0.1:1/e2e/bad:v1"}, []string{"127.0.0.1:1"}},
 		{"bad source date epoch", []string{"--source-date-epoch", "yesterday"}, []string{`"yesterday"`}},
 		{"bad storage driver", []string{"--storage-driver", "btrfs"}, []string{`"btrfs"`, "vfs, overlay"}},
