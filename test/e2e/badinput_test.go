@@ -31,6 +31,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	missingDir := filepath.Join(t.TempDir(), "missing", "dir")
+	const password = "s3cret-in-a-flag" // never printed
 	notJSON := filepath.Join(t.TempDir(), "auth.json")
 	if err := os.WriteFile(notJSON, []byte("auths: {}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -46,6 +47,7 @@ func TestBadInput(t *testing.T) {
 		{"zstd and zstd:chunked", []string{"--compression-formats", "zstd,zstd:chunked"}, []string{"cannot both"}},
 		{"digest image", []string{"--image", repoName + "@sha256:" + strings.Repeat("a", 64)}, []string{"digest"}},
 		{"malformed image", []string{"--image", "127.0.0.1:1/UPPER/case:v1"}, []string{"UPPER/case"}},
+		{"credentials in the image", []string{"--image", "builder:" + password + "@" + repoName + ":v1"}, []string{`--image "***@` + repoName + `:v1"`, "auth file", "--authfile"}},
 		{"malformed platform", []string{"--platform", "linux"}, []string{`"linux"`, "os/arch"}},
 		{"windows platform", []string{"--platform", "linux/amd64,windows/amd64"}, []string{`--platform "windows/amd64"`, "linux images only"}},
 		{"missing containerfile", []string{"--file", "Nope.containerfile"}, []string{"Nope.containerfile"}},
@@ -78,6 +80,9 @@ func TestBadInput(t *testing.T) {
 				if !strings.Contains(r.stderr, w) {
 					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
 				}
+			}
+			if strings.Contains(r.stdout+r.stderr, password) {
+				t.Errorf("the password is printed:\n%s", r.stderr)
 			}
 			if got := tags(t, testregistry.OpenRepo(t, repoName)); len(got) != 0 {
 				t.Errorf("tags left behind: %v", got)
