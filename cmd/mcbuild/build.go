@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -211,8 +210,8 @@ func (f *buildFlags) buildOptions() (build.Options, error) {
 		vals []string
 	}{{"--label", f.labels}, {"--annotation", f.annotations}} {
 		for _, v := range kv.vals {
-			if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-				return build.Options{}, fmt.Errorf("%s %q: want KEY=VALUE", kv.flag, v)
+			if err := build.CheckKeyValue(v); err != nil {
+				return build.Options{}, fmt.Errorf("%s %w", kv.flag, err)
 			}
 		}
 	}

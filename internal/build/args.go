@@ -68,9 +68,7 @@ func (e *ArgError) Unwrap() error { return e.Err }
 func addArg(args map[string]string, spec string, lookupEnv func(string) (string, bool)) error {
 	key, value, hasValue := strings.Cut(spec, "=")
 	key = strings.TrimSpace(key)
-	// No blank or control character anywhere in the key: a --build-arg
-	// "A\nB=1" must not become an argument no ARG line can name.
-	if key == "" || strings.IndexFunc(key, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+	if badKey(key) {
 		return fmt.Errorf("%q: want KEY=VALUE (or KEY to take it from the environment)", spec)
 	}
 	if !hasValue {
@@ -81,6 +79,24 @@ func addArg(args map[string]string, spec string, lookupEnv func(string) (string,
 		value = v
 	}
 	args[key] = value
+	return nil
+}
+
+// badKey reports whether key cannot name a build argument, label or
+// annotation: empty, or with a blank or control character anywhere (a
+// --build-arg "A\nB=1" must not become an argument no ARG line can name,
+// nor a label key one that breaks every line-based reader).
+func badKey(key string) bool {
+	return key == "" || strings.IndexFunc(key, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0
+}
+
+// CheckKeyValue checks a label or annotation KEY=VALUE before any work:
+// its key is checked as a build argument's is. The error starts with the
+// value, for the caller to name the flag.
+func CheckKeyValue(spec string) error {
+	if key, _, ok := strings.Cut(spec, "="); !ok || badKey(key) {
+		return fmt.Errorf("%q: want KEY=VALUE, the key without blanks or control characters", spec)
+	}
 	return nil
 }
 

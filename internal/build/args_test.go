@@ -149,3 +149,25 @@ func TestCheckPlatform(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckKeyValue: label and annotation keys are checked as build-arg
+// keys are (one check): no blank or control character, a newline included.
+func TestCheckKeyValue(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		ok   bool
+	}{
+		{"org.opencontainers.image.source=https://x", true}, {"a=", true}, {"a=b=c", true}, {"a=line\nbreak in the value", true},
+		{"a\nb=1", false}, {"a\x01b=1", false}, {"a b=1", false}, {"=1", false}, {"noequals", false}, {"a\tb=1", false}, {"a\u0085b=1", false},
+	} {
+		err := CheckKeyValue(tc.spec)
+		if tc.ok != (err == nil) {
+			t.Errorf("CheckKeyValue(%q) = %v, want ok %v", tc.spec, err, tc.ok)
+		}
+		if !tc.ok {
+			if _, argErr := ParseArgs("", []string{tc.spec}, func(string) (string, bool) { return "", false }); argErr == nil && tc.spec != "noequals" {
+				t.Errorf("ParseArgs accepts the key of %q that CheckKeyValue refuses", tc.spec)
+			}
+		}
+	}
+}

@@ -57,6 +57,8 @@ func TestBadInput(t *testing.T) {
 		{"summary-json in a missing directory", []string{"--summary-json", filepath.Join(missingDir, "s.json")}, []string{"--summary-json", missingDir, "does not exist"}},
 		{"authfile not JSON, registry without auth", []string{"--authfile", notJSON}, []string{"--authfile: auth file " + notJSON + " is malformed: not valid JSON"}},
 		{"unreachable registry", []string{"--image", "127.0.0.1:1/e2e/bad:v1"}, []string{"127.0.0.1:1"}},
+		{"label key with a newline", []string{"--label", "a\nb=1"}, []string{`--label "a\nb=1"`, "control characters"}},
+		{"annotation key with a control character", []string{"--annotation", "a\x01b=1"}, []string{`--annotation "a\x01b=1"`, "control characters"}},
 		{"bad source date epoch", []string{"--source-date-epoch", "yesterday"}, []string{`"yesterday"`}},
 		{"bad storage driver", []string{"--storage-driver", "btrfs"}, []string{`"btrfs"`, "vfs, overlay"}},
 		{"bad isolation", []string{"--isolation", "vm"}, []string{`"vm"`, "chroot"}},
