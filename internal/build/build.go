@@ -195,9 +195,9 @@ func Build(ctx context.Context, store storage.Store, opts Options, platform ocis
 			// A cancelled RUN surfaces as whatever its process died of
 			// ("exit status 1", "signal: terminated"); report the
 			// cancellation itself, so callers see context.Canceled.
-			return Image{}, fmt.Errorf("building %s for %s: %w (stopped at: %s)", opts.Containerfile, oci.PlatformString(platform), context.Cause(ctx), shorten(err.Error(), 160))
+			return Image{}, fmt.Errorf("building %s for %s: %w (stopped at: %s)", opts.Containerfile, oci.PlatformString(platform), context.Cause(ctx), shorten(readable(err).Error(), 160))
 		}
-		return Image{}, fmt.Errorf("building %s for %s: %w", opts.Containerfile, oci.PlatformString(platform), err)
+		return Image{}, fmt.Errorf("building %s for %s: %w", opts.Containerfile, oci.PlatformString(platform), readable(err))
 	}
 	return Image{ID: id, Platform: platform}, nil
 }

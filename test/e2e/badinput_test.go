@@ -16,6 +16,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/registry/remote"
 
+	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
 
@@ -135,6 +136,46 @@ func TestRefusedCredentials(t *testing.T) {
 	}
 	if strings.Contains(r.stderr+r.stdout, password) {
 		t.Error("output contains the password")
+	}
+}
+
+// TestDiskFullDuringBuild: a full disk while buildah copies or commits a
+// layer fails the run naming the instruction (as written), with no Go
+// value dump of the step (its environment included) or of buildah's
+// copier request, and nothing tagged.
+func TestDiskFullDuringBuild(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	dir := testfixture.Context(t, map[string]string{"Containerfile": "FROM scratch\nCOPY big /big\n"})
+	if err := os.WriteFile(filepath.Join(dir, "big"), make([]byte, 12<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, where := range []string{"storage root", "TMPDIR"} {
+		t.Run(where, func(t *testing.T) {
+			full, store := mountTmpfs(t, "8m"), t.TempDir()
+			root, env := filepath.Join(full, "root"), []string(nil)
+			if where == "TMPDIR" {
+				root, env = filepath.Join(store, "root"), []string{"TMPDIR=" + full}
+			}
+			repoName := reg.Repo("e2e/full")
+			r := run(t, env, "build", "--tls-verify=false", "--image", repoName+":v1", "--context", dir,
+				"--platform", "linux/amd64", "--storage-driver", "vfs", "--root", root, "--runroot", filepath.Join(store, "run"))
+			if r.code == 0 {
+				t.Fatalf("exit 0 with a 12 MiB layer on an 8 MiB %s", where)
+			}
+			for _, w := range []string{"no space left on device", `"COPY big /big"`} {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
+				}
+			}
+			for _, dump := range []string{"{Env:", "Command:copy", "copier.request{", "(0x"} {
+				if strings.Contains(r.stderr, dump) {
+					t.Errorf("stderr holds a Go value dump (%q):\n%s", dump, r.stderr)
+				}
+			}
+			if got := tags(t, testregistry.OpenRepo(t, repoName)); len(got) != 0 {
+				t.Errorf("tags left behind: %v", got)
+			}
+		})
 	}
 }
 

@@ -11,19 +11,27 @@ import (
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
 
+// mountTmpfs mounts a tmpfs of size (mount's size=) on a new directory
+// and returns it; the test is skipped when that is not allowed (not root).
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	mnt := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("mounting a tmpfs needs root: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", mnt).Run() })
+	return mnt
+}
+
 // fullFilesystem mounts a 64 KiB tmpfs, creates dirs in it, fills it up and
 // returns its path: creating a file there still works, writing a byte
 // fails with ENOSPC.
 func fullFilesystem(t *testing.T, dirs ...string) string {
 	t.Helper()
-	mnt := filepath.Join(t.TempDir(), "full")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("mounting a tmpfs needs root: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", mnt).Run() })
+	mnt := mountTmpfs(t, "64k")
 	for _, d := range dirs {
 		if err := os.MkdirAll(filepath.Join(mnt, d), 0o755); err != nil {
 			t.Fatal(err)
