@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -150,6 +151,17 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 	if p.Results, err = f.resultsFlags.plan(p.Dest); err != nil {
 		return p, nil, err
 	}
+	p.ProgressInterval = 10 * time.Second
+	return p, append(warnings, f.warnings(p)...), nil
+}
+
+// warnings are about what a valid plan does that its user may not want.
+func (f *buildFlags) warnings(p pipeline.BuildPlan) []string {
+	var warnings []string
+	if keys := build.SecretLikeArgs(p.Build.Args); len(keys) > 0 {
+		warnings = append(warnings, fmt.Sprintf("build argument %s looks like a secret: build argument values are recorded in the image's history (as Docker and buildah record them), readable by anyone who can pull it; pass secrets with --secret id=ID,src=FILE and RUN --mount=type=secret,id=ID",
+			strings.Join(keys, ", ")))
+	}
 	if f.compressWhileBuilding {
 		// The compression runs only on otherwise idle cores, but a CPU quota
 		// counts every core: what it spends, the build loses.
@@ -157,8 +169,7 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 			warnings = append(warnings, fmt.Sprintf("--compress-while-building under a CPU limit of %.3g CPUs (cgroup quota; %d cores here): the compression spends the build's quota, which can make the whole run slower", limit, runtime.NumCPU()))
 		}
 	}
-	p.ProgressInterval = 10 * time.Second
-	return p, warnings, nil
+	return warnings
 }
 
 // planPublish checks the flags that say how the variants are made.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -98,6 +99,53 @@ func CheckKeyValue(spec string) error {
 		return fmt.Errorf("%q: want KEY=VALUE, the key without blanks or control characters", spec)
 	}
 	return nil
+}
+
+// secretWords are the words of a build argument's name that say its value
+// is a secret.
+var secretWords = map[string]bool{
+	"TOKEN": true, "TOKENS": true, "PASSWORD": true, "PASSWORDS": true, "PASSWD": true, "PASS": true,
+	"SECRET": true, "SECRETS": true, "KEY": true, "KEYS": true, "APIKEY": true,
+	"CREDENTIAL": true, "CREDENTIALS": true, "CREDS": true, "AUTH": true,
+}
+
+// SecretLikeArgs returns, sorted, the keys of args whose names say they
+// hold a secret: one of their words (split at '_', '-', '.' and lower-to-
+// upper case changes, compared case-insensitively) is TOKEN, PASSWORD,
+// SECRET, KEY, CREDENTIAL or the like. GITHUB_TOKEN, npmAuthToken and
+// API_KEY are; GOPROXY and KEYBOARD are not. Build argument values are
+// recorded in the image's history, as Docker and buildah record them.
+func SecretLikeArgs(args map[string]string) []string {
+	var out []string
+	for k := range args {
+		for _, w := range words(k) {
+			if secretWords[strings.ToUpper(w)] {
+				out = append(out, k)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// words splits a name at every character that is not a letter or digit
+// and where a lower-case letter is followed by an upper-case one.
+func words(name string) []string {
+	var out []string
+	start := 0
+	rs := []rune(name)
+	for i, r := range rs {
+		switch {
+		case !unicode.IsLetter(r) && !unicode.IsDigit(r):
+			out = append(out, string(rs[start:i]))
+			start = i + 1
+		case i > start && unicode.IsUpper(r) && unicode.IsLower(rs[i-1]):
+			out = append(out, string(rs[start:i]))
+			start = i
+		}
+	}
+	return append(out, string(rs[start:]))
 }
 
 // CheckSecret validates a secret spec (id=ID,src=PATH[,type=file|env]) before

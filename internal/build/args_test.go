@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -169,5 +170,19 @@ func TestCheckKeyValue(t *testing.T) {
 				t.Errorf("ParseArgs accepts the key of %q that CheckKeyValue refuses", tc.spec)
 			}
 		}
+	}
+}
+
+func TestSecretLikeArgs(t *testing.T) {
+	args := map[string]string{}
+	secret := []string{"API_KEY", "DB_PASS", "GITHUB_TOKEN", "NPM_AUTH", "Password", "aws-secret-access-key", "git.credentials", "npmAuthToken", "ssh_key"}
+	plain := []string{"GOPROXY", "KEYBOARD", "VERSION", "PASSAGE", "TOKENIZER_MODEL", "AUTHOR", "monkey", "HTTP_PROXY", "BYPASS_CACHE"}
+	for _, k := range append(append([]string{}, secret...), plain...) {
+		args[k] = "v"
+	}
+	want := append([]string{}, secret...)
+	slices.Sort(want)
+	if got := SecretLikeArgs(args); !slices.Equal(got, want) {
+		t.Errorf("SecretLikeArgs = %q, want %q", got, want)
 	}
 }
