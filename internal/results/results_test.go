@@ -287,14 +287,7 @@ func TestCheckWritable(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatalf("CheckWritable(%q) = nil, want error", tc.dir)
-			}
-			for _, p := range tc.errParts {
-				if !strings.Contains(err.Error(), p) {
-					t.Errorf("error %q does not mention %q", err, p)
-				}
-			}
+			wantError(t, err, "CheckWritable("+tc.dir+")", tc.errParts)
 			// Write reports the same problem.
 			if _, err := Write(tc.dir, set("localhost/app", 1, 1), DefaultBudget); err == nil {
 				t.Errorf("Write(%q) = nil, want error", tc.dir)

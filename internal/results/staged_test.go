@@ -24,6 +24,19 @@ func entries(t *testing.T, dir string) []string {
 	return out
 }
 
+// wantError fails the test unless err mentions every one of parts.
+func wantError(t *testing.T, err error, call string, parts []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s = nil, want an error", call)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not mention %q", err, p)
+		}
+	}
+}
+
 // TestStagedCommitPoint: staged results and files are complete temporary
 // files until Commit, which only renames them; Discard leaves nothing.
 func TestStagedCommitPoint(t *testing.T) {
@@ -168,14 +181,7 @@ func TestCheckFile(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatalf("CheckFile(%q) = nil, want an error", tc.path)
-			}
-			for _, p := range tc.errParts {
-				if !strings.Contains(err.Error(), p) {
-					t.Errorf("error %q does not mention %q", err, p)
-				}
-			}
+			wantError(t, err, "CheckFile("+tc.path+")", tc.errParts)
 		})
 	}
 	if _, err := os.Stat(filepath.Join(base, "no")); err == nil {
