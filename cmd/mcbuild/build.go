@@ -54,20 +54,22 @@ func (r *resultsFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.summaryJSON, "summary-json", "", "also write the summary (digests, sizes, seconds per phase) as JSON to this file")
 }
 
-// plan checks the results flags before any work.
-func (r *resultsFlags) plan() (pipeline.Results, error) {
-	if err := results.CheckBudget(r.resultsBudget); err != nil {
+// plan checks the results flags for an index published at dest, before
+// any work: what is written after the build must fit and have somewhere
+// to go.
+func (r *resultsFlags) plan(dest imageref.Ref) (pipeline.Results, error) {
+	if err := results.CheckBudgetFor(r.resultsBudget, dest.Tagged(), dest.Repository); err != nil {
 		return pipeline.Results{}, fmt.Errorf("--results-budget %w", err)
 	}
 	if r.summaryJSON != "" {
-		if err := results.CheckWritable(filepath.Dir(r.summaryJSON)); err != nil {
-			return pipeline.Results{}, fmt.Errorf("--summary-json %s: %w", r.summaryJSON, err)
+		if err := results.CheckFile(r.summaryJSON); err != nil {
+			return pipeline.Results{}, fmt.Errorf("--summary-json %w", err)
 		}
 	}
 	if err := results.CheckWritable(r.resultsDir); err != nil {
 		return pipeline.Results{}, fmt.Errorf("--results-dir %w", err)
 	}
-	return pipeline.Results{Dir: r.resultsDir, Budget: r.resultsBudget}, nil
+	return pipeline.Results{Dir: r.resultsDir, Budget: r.resultsBudget, SummaryJSON: r.summaryJSON}, nil
 }
 
 func newBuildCommand(g *globalFlags) *cobra.Command {
@@ -127,6 +129,11 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 	} else if p.Platforms, err = oci.ParsePlatforms(f.platforms); err != nil {
 		return p, nil, err
 	}
+	for _, pl := range p.Platforms {
+		if err := build.CheckPlatform(pl); err != nil {
+			return p, nil, fmt.Errorf("--platform %w", err)
+		}
+	}
 	if f.appendPlatform {
 		if p.Dest, err = appendPlatform(p.Dest, f.platforms, p.Platforms); err != nil {
 			return p, nil, err
@@ -145,8 +152,19 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 	if p.Registry, err = g.session(); err != nil {
 		return p, nil, err
 	}
-	if p.Results, err = f.resultsFlags.plan(); err != nil {
+	if p.Results, err = f.resultsFlags.plan(p.Dest); err != nil {
 		return p, nil, err
+	}
+	p.ProgressInterval = 10 * time.Second
+	return p, append(warnings, f.warnings(p)...), nil
+}
+
+// warnings are about what a valid plan does that its user may not want.
+func (f *buildFlags) warnings(p pipeline.BuildPlan) []string {
+	var warnings []string
+	if keys := build.SecretLikeArgs(p.Build.Args); len(keys) > 0 {
+		warnings = append(warnings, fmt.Sprintf("build argument %s looks like a secret: build argument values are recorded in the image's history (as Docker and buildah record them), readable by anyone who can pull it; pass secrets with --secret id=ID,src=FILE and RUN --mount=type=secret,id=ID",
+			strings.Join(keys, ", ")))
 	}
 	if f.compressWhileBuilding {
 		// The compression runs only on otherwise idle cores, but a CPU quota
@@ -155,8 +173,7 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 			warnings = append(warnings, fmt.Sprintf("--compress-while-building under a CPU limit of %.3g CPUs (cgroup quota; %d cores here): the compression spends the build's quota, which can make the whole run slower", limit, runtime.NumCPU()))
 		}
 	}
-	p.ProgressInterval = 10 * time.Second
-	return p, warnings, nil
+	return warnings
 }
 
 // planPublish checks the flags that say how the variants are made.
@@ -217,8 +234,8 @@ func (f *buildFlags) buildOptions() (build.Options, error) {
 		vals []string
 	}{{"--label", f.labels}, {"--annotation", f.annotations}} {
 		for _, v := range kv.vals {
-			if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-				return build.Options{}, fmt.Errorf("%s %q: want KEY=VALUE", kv.flag, v)
+			if err := build.CheckKeyValue(v); err != nil {
+				return build.Options{}, fmt.Errorf("%s %w", kv.flag, err)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/registry"
 )
 
@@ -25,7 +26,8 @@ var tlsRemedies = map[registry.TLSProblem]string{
 // withFlagHints adds to err, which the registry package words in its own
 // terms, the flags that change what went wrong: a bad option gets its flag
 // in front ("--retry: retries -1: …"), other problems a remedy after
-// (": use --cert-dir or --tls-verify=false"). Other errors are returned as
+// (": use --cert-dir or --tls-verify=false"; credentials in an image
+// reference: ": pass it with --authfile"). Other errors are returned as
 // they are; the result still matches everything err matched.
 func withFlagHints(err error) error {
 	if err == nil {
@@ -44,6 +46,9 @@ func withFlagHints(err error) error {
 	var ce *registry.CredentialsError
 	if errors.As(err, &ce) && ce.AuthFile == "" {
 		hints = append(hints, "give one with --authfile or REGISTRY_AUTH_FILE")
+	}
+	if errors.Is(err, imageref.ErrCredentials) {
+		hints = append(hints, "pass it with --authfile")
 	}
 	if errors.Is(err, registry.ErrNoProgress) {
 		hints = append(hints, "--request-timeout sets it")

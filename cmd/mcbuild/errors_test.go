@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/registry"
 )
 
@@ -44,6 +45,7 @@ func TestWithFlagHints(t *testing.T) {
 		return &registry.TLSError{Host: host, Problem: p, Err: errors.New("x509: certificate signed by unknown authority")}
 	}
 	optionErr := (&registry.Options{Retry: -1}).Validate()
+	_, credErr := imageref.ParseTagged("u:p@r.example:5000/app:v1")
 	tests := []struct {
 		name string
 		err  error
@@ -56,6 +58,7 @@ func TestWithFlagHints(t *testing.T) {
 		{"no credentials, no auth file", &registry.CredentialsError{Host: host, Status: 401}, []string{"requires authentication (401)", "the default auth files", "--authfile or REGISTRY_AUTH_FILE"}},
 		{"refused, auth file given", &registry.CredentialsError{Host: host, Status: 401, AuthFile: "/a.json", Refused: true}, nil},
 		{"stall", fmt.Errorf("pushing the index: %w", &registry.StallError{After: time.Second}), []string{"no progress for 1s (request timeout)", "--request-timeout"}},
+		{"credentials in a reference", fmt.Errorf("--image %w", credErr), []string{`--image "***@r.example:5000/app:v1"`, "put them in an auth file: pass it with --authfile"}},
 		{"other", errors.New("manifest is not valid JSON"), nil},
 	}
 	for _, tt := range tests {

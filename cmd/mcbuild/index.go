@@ -78,7 +78,7 @@ func (f *indexFlags) plan(g *globalFlags) (pipeline.IndexPlan, error) {
 	if len(p.From) == 0 {
 		return p, fmt.Errorf("--from: no references given; pass the per-platform results to merge, e.g. --from %s-linux-amd64", p.Dest.Tagged())
 	}
-	if p.Results, err = f.resultsFlags.plan(); err != nil {
+	if p.Results, err = f.resultsFlags.plan(p.Dest); err != nil {
 		return p, err
 	}
 	p.Registry, err = g.session()

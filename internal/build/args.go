@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -68,9 +69,7 @@ func (e *ArgError) Unwrap() error { return e.Err }
 func addArg(args map[string]string, spec string, lookupEnv func(string) (string, bool)) error {
 	key, value, hasValue := strings.Cut(spec, "=")
 	key = strings.TrimSpace(key)
-	// No blank or control character anywhere in the key: a --build-arg
-	// "A\nB=1" must not become an argument no ARG line can name.
-	if key == "" || strings.IndexFunc(key, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+	if badKey(key) {
 		return fmt.Errorf("%q: want KEY=VALUE (or KEY to take it from the environment)", spec)
 	}
 	if !hasValue {
@@ -82,6 +81,71 @@ func addArg(args map[string]string, spec string, lookupEnv func(string) (string,
 	}
 	args[key] = value
 	return nil
+}
+
+// badKey reports whether key cannot name a build argument, label or
+// annotation: empty, or with a blank or control character anywhere (a
+// --build-arg "A\nB=1" must not become an argument no ARG line can name,
+// nor a label key one that breaks every line-based reader).
+func badKey(key string) bool {
+	return key == "" || strings.IndexFunc(key, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0
+}
+
+// CheckKeyValue checks a label or annotation KEY=VALUE before any work:
+// its key is checked as a build argument's is. The error starts with the
+// value, for the caller to name the flag.
+func CheckKeyValue(spec string) error {
+	if key, _, ok := strings.Cut(spec, "="); !ok || badKey(key) {
+		return fmt.Errorf("%q: want KEY=VALUE, the key without blanks or control characters", spec)
+	}
+	return nil
+}
+
+// secretWords are the words of a build argument's name that say its value
+// is a secret.
+var secretWords = map[string]bool{
+	"TOKEN": true, "TOKENS": true, "PASSWORD": true, "PASSWORDS": true, "PASSWD": true, "PASS": true,
+	"SECRET": true, "SECRETS": true, "KEY": true, "KEYS": true, "APIKEY": true,
+	"CREDENTIAL": true, "CREDENTIALS": true, "CREDS": true, "AUTH": true,
+}
+
+// SecretLikeArgs returns, sorted, the keys of args whose names say they
+// hold a secret: one of their words (split at '_', '-', '.' and lower-to-
+// upper case changes, compared case-insensitively) is TOKEN, PASSWORD,
+// SECRET, KEY, CREDENTIAL or the like. GITHUB_TOKEN, npmAuthToken and
+// API_KEY are; GOPROXY and KEYBOARD are not. Build argument values are
+// recorded in the image's history, as Docker and buildah record them.
+func SecretLikeArgs(args map[string]string) []string {
+	var out []string
+	for k := range args {
+		for _, w := range words(k) {
+			if secretWords[strings.ToUpper(w)] {
+				out = append(out, k)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// words splits a name at every character that is not a letter or digit
+// and where a lower-case letter is followed by an upper-case one.
+func words(name string) []string {
+	var out []string
+	start := 0
+	rs := []rune(name)
+	for i, r := range rs {
+		switch {
+		case !unicode.IsLetter(r) && !unicode.IsDigit(r):
+			out = append(out, string(rs[start:i]))
+			start = i + 1
+		case i > start && unicode.IsUpper(r) && unicode.IsLower(rs[i-1]):
+			out = append(out, string(rs[start:i]))
+			start = i
+		}
+	}
+	return append(out, string(rs[start:]))
 }
 
 // CheckSecret validates a secret spec (id=ID,src=PATH[,type=file|env]) before

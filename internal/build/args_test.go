@@ -4,8 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -126,5 +129,60 @@ func TestValidateOptions(t *testing.T) {
 	}
 	if err := (Options{Containerfile: "rel"}).Validate(); err == nil {
 		t.Error("relative containerfile accepted")
+	}
+}
+
+func TestCheckPlatform(t *testing.T) {
+	for _, tc := range []struct {
+		platform string
+		ok       bool
+	}{{"linux/amd64", true}, {"linux/arm/v7", true}, {"linux/s390x", true}, {"freebsd/amd64", true}, {"windows/amd64", false}, {"windows/arm64", false}} {
+		p, err := oci.ParsePlatform(tc.platform)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CheckPlatform(p)
+		if tc.ok != (err == nil) {
+			t.Errorf("CheckPlatform(%s) = %v, want ok %v", tc.platform, err, tc.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), `"`+tc.platform+`"`) || !strings.Contains(err.Error(), "does not build windows images")) {
+			t.Errorf("CheckPlatform(%s) = %q, want it to name the platform and say windows is not built", tc.platform, err)
+		}
+	}
+}
+
+// TestCheckKeyValue: label and annotation keys are checked as build-arg
+// keys are (one check): no blank or control character, a newline included.
+func TestCheckKeyValue(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		ok   bool
+	}{
+		{"org.opencontainers.image.source=https://x", true}, {"a=", true}, {"a=b=c", true}, {"a=line\nbreak in the value", true},
+		{"a\nb=1", false}, {"a\x01b=1", false}, {"a b=1", false}, {"=1", false}, {"noequals", false}, {"a\tb=1", false}, {"a\u0085b=1", false},
+	} {
+		err := CheckKeyValue(tc.spec)
+		if tc.ok != (err == nil) {
+			t.Errorf("CheckKeyValue(%q) = %v, want ok %v", tc.spec, err, tc.ok)
+		}
+		if !tc.ok {
+			if _, argErr := ParseArgs("", []string{tc.spec}, func(string) (string, bool) { return "", false }); argErr == nil && tc.spec != "noequals" {
+				t.Errorf("ParseArgs accepts the key of %q that CheckKeyValue refuses", tc.spec)
+			}
+		}
+	}
+}
+
+func TestSecretLikeArgs(t *testing.T) {
+	args := map[string]string{}
+	secret := []string{"API_KEY", "DB_PASS", "GITHUB_TOKEN", "NPM_AUTH", "Password", "aws-secret-access-key", "git.credentials", "npmAuthToken", "ssh_key"}
+	plain := []string{"GOPROXY", "KEYBOARD", "VERSION", "PASSAGE", "TOKENIZER_MODEL", "AUTHOR", "monkey", "HTTP_PROXY", "BYPASS_CACHE"}
+	for _, k := range append(append([]string{}, secret...), plain...) {
+		args[k] = "v"
+	}
+	want := append([]string{}, secret...)
+	slices.Sort(want)
+	if got := SecretLikeArgs(args); !slices.Equal(got, want) {
+		t.Errorf("SecretLikeArgs = %q, want %q", got, want)
 	}
 }

@@ -99,6 +99,18 @@ func ResolveContainerfile(contextDir, file string) (string, error) {
 	return "", fmt.Errorf("no Containerfile found: tried %s", strings.Join(candidates, ", "))
 }
 
+// CheckPlatform refuses, before any work, a platform buildah cannot build:
+// windows (its FROM fails; windows images need a windows builder). Other
+// operating systems build when no RUN step needs to execute their binaries
+// (FROM scratch plus COPY, as the results-budget tests do for BSDs). The
+// error starts with the platform, for the caller to name the flag.
+func CheckPlatform(p ocispec.Platform) error {
+	if p.OS == "windows" {
+		return fmt.Errorf("%q: buildah does not build windows images; want e.g. linux/amd64", oci.PlatformString(p))
+	}
+	return nil
+}
+
 // Validate checks what can be checked before any work starts.
 func (o Options) Validate() error {
 	if _, err := parseIsolation(o.Isolation); err != nil {
@@ -184,9 +196,9 @@ func Build(ctx context.Context, store storage.Store, opts Options, platform ocis
 			// A cancelled RUN surfaces as whatever its process died of
 			// ("exit status 1", "signal: terminated"); report the
 			// cancellation itself, so callers see context.Canceled.
-			return Image{}, fmt.Errorf("building %s for %s: %w (stopped at: %s)", opts.Containerfile, oci.PlatformString(platform), context.Cause(ctx), shorten(err.Error(), 160))
+			return Image{}, fmt.Errorf("building %s for %s: %w (stopped at: %s)", opts.Containerfile, oci.PlatformString(platform), context.Cause(ctx), shorten(readable(err).Error(), 160))
 		}
-		return Image{}, fmt.Errorf("building %s for %s: %w", opts.Containerfile, oci.PlatformString(platform), err)
+		return Image{}, fmt.Errorf("building %s for %s: %w", opts.Containerfile, oci.PlatformString(platform), readable(err))
 	}
 	return Image{ID: id, Platform: platform}, nil
 }

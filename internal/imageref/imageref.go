@@ -35,11 +35,20 @@ type Ref struct {
 	Digest digest.Digest
 }
 
+// ErrCredentials is the error (errors.Is) for a reference holding
+// credentials, user[:password]@ before its host: refused, and never
+// printed (the error shows "***@host/…" instead).
+var ErrCredentials = errors.New("credentials in an image reference are refused: they would be printed and recorded with it; put them in an auth file")
+
 // ParseTagged parses a push destination (--image): repo[:tag] with an
 // explicit registry host. Its errors start with the value, for the caller
 // to name the flag. The tag defaults to DefaultTag. A digest is refused,
-// since a registry picks the digest of what is pushed.
+// since a registry picks the digest of what is pushed, and so is
+// user:password@ (ErrCredentials).
 func ParseTagged(s string) (Ref, error) {
+	if redacted, found := redactCredentials(s); found {
+		return Ref{}, fmt.Errorf("%q: %w", redacted, ErrCredentials)
+	}
 	if name, _, found := strings.Cut(s, "@"); found {
 		hint := ""
 		if name != "" {
@@ -60,6 +69,9 @@ func ParseTagged(s string) (Ref, error) {
 // tag nor a digest gets DefaultTag; a reference with only a digest keeps an
 // empty Tag.
 func Parse(s string) (Ref, error) {
+	if redacted, found := redactCredentials(s); found {
+		return Ref{}, fmt.Errorf("image reference %q: %w", redacted, ErrCredentials)
+	}
 	r, err := parse(s, wantAny)
 	if err != nil {
 		return Ref{}, fmt.Errorf("image reference %q: %w", s, err)
@@ -68,6 +80,33 @@ func Parse(s string) (Ref, error) {
 		r.Tag = tagOr(r.Tag)
 	}
 	return r, nil
+}
+
+// redactCredentials reports whether s holds credentials before its host
+// ([scheme://]user[:password]@host/…, or user:password@host with no path)
+// and returns s with them replaced by "***". The '@' of a digest follows
+// the repository's path, so no '/' comes after it; a password may hold '@'
+// or '/', so the credentials end at the last '@' that a '/' follows.
+func redactCredentials(s string) (string, bool) {
+	scheme, rest := "", s
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme, rest = s[:i+3], s[i+3:]
+	}
+	at := -1
+	for i := len(rest) - 1; i >= 0; i-- {
+		if rest[i] == '@' && strings.Contains(rest[i+1:], "/") {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		i := strings.Index(rest, "@")
+		if i < 0 || strings.Contains(rest[:i], "/") || !strings.Contains(rest[:i], ":") {
+			return s, false
+		}
+		at = i
+	}
+	return scheme + "***" + rest[at:], true
 }
 
 func tagOr(tag string) string {

@@ -1,6 +1,7 @@
 package imageref
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,6 +212,37 @@ func TestReference(t *testing.T) {
 		}
 		if got := r.Reference(); got != tc.want {
 			t.Errorf("Parse(%q).Reference() = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestCredentialsRefused: user[:password]@ before the host is refused with
+// ErrCredentials, and the error shows neither the user nor the password.
+func TestCredentialsRefused(t *testing.T) {
+	tests := []struct{ in, shown string }{
+		{"builder:s3cret@127.0.0.1:5000/app:v1", `"***@127.0.0.1:5000/app:v1"`},
+		{"builder:s3cret@127.0.0.1:5000/app", `"***@127.0.0.1:5000/app"`},
+		{"builder:s3cret@quay.io/ns/app@" + string(d1), `"***@quay.io/ns/app@sha256:0123`},
+		{"https://builder:s3cret@quay.io/ns/app:v1", `"https://***@quay.io/ns/app:v1"`},
+		{"builder:s3c/r@et@quay.io/ns/app:v1", `"***@quay.io/ns/app:v1"`},
+		{"builder:s3cret@127.0.0.1:5000", `"***@127.0.0.1:5000"`},
+	}
+	for _, tc := range tests {
+		for name, parse := range map[string]func(string) (Ref, error){"ParseTagged": ParseTagged, "Parse": Parse} {
+			_, err := parse(tc.in)
+			if !errors.Is(err, ErrCredentials) {
+				t.Errorf("%s(%q) = %v, want ErrCredentials", name, tc.in, err)
+				continue
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.shown) || strings.Contains(msg, "s3c") || strings.Contains(msg, "builder") {
+				t.Errorf("%s(%q) = %q, want %s shown and no credentials", name, tc.in, msg, tc.shown)
+			}
+		}
+	}
+	// Not credentials: a digest after the path, a name without a host.
+	for _, in := range []string{"quay.io/ns/app@" + string(d1), "app@" + string(d1), "127.0.0.1:5000/app:v1"} {
+		if _, err := Parse(in); errors.Is(err, ErrCredentials) {
+			t.Errorf("Parse(%q) = %v, want no credentials found", in, err)
 		}
 	}
 }

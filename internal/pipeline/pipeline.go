@@ -72,10 +72,14 @@ type IndexPlan struct {
 	Log      io.Writer
 }
 
-// Results say where the Tekton results go.
+// Results say where the Tekton results and the summary go.
 type Results struct {
 	Dir    string // "" writes none
 	Budget int    // bytes all results may take; 0 means results.DefaultBudget
+	// SummaryJSON is a file to write the summary (Outcome.Report) to as
+	// JSON, with the results: before the tag moves, in place after; ""
+	// writes none.
+	SummaryJSON string
 }
 
 // Outcome is what a run published, and how long each phase took.
@@ -260,18 +264,31 @@ func Open(ctx context.Context, sess *registry.Session, repo string) (*remote.Rep
 	return sess.Repository(ctx, repo)
 }
 
-// finish makes the release of entries and completes the phases record.
+// finish makes the release of entries and completes the phases record,
+// whose total runs to the moment before the tag moves: the summary JSON
+// is written with the results, staged before the tag.
 func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries []index.Entry, sess *registry.Session, rs Results, log io.Writer, phases summary.Phases, started time.Time) (Outcome, error) {
+	// Called by Finish once the outcome is complete, before the tag moves.
+	files := func(out release.Outcome) ([]release.File, error) {
+		phases.Index = out.Phases.Index.Seconds()
+		phases.Subjects = out.Phases.Subjects.Seconds()
+		phases.Verify = out.Phases.Verify.Seconds()
+		phases.Total = time.Since(started).Seconds()
+		if rs.SummaryJSON == "" {
+			return nil, nil
+		}
+		data, err := Outcome{Outcome: out, Phases: phases}.Report().JSON()
+		if err != nil {
+			return nil, fmt.Errorf("the summary: %w", err)
+		}
+		return []release.File{{Path: rs.SummaryJSON, What: "summary", Data: data}}, nil
+	}
 	out, err := release.Finish(ctx, repo, dest, entries, release.Options{
-		ResultsDir: rs.Dir, ResultsBudget: rs.Budget, Log: log, Registry: sess.Options(),
+		ResultsDir: rs.Dir, ResultsBudget: rs.Budget, Files: files, Log: log, Registry: sess.Options(),
 	})
 	if err != nil {
 		return Outcome{}, err
 	}
-	phases.Index = out.Phases.Index.Seconds()
-	phases.Subjects = out.Phases.Subjects.Seconds()
-	phases.Verify = out.Phases.Verify.Seconds()
-	phases.Total = time.Since(started).Seconds()
 	return Outcome{Outcome: out, Phases: phases}, nil
 }
 

@@ -25,12 +25,20 @@ type Session struct {
 }
 
 // NewSession validates o ([Options.Validate]) and resolves its auth file
-// once, for both sides.
+// once, for both sides, refusing one that is malformed (an explicit
+// AuthFile as an [OptionError]).
 func NewSession(o Options) (*Session, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	return &Session{o: o, creds: newCredentials(o.ResolveAuthFile())}, nil
+	path := o.ResolveAuthFile()
+	if err := checkAuthFile(path); err != nil {
+		if path == o.AuthFile {
+			return nil, &OptionError{Option: "AuthFile", Err: err}
+		}
+		return nil, err
+	}
+	return &Session{o: o, creds: newCredentials(path)}, nil
 }
 
 // Options returns the options the session was made from (their retry and
@@ -183,7 +191,8 @@ func describe(host string, err error) error {
 	if isTLSTrustError(err) {
 		return &TLSError{Host: host, Problem: UntrustedCertificate, Err: err}
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var le *lookupError
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &le) {
 		return fmt.Errorf("registry %s: %w", host, err)
 	}
 	return fmt.Errorf("registry %s unreachable: %w", host, err)

@@ -1,8 +1,11 @@
 // Package release finishes a publish: given manifests already pushed by
 // digest, it pushes the gzip-first index, the subjects artifact, verifies
-// that everything the tag will point at is in the registry, moves the tag
-// and writes the Tekton results, in that order, so that a failure at any
-// step leaves the user's tag where it was and no result written.
+// that everything the tag will point at is in the registry, stages the
+// Tekton results (and the caller's files, such as the summary) in
+// temporary files beside their targets, moves the tag and renames the
+// staged files into place, in that order. The tag is the commit point: a
+// failure at any step before it leaves the user's tag where it was and no
+// result written, and after it only renames within a directory remain.
 package release
 
 import (
@@ -33,7 +36,11 @@ import (
 type Options struct {
 	ResultsDir    string // "" writes no results
 	ResultsBudget int    // 0 means results.DefaultBudget
-	Log           io.Writer
+	// Files, when set, returns more files to write with the results, made
+	// from the complete Outcome before the tag moves; they are staged and
+	// committed with the results.
+	Files func(Outcome) ([]File, error)
+	Log   io.Writer
 	// Registry is what the repository's session was made from; its Retry
 	// says, in messages, how often a failing request was tried (the
 	// session's transport does the retrying, reads cut short included).
@@ -53,6 +60,14 @@ type Outcome struct {
 	Phases   Phases
 }
 
+// File is a file written with the results: staged before the tag moves,
+// renamed into place after.
+type File struct {
+	Path string
+	What string // names it in errors: "summary"
+	Data []byte
+}
+
 // Phases are the wall times of a release's steps.
 type Phases struct {
 	Index    time.Duration // assembling, checking and pushing the index
@@ -67,8 +82,9 @@ type Target interface {
 	registry.ReferencePusher
 }
 
-// Finish publishes the index of entries to dest (whose tag is moved last but
-// one; results are written last).
+// Finish publishes the index of entries to dest. The tag moves last but
+// one, once the results and opts.Files are staged; renaming them into
+// place is the last step.
 func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index.Entry, opts Options) (Outcome, error) {
 	var out Outcome
 	r := &releaser{repo: repo, dest: dest, opts: opts}
@@ -102,18 +118,43 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 	if err != nil {
 		return out, fmt.Errorf("results for %s: %w", dest.Tagged(), err)
 	}
+	out.Index, out.Entries, out.Subjects, out.Results, out.Sizes = idxDesc, ordered, subjDesc, set, sizes
+	out.Warnings = append(warnings, planned.Warnings...)
 
+	var staged results.Staged
+	defer staged.Discard()
+	if err := r.stage(&staged, planned, out); err != nil {
+		return Outcome{}, fmt.Errorf("%w; the tag was not moved", err)
+	}
 	if err := repo.PushReference(ctx, idxDesc, bytes.NewReader(raw), dest.Tag); err != nil {
-		return out, opts.Registry.Explain(fmt.Sprintf("tagging %s as %s", idxDesc.Digest, dest.Tagged()), err)
+		return Outcome{}, opts.Registry.Explain(fmt.Sprintf("tagging %s as %s", idxDesc.Digest, dest.Tagged()), err)
 	}
 	r.logf("tagged %s", dest.TaggedWithDigest(idxDesc.Digest))
-
-	if err := planned.Write(opts.ResultsDir); err != nil {
-		return out, fmt.Errorf("writing results to %s: %w", opts.ResultsDir, err)
+	if err := staged.Commit(); err != nil {
+		return Outcome{}, fmt.Errorf("the tag %s moved, but %w", dest.TaggedWithDigest(idxDesc.Digest), err)
 	}
-	warnings = append(warnings, planned.Warnings...)
-	out.Index, out.Entries, out.Subjects, out.Results, out.Sizes, out.Warnings = idxDesc, ordered, subjDesc, set, sizes, warnings
 	return out, nil
+}
+
+// stage writes the planned results and the caller's files (opts.Files, made
+// from out) to temporary files beside their targets.
+func (r *releaser) stage(st *results.Staged, planned results.Planned, out Outcome) error {
+	if err := planned.Stage(st, r.opts.ResultsDir); err != nil {
+		return fmt.Errorf("writing results to %s: %w", r.opts.ResultsDir, err)
+	}
+	if r.opts.Files == nil {
+		return nil
+	}
+	files, err := r.opts.Files(out)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := st.File(f.Path, f.What, f.Data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // releaser is one release in the making.

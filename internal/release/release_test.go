@@ -3,6 +3,7 @@ package release_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,5 +149,78 @@ func TestFinishFailureLeavesTagAndResults(t *testing.T) {
 				t.Errorf("results written on failure: %v", files)
 			}
 		})
+	}
+}
+
+// TestFinishStagesBeforeTag: the results and opts.Files are complete
+// temporary files before the tag moves and in place after it; a failure
+// while staging them leaves the tag where it was and no file at all.
+func TestFinishStagesBeforeTag(t *testing.T) {
+	ctx := context.Background()
+	repo, dest, entries := setup(t, "release/staged")
+	old := testimage.New(t, repo).Image("linux/amd64", formats.Gzip)
+	if err := repo.Tag(ctx, old, dest.Tag); err != nil {
+		t.Fatal(err)
+	}
+	tagAt := func() digest.Digest {
+		got, err := repo.Resolve(ctx, dest.Tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Digest
+	}
+	resultsDir, filesDir := t.TempDir(), t.TempDir()
+	summary := filepath.Join(filesDir, "summary.json")
+	fail := func(what string) func(release.Outcome) ([]release.File, error) {
+		return func(out release.Outcome) ([]release.File, error) {
+			if what == "error" {
+				return nil, errors.New("no summary today")
+			}
+			if err := os.Mkdir(summary, 0o755); err != nil { // appears mid-run
+				t.Fatal(err)
+			}
+			return []release.File{{Path: summary, What: "summary", Data: []byte("{}")}}, nil
+		}
+	}
+	for _, tc := range []struct{ name, want string }{{"error", "no summary today"}, {"directory", summary + " is a directory"}} {
+		_, err := release.Finish(ctx, repo, dest, entries, release.Options{ResultsDir: resultsDir, Files: fail(tc.name)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "the tag was not moved") {
+			t.Errorf("%s: Finish = %v, want %q and the tag not moved", tc.name, err, tc.want)
+		}
+		if got := tagAt(); got != old.Digest {
+			t.Errorf("%s: tag moved to %s", tc.name, got)
+		}
+		os.Remove(summary)
+		for _, d := range []string{resultsDir, filesDir} {
+			if files, _ := os.ReadDir(d); len(files) != 0 {
+				t.Errorf("%s: files left in %s: %v", tc.name, d, files)
+			}
+		}
+	}
+
+	var sawIndex digest.Digest
+	out, err := release.Finish(ctx, repo, dest, entries, release.Options{ResultsDir: resultsDir, Files: func(out release.Outcome) ([]release.File, error) {
+		sawIndex = out.Index.Digest
+		if got := tagAt(); got != old.Digest {
+			t.Errorf("the tag moved (to %s) before the files were staged", got)
+		}
+		for _, f := range []string{"IMAGE_DIGEST", "IMAGES"} {
+			if _, err := os.Stat(filepath.Join(resultsDir, f)); err == nil {
+				t.Errorf("result %s in place before the tag moved", f)
+			}
+		}
+		return []release.File{{Path: summary, What: "summary", Data: []byte(out.Results.ImageRef)}}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tagAt(); got != out.Index.Digest || sawIndex != out.Index.Digest {
+		t.Errorf("tag at %s, the hook saw %s, want both %s", got, sawIndex, out.Index.Digest)
+	}
+	if b, err := os.ReadFile(summary); err != nil || string(b) != out.Results.ImageRef {
+		t.Errorf("summary file %q (%v), want %q", b, err, out.Results.ImageRef)
+	}
+	if files, _ := os.ReadDir(resultsDir); len(files) != 5 {
+		t.Errorf("results dir holds %v, want the 5 results and nothing else", files)
 	}
 }

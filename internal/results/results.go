@@ -100,9 +100,14 @@ func EncodedSize(values map[string]string) int {
 	return len(b) + StartedAtReserve
 }
 
+// names are every result file Write may write or remove.
+var names = []string{ImageURL, ImageDigest, ImageRef, Images, SubjectsRef}
+
 // CheckWritable checks, before any build work, that results can be written to
-// dir: it creates dir if missing, then creates and removes a file in it. An
-// empty dir means results are disabled and is always fine.
+// dir: it creates dir if missing, then creates and removes a file in it, and
+// checks that no result's name in it is taken by a directory (a rename onto
+// it would fail after the tag moved). An empty dir means results are
+// disabled and is always fine.
 func CheckWritable(dir string) error {
 	if dir == "" {
 		return nil
@@ -110,17 +115,59 @@ func CheckWritable(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("results dir %q cannot be created: %w", dir, err)
 	}
+	if err := probe(dir); err != nil {
+		return fmt.Errorf("results dir %q %w", dir, err)
+	}
+	for _, name := range names {
+		if isDir(filepath.Join(dir, name)) {
+			return fmt.Errorf("results dir %q: %s is a directory; a result is written as a file of that name", dir, name)
+		}
+	}
+	return nil
+}
+
+// CheckFile checks, before any build work, that a file can be written at
+// path (mcbuild's --summary-json): its directory exists and is writable
+// (nothing is created), and path is not a directory. Errors start with the
+// path, for the caller to name the flag.
+func CheckFile(path string) error {
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s: directory %s does not exist (it is not created)", path, dir)
+	case err != nil:
+		return fmt.Errorf("%s: %w", path, err)
+	case !st.IsDir():
+		return fmt.Errorf("%s: %s is not a directory", path, dir)
+	case isDir(path):
+		return fmt.Errorf("%s is a directory; name a file", path)
+	}
+	if err := probe(dir); err != nil {
+		return fmt.Errorf("%s: directory %q %w", path, dir, err)
+	}
+	return nil
+}
+
+// probe creates and removes a file in dir. Its errors read after the
+// directory's name: `results dir "x" is not writable: …`.
+func probe(dir string) error {
 	f, err := os.CreateTemp(dir, ".mcbuild-write-check-*")
 	if err != nil {
-		return fmt.Errorf("results dir %q is not writable: %w", dir, err)
+		return fmt.Errorf("is not writable: %w", err)
 	}
 	name := f.Name()
 	cerr := f.Close()
 	rerr := os.Remove(name)
 	if err := errors.Join(cerr, rerr); err != nil {
-		return fmt.Errorf("results dir %q: cleaning up write check: %w", dir, err)
+		return fmt.Errorf("is writable, but its write check file could not be removed: %w", err)
 	}
 	return nil
+}
+
+func isDir(path string) bool {
+	st, err := os.Lstat(path)
+	return err == nil && st.IsDir()
 }
 
 // CheckBudget checks a results budget before any work: a positive number
@@ -128,6 +175,30 @@ func CheckWritable(dir string) error {
 func CheckBudget(budget int) error {
 	if budget <= 0 {
 		return fmt.Errorf("%d: want a positive number of bytes (Tekton's default is %d)", budget, DefaultBudget)
+	}
+	return nil
+}
+
+// digestLen is the length of a sha256 digest string, "sha256:" and 64 hex
+// digits: every digest mcbuild pushes.
+const digestLen = len("sha256:") + 64
+
+// CheckBudgetFor checks, before any work, that budget is positive and
+// holds the results always written for an index tagged imageURL (repo:tag)
+// in repository: IMAGE_URL, IMAGE_DIGEST, IMAGE_REF and SUBJECTS_REF, whose
+// sizes are known from the destination alone (digests have a fixed
+// length). The error starts with the value, for the caller to name it.
+func CheckBudgetFor(budget int, imageURL, repository string) error {
+	if err := CheckBudget(budget); err != nil {
+		return err
+	}
+	d := "sha256:" + strings.Repeat("0", digestLen-len("sha256:"))
+	need := EncodedSize(map[string]string{
+		ImageURL: imageURL, ImageDigest: d, ImageRef: imageURL + "@" + d, SubjectsRef: repository + "@" + d,
+	})
+	if budget < need {
+		return fmt.Errorf("%d: %s, %s, %s and %s alone take %d bytes of the termination message for %s; want at least %d (Tekton's default is %d)",
+			budget, ImageURL, ImageDigest, ImageRef, SubjectsRef, need, imageURL, need, DefaultBudget)
 	}
 	return nil
 }
@@ -183,30 +254,33 @@ func Plan(s Set, budget int) (Planned, error) {
 		Images, size, budget, SubjectsRef, s.SubjectsRef)}}, nil
 }
 
-// Write writes the planned results into dir (nothing when dir is empty).
-// Each file is written to a temporary file in dir and renamed, so a reader
-// never sees a partial value; an IMAGES file left by an earlier run is
-// removed when IMAGES was left out, so no stale digests are read.
-func (p Planned) Write(dir string) error {
+// Stage stages the planned results for dir in st (nothing when dir is
+// empty): each value in a temporary file in dir, complete and synced, for
+// st.Commit to rename into place, so a reader never sees a partial value;
+// an IMAGES file left by an earlier run is removed on Commit when IMAGES was
+// left out, so no stale digests are read.
+func (p Planned) Stage(st *Staged, dir string) error {
 	if dir == "" {
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("results dir %q cannot be created: %w", dir, err)
 	}
-	if err := writeAll(dir, p.values); err != nil {
-		return err
+	keys := slices.Sorted(maps.Keys(p.values))
+	for _, name := range keys {
+		if err := st.File(filepath.Join(dir, name), "result "+name, []byte(p.values[name])); err != nil {
+			return err
+		}
 	}
 	if p.removeImages {
-		if err := os.Remove(filepath.Join(dir, Images)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("removing stale %s result: %w", Images, err)
-		}
+		return st.Remove(filepath.Join(dir, Images), "stale result "+Images)
 	}
 	return nil
 }
 
 // Write plans s against budget and writes it into dir: Plan, then
-// Planned.Write. An empty dir writes nothing (and checks nothing).
+// Planned.Stage and Staged.Commit. An empty dir writes nothing (and checks
+// nothing).
 func Write(dir string, s Set, budget int) (warnings []string, err error) {
 	if dir == "" {
 		return nil, nil
@@ -215,7 +289,12 @@ func Write(dir string, s Set, budget int) (warnings []string, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w; nothing written", err)
 	}
-	return p.Warnings, p.Write(dir)
+	var st Staged
+	defer st.Discard()
+	if err := p.Stage(&st, dir); err != nil {
+		return nil, err
+	}
+	return p.Warnings, st.Commit()
 }
 
 func (s Set) validate() error {
@@ -232,54 +311,4 @@ func (s Set) validate() error {
 		}
 	}
 	return nil
-}
-
-// writeAll stages every value in a temporary file in dir, then renames them
-// into place, so an I/O error leaves as few results as possible half done
-// and none partially written.
-func writeAll(dir string, values map[string]string) error {
-	names := make([]string, 0, len(values))
-	for k := range values {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	temps := make(map[string]string, len(names))
-	defer func() {
-		for _, t := range temps {
-			os.Remove(t)
-		}
-	}()
-	for _, name := range names {
-		t, err := stage(dir, name, values[name])
-		if err != nil {
-			return err
-		}
-		temps[name] = t
-	}
-	for _, name := range names {
-		if err := os.Rename(temps[name], filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("writing result %s: %w", name, err)
-		}
-		delete(temps, name)
-	}
-	return nil
-}
-
-func stage(dir, name, value string) (string, error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("writing result %s in %q: %w", name, dir, err)
-	}
-	tmp := f.Name()
-	_, werr := f.WriteString(value)
-	// Readable by every step: later steps' entrypoints, possibly running as
-	// another user, re-read all declared results from this directory.
-	cherr := f.Chmod(0o644)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, cherr, serr, cerr); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("writing result %s in %q: %w", name, dir, err)
-	}
-	return tmp, nil
 }

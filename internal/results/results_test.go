@@ -254,6 +254,10 @@ func TestCheckWritable(t *testing.T) {
 	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	withDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(withDir, ImageRef), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		dir      string
@@ -264,6 +268,7 @@ func TestCheckWritable(t *testing.T) {
 		{name: "created", dir: filepath.Join(base, "a", "b")},
 		{name: "under a regular file", dir: filepath.Join(file, "results"), errParts: []string{`results dir "` + filepath.Join(file, "results") + `"`, "cannot be created"}},
 		{name: "is a regular file", dir: file, errParts: []string{`results dir "` + file + `"`}},
+		{name: "a result's name is a directory", dir: withDir, errParts: []string{`results dir "` + withDir + `"`, "IMAGE_REF is a directory"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -282,14 +287,7 @@ func TestCheckWritable(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatalf("CheckWritable(%q) = nil, want error", tc.dir)
-			}
-			for _, p := range tc.errParts {
-				if !strings.Contains(err.Error(), p) {
-					t.Errorf("error %q does not mention %q", err, p)
-				}
-			}
+			wantError(t, err, "CheckWritable("+tc.dir+")", tc.errParts)
 			// Write reports the same problem.
 			if _, err := Write(tc.dir, set("localhost/app", 1, 1), DefaultBudget); err == nil {
 				t.Errorf("Write(%q) = nil, want error", tc.dir)

@@ -2,11 +2,8 @@ package summary
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -39,7 +36,7 @@ func (p *Phases) AddPublishFormat(format string, d time.Duration) {
 }
 
 // Report is everything one run published, for people (Print) and for tools
-// (WriteJSON, --summary-json).
+// (JSON, --summary-json).
 type Report struct {
 	ImageRef    string `json:"image_ref"`
 	IndexDigest string `json:"index_digest"`
@@ -147,25 +144,11 @@ func (p Phases) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// WriteJSON writes r to path atomically (temporary file and rename).
-func (r Report) WriteJSON(path string) error {
+// JSON is r as --summary-json writes it: indented, with a final newline.
+func (r Report) JSON() ([]byte, error) {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing summary %s: %w", path, err)
-	}
-	_, werr := tmp.Write(append(data, '\n'))
-	cerr := tmp.Close()
-	if werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing summary %s: %w", path, errors.Join(werr, cerr))
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing summary %s: %w", path, err)
-	}
-	return nil
+	return append(data, '\n'), nil
 }

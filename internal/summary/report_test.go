@@ -3,8 +3,6 @@ package summary
 import (
 	"bytes"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,13 +36,12 @@ func TestReportJSON(t *testing.T) {
 	p.Build = 2.5
 	r := Report{ImageRef: "r.example/a:v1@sha256:1", IndexDigest: "sha256:1", SubjectsRef: "r.example/a@sha256:2",
 		Manifests: []Row{{Platform: "linux/amd64", Compression: "gzip", Digest: "sha256:3", Size: 42}}, Phases: p}
-	path := filepath.Join(t.TempDir(), "summary.json")
-	if err := r.WriteJSON(path); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(path)
+	raw, err := r.JSON()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(raw, []byte("}\n")) {
+		t.Errorf("JSON does not end with a newline: %q", raw)
 	}
 	var doc map[string]any
 	if err := json.Unmarshal(raw, &doc); err != nil {

@@ -16,6 +16,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/registry/remote"
 
+	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
 
@@ -30,6 +31,12 @@ func TestBadInput(t *testing.T) {
 	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	missingDir := filepath.Join(t.TempDir(), "missing", "dir")
+	const password = "s3cret-in-a-flag" // never printed
+	notJSON := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(notJSON, []byte("auths: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string // after "build --tls-verify=false"
@@ -41,11 +48,18 @@ func TestBadInput(t *testing.T) {
 		{"zstd and zstd:chunked", []string{"--compression-formats", "zstd,zstd:chunked"}, []string{"cannot both"}},
 		{"digest image", []string{"--image", repoName + "@sha256:" + strings.Repeat("a", 64)}, []string{"digest"}},
 		{"malformed image", []string{"--image", "127.0.0.1:1/UPPER/case:v1"}, []string{"UPPER/case"}},
+		{"credentials in the image", []string{"--image", "builder:" + password + "@" + repoName + ":v1"}, []string{`--image "***@` + repoName + `:v1"`, "auth file", "--authfile"}},
 		{"malformed platform", []string{"--platform", "linux"}, []string{`"linux"`, "os/arch"}},
+		{"windows platform", []string{"--platform", "linux/amd64,windows/amd64"}, []string{`--platform "windows/amd64"`, "does not build windows images"}},
 		{"missing containerfile", []string{"--file", "Nope.containerfile"}, []string{"Nope.containerfile"}},
 		{"missing context", []string{"--context", "/nonexistent/ctx"}, []string{"/nonexistent/ctx"}},
 		{"unwritable results dir", []string{"--results-dir", filepath.Join(notDir, "results")}, []string{notDir}},
+		{"results budget below the results always written", []string{"--results-budget", "300"}, []string{"--results-budget 300", "IMAGE_REF", "want at least"}},
+		{"summary-json in a missing directory", []string{"--summary-json", filepath.Join(missingDir, "s.json")}, []string{"--summary-json", missingDir, "does not exist"}},
+		{"authfile not JSON, registry without auth", []string{"--authfile", notJSON}, []string{"--authfile: auth file " + notJSON + " is malformed: not valid JSON"}},
 		{"unreachable registry", []string{"--image", "127.0.0.1:1/e2e/bad:v1"}, []string{"127.0.0.1:1"}},
+		{"label key with a newline", []string{"--label", "a\nb=1"}, []string{`--label "a\nb=1"`, "control characters"}},
+		{"annotation key with a control character", []string{"--annotation", "a\x01b=1"}, []string{`--annotation "a\x01b=1"`, "control characters"}},
 		{"bad source date epoch", []string{"--source-date-epoch", "yesterday"}, []string{`"yesterday"`}},
 		{"bad storage driver", []string{"--storage-driver", "btrfs"}, []string{`"btrfs"`, "vfs, overlay"}},
 		{"bad isolation", []string{"--isolation", "vm"}, []string{`"vm"`, "chroot"}},
@@ -72,6 +86,9 @@ func TestBadInput(t *testing.T) {
 					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
 				}
 			}
+			if strings.Contains(r.stdout+r.stderr, password) {
+				t.Errorf("the password is printed:\n%s", r.stderr)
+			}
 			if got := tags(t, testregistry.OpenRepo(t, repoName)); len(got) != 0 {
 				t.Errorf("tags left behind: %v", got)
 			}
@@ -79,6 +96,9 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("result files written on failure: %v", files)
 			}
 		})
+	}
+	if _, err := os.Stat(filepath.Dir(missingDir)); err == nil {
+		t.Errorf("--summary-json created %s", filepath.Dir(missingDir))
 	}
 }
 
@@ -118,6 +138,46 @@ func TestRefusedCredentials(t *testing.T) {
 	}
 	if strings.Contains(r.stderr+r.stdout, password) {
 		t.Error("output contains the password")
+	}
+}
+
+// TestDiskFullDuringBuild: a full disk while buildah copies or commits a
+// layer fails the run naming the instruction (as written), with no Go
+// value dump of the step (its environment included) or of buildah's
+// copier request, and nothing tagged.
+func TestDiskFullDuringBuild(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	dir := testfixture.Context(t, map[string]string{"Containerfile": "FROM scratch\nCOPY big /big\n"})
+	if err := os.WriteFile(filepath.Join(dir, "big"), make([]byte, 12<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, where := range []string{"storage root", "TMPDIR"} {
+		t.Run(where, func(t *testing.T) {
+			full, store := mountTmpfs(t, "8m"), t.TempDir()
+			root, env := filepath.Join(full, "root"), []string(nil)
+			if where == "TMPDIR" {
+				root, env = filepath.Join(store, "root"), []string{"TMPDIR=" + full}
+			}
+			repoName := reg.Repo("e2e/full")
+			r := run(t, env, "build", "--tls-verify=false", "--image", repoName+":v1", "--context", dir,
+				"--platform", "linux/amd64", "--storage-driver", "vfs", "--root", root, "--runroot", filepath.Join(store, "run"))
+			if r.code == 0 {
+				t.Fatalf("exit 0 with a 12 MiB layer on an 8 MiB %s", where)
+			}
+			for _, w := range []string{"no space left on device", `"COPY big /big"`} {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
+				}
+			}
+			for _, dump := range []string{"{Env:", "Command:copy", "copier.request{", "(0x"} {
+				if strings.Contains(r.stderr, dump) {
+					t.Errorf("stderr holds a Go value dump (%q):\n%s", dump, r.stderr)
+				}
+			}
+			if got := tags(t, testregistry.OpenRepo(t, repoName)); len(got) != 0 {
+				t.Errorf("tags left behind: %v", got)
+			}
+		})
 	}
 }
 

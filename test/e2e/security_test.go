@@ -774,3 +774,32 @@ RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /sec
 		t.Errorf("/secret.sha256 found in %d layers, want 2 (the RUN layer in gzip and in zstd:chunked)", found)
 	}
 }
+
+// TestBuildArgSecretWarning: build argument values end up in the image's
+// history (shown here, as Docker and buildah record them), so a
+// --build-arg whose name looks like a secret gets a warning pointing to
+// --secret; GOPROXY does not.
+func TestBuildArgSecretWarning(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	repoName := reg.Repo("e2e/buildarg")
+	const value = "tok-e2e-4f9c2b"
+	dir := contextFiles(t, "FROM scratch\nCOPY rootfs/amd64/ /\nARG GITHUB_TOKEN\nARG GOPROXY\nRUN echo building\n", "amd64")
+	r := mustRun(t, nil, append([]string{"build", "--tls-verify=false", "--image", repoName + ":v1", "--context", dir,
+		"--platform", "linux/amd64", "--compression-formats", "gzip", "--build-arg", "GITHUB_TOKEN=" + value, "--build-arg", "GOPROXY=off"}, storageFlags(t)...)...)
+	for _, w := range []string{"Warning: build argument GITHUB_TOKEN looks like a secret", "image's history", "--secret id=ID,src=FILE"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "GOPROXY looks") || strings.Contains(r.stderr, "GOPROXY, ") {
+		t.Errorf("GOPROXY warned about:\n%s", r.stderr)
+	}
+	p := download(t, testregistry.OpenRepo(t, repoName), repoName+":v1", "")
+	inHistory := false
+	for _, c := range p.configs {
+		inHistory = inHistory || strings.Contains(string(c), value)
+	}
+	if !inHistory {
+		t.Errorf("the build argument's value is not in the image config: the warning says it is")
+	}
+}
