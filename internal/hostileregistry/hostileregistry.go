@@ -46,6 +46,7 @@ type Registry struct {
 	referrers ReferrersFunc
 	uploads   map[string][]byte
 	counts    map[string]int
+	gets      map[digest.Digest]int
 	sent      atomic.Int64
 	done      chan struct{} // closed when the server stops: stalls end
 	srv       *httptest.Server
@@ -79,6 +80,7 @@ func Start(t testing.TB) *Registry {
 		answers: map[digest.Digest]Answer{},
 		uploads: map[string][]byte{},
 		counts:  map[string]int{},
+		gets:    map[digest.Digest]int{},
 		done:    make(chan struct{}),
 	}
 	r.srv = httptest.NewServer(r)
@@ -153,6 +155,13 @@ func (r *Registry) Counts() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// Gets is how many GETs of d (manifest by digest or blob) were served.
+func (r *Registry) Gets(d digest.Digest) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gets[d]
 }
 
 // Sent is the number of body bytes written to clients so far.
@@ -340,6 +349,9 @@ func (r *Registry) serveObject(w http.ResponseWriter, req *http.Request, kind, r
 	h.Set("Docker-Content-Digest", d.String())
 	r.mu.Lock()
 	a, hostile := r.answers[d]
+	if req.Method == http.MethodGet {
+		r.gets[d]++
+	}
 	r.mu.Unlock()
 	if !hostile || req.Method == http.MethodHead {
 		h.Set("Content-Length", fmt.Sprint(len(s.data)))
