@@ -27,6 +27,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
@@ -135,6 +136,14 @@ func EndlessReferrers(perPage int, artifactType string) ReferrersFunc {
 			}
 		}
 		return out, true
+	}
+}
+
+// Slow is f, each page answered after delay.
+func Slow(f ReferrersFunc, delay time.Duration) ReferrersFunc {
+	return func(subject digest.Digest, page int) ([]ocispec.Descriptor, bool) {
+		time.Sleep(delay)
+		return f(subject, page)
 	}
 }
 

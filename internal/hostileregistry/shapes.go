@@ -77,6 +77,16 @@ func (r *Registry) Nested(leaf ocispec.Descriptor, levels, n int) ocispec.Descri
 	return d
 }
 
+// Wide stores n distinct indexes, the i-th listing child each+i times, and
+// an index listing them: n*each descriptors or more in n+1 documents.
+func (r *Registry) Wide(child ocispec.Descriptor, n, each int) ocispec.Descriptor {
+	var children []ocispec.Descriptor
+	for i := range n {
+		children = append(children, r.Index(Repeat(child, each+i)...))
+	}
+	return r.Index(children...)
+}
+
 // Platforms are distinct valid platforms, for Images.
 var Platforms = []string{
 	"linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386", "linux/ppc64le",

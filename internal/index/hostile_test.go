@@ -73,12 +73,7 @@ func TestCollectWalkLimits(t *testing.T) {
 	t.Run("descriptors", func(t *testing.T) {
 		reg, repo := hostile(t)
 		// 11 distinct indexes of 1000+ entries each: > MaxWalkDescriptors.
-		img := reg.Image("linux/amd64", "d", 0)
-		var children []ocispec.Descriptor
-		for i := range 11 {
-			children = append(children, reg.Index(hostileregistry.Repeat(img, 1000+i)...))
-		}
-		root := reg.Index(children...)
+		root := reg.Wide(reg.Image("linux/amd64", "d", 0), 11, 1000)
 		collectErr(t, context.Background(), repo, root, "MaxWalkDescriptors", "more than 10000 descriptors", "index sha256:")
 	})
 	t.Run("bytes", func(t *testing.T) {

@@ -46,12 +46,6 @@ func manifests(descs []ocispec.Descriptor) []Manifest {
 // artifacts, and stops with the context.
 func TestFindEndlessReferrers(t *testing.T) {
 	subject := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromString("index"), Size: 100}
-	slow := func(f hostileregistry.ReferrersFunc) hostileregistry.ReferrersFunc {
-		return func(s digest.Digest, page int) ([]ocispec.Descriptor, bool) {
-			time.Sleep(50 * time.Millisecond)
-			return f(s, page)
-		}
-	}
 	for _, tc := range []struct {
 		name     string
 		pages    hostileregistry.ReferrersFunc
@@ -63,7 +57,7 @@ func TestFindEndlessReferrers(t *testing.T) {
 			[]string{"more than 10000 referrers", "limit MaxReferrers", subject.Digest.String()}, oci.MaxReferrers/2000 + 1},
 		{"2000 other artifacts a page", hostileregistry.EndlessReferrers(2000, "application/vnd.example.sbom"), 0,
 			[]string{"more than 100 pages", "limit MaxReferrersPages", subject.Digest.String()}, oci.MaxReferrersPages},
-		{"slow pages, a deadline", slow(hostileregistry.EndlessReferrers(10, "application/vnd.example.sbom")), 500 * time.Millisecond,
+		{"slow pages, a deadline", hostileregistry.Slow(hostileregistry.EndlessReferrers(10, "application/vnd.example.sbom"), 50*time.Millisecond), 500 * time.Millisecond,
 			[]string{"deadline exceeded"}, 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

