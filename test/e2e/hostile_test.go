@@ -109,8 +109,8 @@ func TestHostileIndexWalks(t *testing.T) {
 }
 
 // TestHostileDocuments: documents served with other sizes than declared,
-// or stalled, end `inspect` within its bounds, --timeout and SIGTERM
-// included.
+// or stalled, end `inspect` and `index --from` within their bounds,
+// --timeout and SIGTERM included.
 func TestHostileDocuments(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -131,13 +131,18 @@ func TestHostileDocuments(t *testing.T) {
 			img := reg.Image("linux/amd64", "lying", 0)
 			tag(t, reg, reg.Index(img), "lying")
 			reg.Answer(img.Digest, tc.answer)
-			args := append(append([]string{"inspect"}, tc.flags...), at(":lying"))
-			r := hostileRun(t, 1, append(tc.want, img.Digest.String()), args...)
-			if r.elapsed < tc.within[0] || r.elapsed > tc.within[1] {
-				t.Errorf("took %v, want %v to %v", r.elapsed, tc.within[0], tc.within[1])
+			for _, cmd := range [][]string{{"inspect", at(":lying")}, {"index", "--image", at(":merged"), "--from", at(":lying")}} {
+				sent := reg.Sent()
+				r := hostileRun(t, 1, append(tc.want, img.Digest.String()), append(cmd, tc.flags...)...)
+				if r.elapsed < tc.within[0] || r.elapsed > tc.within[1] {
+					t.Errorf("%s took %v, want %v to %v", cmd[0], r.elapsed, tc.within[0], tc.within[1])
+				}
+				if sent = reg.Sent() - sent; sent > 16<<20 {
+					t.Errorf("%s: the registry sent %d bytes", cmd[0], sent)
+				}
 			}
-			if sent := reg.Sent(); sent > 16<<20 {
-				t.Errorf("the registry sent %d bytes", sent)
+			if n := reg.Count("PUT", "manifests"); n != 0 {
+				t.Errorf("%d manifests pushed by a refused merge", n)
 			}
 		})
 	}
