@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -24,29 +26,25 @@ func newSubjectsCommand(g *globalFlags) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show REF",
 		Short: "Print the entries of a subjects artifact (REF: the artifact, or the index it describes)",
-		Args:  exactlyOneRef,
+		Long: `show prints the entries of the subjects artifact REF names, or of every one
+attached to the index REF names. Entries naming another repository than
+REF's are marked, and make show fail: they are not this repository's
+digests, whatever the artifact claims (--json then prints nothing).`,
+		Args: exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref, desc, err := openSubjects(cmd, g, args[0])
+			repo, ref, descs, err := openSubjects(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
-			doc, _, err := subjects.Fetch(cmd.Context(), repo, desc)
-			if err != nil {
-				return err
+			if asJSON && len(descs) > 1 {
+				return fmt.Errorf("%s: %d subjects artifacts refer to it (%s): give one by digest for --json", ref, len(descs), digests(descs))
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(doc)
+			for _, desc := range descs {
+				if err := showArtifact(cmd, repo, ref, desc, asJSON); err != nil {
+					return err
+				}
 			}
-			fmt.Fprintf(out, "subjects artifact %s\n", ref.WithDigest(desc.Digest))
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tDIGEST\tMEDIA TYPE\tPLATFORM\tCOMPRESSION")
-			for _, s := range doc.Subjects {
-				fmt.Fprintf(tw, "%s\tsha256:%s\t%s\t%s\t%s\n", s.Name, s.Digest["sha256"], s.MediaType, orDash(s.Annotations["platform"]), orDash(s.Annotations["compression"]))
-			}
-			return tw.Flush()
+			return nil
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print the subjects document as JSON")
@@ -55,29 +53,102 @@ func newSubjectsCommand(g *globalFlags) *cobra.Command {
 		Short: "Check that a subjects artifact lists exactly the index and its manifests, all present in the registry",
 		Long: `verify accepts the subjects artifact's reference or the reference of the index
 it describes (found through the referrers API or the sha256-<hex> fallback
-tag). It exits non-zero and lists every mismatch.`,
+tag). Every entry must name REF's repository. It exits non-zero and lists
+every mismatch. When several subjects artifacts refer to the index, each is
+verified, and any that does not match fails the command.`,
 		Args: exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref, desc, err := openSubjects(cmd, g, args[0])
+			repo, ref, descs, err := openSubjects(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
-			mismatches, err := subjects.Verify(cmd.Context(), repo, desc)
-			if err != nil {
-				return err
-			}
-			if len(mismatches) > 0 {
-				for _, m := range mismatches {
-					fmt.Fprintln(cmd.ErrOrStderr(), "mismatch:", m.String())
-				}
-				return fmt.Errorf("subjects artifact %s: %d mismatch(es)", ref.WithDigest(desc.Digest), len(mismatches))
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "subjects artifact %s matches its index and every manifest is present\n", ref.WithDigest(desc.Digest))
-			return nil
+			return verifyArtifacts(cmd, repo, ref, descs)
 		},
 	}
 	cmd.AddCommand(show, verify)
 	return cmd
+}
+
+// showArtifact prints one subjects artifact's entries; entries naming
+// another repository are flagged, and fail it.
+func showArtifact(cmd *cobra.Command, repo *remote.Repository, ref imageref.Ref, desc ocispec.Descriptor, asJSON bool) error {
+	doc, _, err := subjects.Fetch(cmd.Context(), repo, desc)
+	if err != nil {
+		return err
+	}
+	other := subjects.OtherRepository(doc, ref.Repository)
+	refuse := func() error {
+		return fmt.Errorf("subjects artifact %s: %d of its %d entries name another repository than %s (%.100q): they are not this repository's digests; the artifact is forged or was copied from elsewhere",
+			ref.WithDigest(desc.Digest), len(other), len(doc.Subjects), ref.Repository, doc.Subjects[other[0]].Name)
+	}
+	out := cmd.OutOrStdout()
+	if asJSON {
+		if len(other) > 0 {
+			return refuse()
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	fmt.Fprintf(out, "subjects artifact %s\n", ref.WithDigest(desc.Digest))
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tDIGEST\tMEDIA TYPE\tPLATFORM\tCOMPRESSION")
+	for i, s := range doc.Subjects {
+		name := s.Name
+		if slices.Contains(other, i) {
+			name = fmt.Sprintf("(other repository!) %.100s", name)
+		}
+		fmt.Fprintf(tw, "%s\tsha256:%s\t%s\t%s\t%s\n", name, s.Digest["sha256"], s.MediaType, orDash(s.Annotations["platform"]), orDash(s.Annotations["compression"]))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(other) > 0 {
+		return refuse()
+	}
+	return nil
+}
+
+// verifyArtifacts verifies each subjects artifact in descs against REF's
+// repository, prints every mismatch, and fails if any artifact has one.
+func verifyArtifacts(cmd *cobra.Command, repo *remote.Repository, ref imageref.Ref, descs []ocispec.Descriptor) error {
+	if len(descs) > 1 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %d subjects artifacts refer to %s (%s): verifying each\n", len(descs), ref, digests(descs))
+	}
+	var failed []string
+	for _, desc := range descs {
+		mismatches, err := subjects.Verify(cmd.Context(), repo, ref.Repository, desc)
+		if err != nil {
+			if len(descs) > 1 {
+				err = fmt.Errorf("subjects artifact %s: %w", ref.WithDigest(desc.Digest), err)
+			}
+			return err
+		}
+		if len(mismatches) == 0 {
+			fmt.Fprintf(cmd.OutOrStdout(), "subjects artifact %s matches its index and every manifest is present\n", ref.WithDigest(desc.Digest))
+			continue
+		}
+		for _, m := range mismatches {
+			prefix := "mismatch: "
+			if len(descs) > 1 {
+				prefix = desc.Digest.String() + ": mismatch: "
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), prefix+m.String())
+		}
+		failed = append(failed, fmt.Sprintf("subjects artifact %s: %d mismatch(es)", ref.WithDigest(desc.Digest), len(mismatches)))
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+func digests(descs []ocispec.Descriptor) string {
+	var out []string
+	for _, d := range descs {
+		out = append(out, d.Digest.String())
+	}
+	return strings.Join(out, ", ")
 }
 
 func exactlyOneRef(cmd *cobra.Command, args []string) error {
@@ -103,14 +174,14 @@ func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, 
 }
 
 // openSubjects opens REF's repository and finds the subjects artifact REF
-// names, directly or as the index it describes.
-func openSubjects(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, ocispec.Descriptor, error) {
+// names, directly, or every one attached to the index it names.
+func openSubjects(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, []ocispec.Descriptor, error) {
 	repo, ref, err := openRef(cmd, g, s)
 	if err != nil {
-		return nil, ref, ocispec.Descriptor{}, err
+		return nil, ref, nil, err
 	}
-	desc, err := subjects.ResolveArtifact(cmd.Context(), repo, ref.Reference())
-	return repo, ref, desc, err
+	descs, err := subjects.ResolveArtifacts(cmd.Context(), repo, ref.Reference())
+	return repo, ref, descs, err
 }
 
 func orDash(s string) string {

@@ -18,18 +18,6 @@ import (
 	"github.com/mcbuild/mcbuild/internal/oci"
 )
 
-// Limits applied by Collect to untrusted input, besides the size of each
-// document (oci.MaxDocumentBytes).
-const (
-	// MaxDepth is the number of index levels Collect follows, the root
-	// index included: root index -> nested index -> ... ; an index at a
-	// deeper level is an error.
-	MaxDepth = 4
-	// MaxDocuments caps the number of distinct documents (indexes,
-	// manifests, configs) one Collect call fetches.
-	MaxDocuments = 1000
-)
-
 // Merge resolves each reference (a tag or digest in target, or for a remote
 // repository a full reference into it) and collects the image manifests of
 // all of them with Collect, checking that Assemble accepts them. It returns
@@ -68,7 +56,7 @@ func Merge(ctx context.Context, target oras.ReadOnlyTarget, refs ...string) ([]E
 // in the order found, plus warnings for entries skipped as non-images.
 //
 // Indexes (OCI or Docker manifest lists) are flattened recursively, up to
-// MaxDepth levels; cycles are refused. Each child keeps its descriptor
+// oci.MaxIndexDepth levels; cycles are refused. Each child keeps its descriptor
 // (platform, annotations) from its index. A manifest without a platform in
 // its descriptor (a root manifest, typically) gets the os, architecture,
 // variant, os.version and os.features of its config. The root's
@@ -81,7 +69,7 @@ func Merge(ctx context.Context, target oras.ReadOnlyTarget, refs ...string) ([]E
 // uncompressed or unknown layer types, zero layers, or a zstd annotation on a
 // gzip manifest are errors.
 //
-// Skipped with a warning: descriptors annotated as buildkit attestations,
+// Skipped with a warning (once): descriptors annotated as buildkit attestations,
 // platform unknown/unknown, manifests with an artifactType or a config that
 // is not an image config, and index children of a media type that is not an
 // index or a manifest. A root that is not an image is an error, and so is a
@@ -91,18 +79,24 @@ func Merge(ctx context.Context, target oras.ReadOnlyTarget, refs ...string) ([]E
 // the same, and is an error naming both inputs when digests differ; one
 // digest reached under two platforms or formats is an error too.
 //
-// Every fetched document is size-capped (oci.MaxDocumentBytes,
-// MaxDocuments) and verified against its descriptor's size and digest
-// (oci.FetchBounded), so a registry cannot substitute content.
+// The input is untrusted. Every fetched document is size-capped
+// (oci.MaxDocumentBytes) and verified against its descriptor's size and
+// digest (oci.FetchBounded), so a registry cannot substitute content. Each
+// distinct document is fetched once and each distinct index walked once,
+// however often it is listed, and the walk as a whole is bounded (oci.Walk:
+// oci.MaxWalkDocuments, oci.MaxWalkBytes, oci.MaxWalkDescriptors) and stops
+// when ctx ends. Only what the entries need is kept of each manifest, not
+// the document.
 func Collect(ctx context.Context, fetcher content.Fetcher, roots []ocispec.Descriptor) ([]Entry, []string, error) {
-	c := newCollector(func(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error) {
-		return oci.FetchBounded(ctx, fetcher, d, oci.MaxDocumentBytes, what)
-	})
+	c := newCollector(nil)
+	c.fetch = func(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error) {
+		return c.budget.Fetch(ctx, fetcher, d, what)
+	}
 	return c.collect(ctx, roots)
 }
 
-// fetchFunc is oci.FetchBounded outside tests; a test of the cycle guard
-// swaps it for one that verifies nothing.
+// fetchFunc is the walk budget's fetch (oci.Walk.Fetch) outside tests; a
+// test of the cycle guard swaps it for one that verifies nothing.
 type fetchFunc func(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error)
 
 type origin struct {
@@ -112,30 +106,45 @@ type origin struct {
 
 type collector struct {
 	fetch     fetchFunc
-	fetched   int
-	docs      map[digest.Digest]*document
+	budget    oci.Walk
+	indexes   map[digest.Digest]walkedIndex
+	manifests map[digest.Digest]*manifestInfo
 	configs   map[digest.Digest]*ocispec.Platform
 	entries   []Entry
 	byKey     map[string]origin
 	byDigest  map[digest.Digest]origin
 	warnings  []string
+	warned    map[string]bool
 	inputHits int
 }
 
-// document is a parsed index or manifest.
-type document struct {
+// walkedIndex is what is kept of an index once walked: walking it again
+// adds nothing, so it is not fetched nor walked again.
+type walkedIndex struct {
 	mediaType string
-	index     *ocispec.Index
-	manifest  *ocispec.Manifest
+	levels    int  // index levels, itself included
+	images    bool // an image manifest was found under it
+}
+
+// manifestInfo is what is kept of a manifest: what an Entry needs.
+type manifestInfo struct {
+	mediaType string
+	notImage  string // why it is skipped, "" for an image
+	err       error  // why it is refused (malformed, unknown layer types)
+	format    formats.Format
+	config    ocispec.Descriptor // media type, digest and size only
+	size      int64              // DownloadSize
 }
 
 func newCollector(fetch fetchFunc) *collector {
 	return &collector{
-		fetch:    fetch,
-		docs:     map[digest.Digest]*document{},
-		configs:  map[digest.Digest]*ocispec.Platform{},
-		byKey:    map[string]origin{},
-		byDigest: map[digest.Digest]origin{},
+		fetch:     fetch,
+		indexes:   map[digest.Digest]walkedIndex{},
+		manifests: map[digest.Digest]*manifestInfo{},
+		configs:   map[digest.Digest]*ocispec.Platform{},
+		byKey:     map[string]origin{},
+		byDigest:  map[digest.Digest]origin{},
+		warned:    map[string]bool{},
 	}
 }
 
@@ -149,7 +158,7 @@ func (c *collector) collect(ctx context.Context, roots []ocispec.Descriptor) ([]
 			input = fmt.Sprintf("%q", name)
 		}
 		c.inputHits = 0
-		if err := c.walk(ctx, root, input, 0, nil); err != nil {
+		if _, err := c.walk(ctx, root, input, 0, nil); err != nil {
 			return nil, c.warnings, fmt.Errorf("index: %s: %w", input, err)
 		}
 		if c.inputHits == 0 {
@@ -160,86 +169,137 @@ func (c *collector) collect(ctx context.Context, roots []ocispec.Descriptor) ([]
 }
 
 func (c *collector) warn(d ocispec.Descriptor, input, why string) {
-	c.warnings = append(c.warnings, fmt.Sprintf("skipped %s in %s: %s", d.Digest, input, why))
+	w := fmt.Sprintf("skipped %s in %s: %s", d.Digest, input, why)
+	if !c.warned[w] {
+		c.warned[w] = true
+		c.warnings = append(c.warnings, w)
+	}
 }
 
-// walk visits d; depth is the number of indexes above it, stack their digests.
-func (c *collector) walk(ctx context.Context, d ocispec.Descriptor, input string, depth int, stack []digest.Digest) error {
-	root := depth == 0
+// skip reports whether d is passed over (with a warning) rather than walked.
+func (c *collector) skip(d ocispec.Descriptor, input string, root bool) (bool, error) {
 	if !root {
 		if t := d.Annotations[oci.AnnotationDockerReferenceType]; t != "" {
 			c.warn(d, input, fmt.Sprintf("not an image (%s=%s)", oci.AnnotationDockerReferenceType, t))
-			return nil
+			return true, nil
 		}
 		if p := d.Platform; p != nil && p.OS == "unknown" && p.Architecture == "unknown" {
 			c.warn(d, input, "platform unknown/unknown (an attestation or artifact)")
-			return nil
+			return true, nil
 		}
 	}
 	switch {
 	case d.MediaType == "":
-		return fmt.Errorf("%s: descriptor has no media type", d.Digest)
+		return false, fmt.Errorf("%s: descriptor has no media type", d.Digest)
 	case !oci.IsIndex(d.MediaType) && !oci.IsManifest(d.MediaType):
 		if root {
-			return fmt.Errorf("%s: media type %q is not an image manifest or index", d.Digest, d.MediaType)
+			return false, fmt.Errorf("%s: media type %q is not an image manifest or index", d.Digest, d.MediaType)
 		}
 		c.warn(d, input, fmt.Sprintf("media type %q is not an image manifest or index", d.MediaType))
-		return nil
+		return true, nil
+	}
+	return false, nil
+}
+
+// walk visits d; depth is the number of indexes above it, stack their
+// digests. It returns the index levels at and under d (0 for a manifest).
+func (c *collector) walk(ctx context.Context, d ocispec.Descriptor, input string, depth int, stack []digest.Digest) (int, error) {
+	if skip, err := c.skip(d, input, depth == 0); skip || err != nil {
+		return 0, err
 	}
 	if slices.Contains(stack, d.Digest) {
-		return fmt.Errorf("%s: index cycle", d.Digest)
+		return 0, fmt.Errorf("%s: index cycle", d.Digest)
 	}
-	doc, err := c.document(ctx, d)
-	if err != nil {
-		return err
+	if w, ok := c.indexes[d.Digest]; ok {
+		return w.levels, c.again(d, w, depth)
 	}
-	if doc.index != nil {
-		if depth >= MaxDepth {
-			return fmt.Errorf("%s: indexes nested more than %d levels deep", d.Digest, MaxDepth)
+	m, ok := c.manifests[d.Digest]
+	if !ok {
+		children, info, err := c.document(ctx, d)
+		if err != nil {
+			return 0, err
 		}
-		if len(doc.index.Manifests) == 0 {
-			return fmt.Errorf("index %s lists no manifests", d.Digest)
+		if info == nil {
+			return c.index(ctx, d, children, input, depth, stack)
 		}
-		stack = append(slices.Clip(stack), d.Digest)
-		for _, child := range doc.index.Manifests {
-			if err := c.walk(ctx, child, input, depth+1, stack); err != nil {
-				return err
-			}
-		}
-		return nil
+		m = info
+		c.manifests[d.Digest] = m
 	}
-	return c.image(ctx, d, doc, input, root)
+	if d.MediaType != m.mediaType {
+		return 0, mediaTypeError(d, m.mediaType)
+	}
+	return 0, c.image(ctx, d, m, input, depth == 0)
+}
+
+func mediaTypeError(d ocispec.Descriptor, content string) error {
+	return fmt.Errorf("%s: descriptor media type %q, content is %q", d.Digest, d.MediaType, content)
+}
+
+func nestedError(d digest.Digest) error {
+	return fmt.Errorf("%s: indexes nested more than %d levels deep (limit MaxIndexDepth)", d, oci.MaxIndexDepth)
+}
+
+// again is an index walked before listed again, at depth: nothing new, but
+// its levels must fit there, and it counts for the input if it held images.
+func (c *collector) again(d ocispec.Descriptor, w walkedIndex, depth int) error {
+	if d.MediaType != w.mediaType {
+		return mediaTypeError(d, w.mediaType)
+	}
+	if depth+w.levels > oci.MaxIndexDepth {
+		return nestedError(d.Digest)
+	}
+	if w.images {
+		c.inputHits++
+	}
+	return nil
+}
+
+// index walks the children of the index d, once: it is remembered as walked.
+func (c *collector) index(ctx context.Context, d ocispec.Descriptor, children []ocispec.Descriptor, input string, depth int, stack []digest.Digest) (int, error) {
+	if depth >= oci.MaxIndexDepth {
+		return 0, nestedError(d.Digest)
+	}
+	if len(children) == 0 {
+		return 0, fmt.Errorf("index %s lists no manifests", d.Digest)
+	}
+	if err := c.budget.Visit(ctx, "index "+d.Digest.String(), len(children)); err != nil {
+		return 0, err
+	}
+	stack = append(slices.Clip(stack), d.Digest)
+	hits, levels := c.inputHits, 1
+	for _, child := range children {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		l, err := c.walk(ctx, child, input, depth+1, stack)
+		if err != nil {
+			return 0, err
+		}
+		levels = max(levels, l+1)
+	}
+	c.indexes[d.Digest] = walkedIndex{mediaType: d.MediaType, levels: levels, images: c.inputHits > hits}
+	return levels, nil
 }
 
 // image turns one manifest into an Entry (or a warning).
-func (c *collector) image(ctx context.Context, d ocispec.Descriptor, doc *document, input string, root bool) error {
-	m := doc.manifest
-	notImage := ""
-	switch {
-	case m.Config.MediaType == "":
-		return fmt.Errorf("manifest %s is malformed: its config has no media type", d.Digest)
-	case m.ArtifactType != "":
-		notImage = fmt.Sprintf("artifact manifest (artifactType %q)", m.ArtifactType)
-	case !oci.IsImageConfig(m.Config.MediaType):
-		notImage = fmt.Sprintf("config media type %q is not an image config", m.Config.MediaType)
+func (c *collector) image(ctx context.Context, d ocispec.Descriptor, m *manifestInfo, input string, root bool) error {
+	if m.err != nil {
+		return m.err
 	}
-	if notImage != "" {
+	if m.notImage != "" {
 		if root {
-			return fmt.Errorf("manifest %s is not an image: %s", d.Digest, notImage)
+			return fmt.Errorf("manifest %s is not an image: %s", d.Digest, m.notImage)
 		}
-		c.warn(d, input, notImage)
+		c.warn(d, input, m.notImage)
 		return nil
 	}
-	format, err := layerFormat(d.Digest, m.Layers)
-	if err != nil {
-		return err
-	}
-	if d.Annotations[oci.AnnotationZstd] == "true" && !format.IsZstd() {
+	if d.Annotations[oci.AnnotationZstd] == "true" && !m.format.IsZstd() {
 		return fmt.Errorf("manifest %s has gzip layers but its index entry carries %s=true", d.Digest, oci.AnnotationZstd)
 	}
 	platform := d.Platform
 	if !hasPlatform(platform) {
-		if platform, err = c.configPlatform(ctx, d, m.Config); err != nil {
+		var err error
+		if platform, err = c.configPlatform(ctx, d, m.config); err != nil {
 			return err
 		}
 		if platform.OS == "unknown" && platform.Architecture == "unknown" {
@@ -252,8 +312,7 @@ func (c *collector) image(ctx context.Context, d ocispec.Descriptor, doc *docume
 	}
 	p := *platform
 	p.OSFeatures = slices.Clone(p.OSFeatures)
-	e := Entry{Descriptor: d, Format: format}
-	e.Descriptor.MediaType = doc.mediaType
+	e := Entry{Descriptor: d, Format: m.format, DownloadSize: m.size}
 	e.Descriptor.Platform = &p
 	e.Descriptor.Annotations = maps.Clone(d.Annotations)
 	if root {
@@ -320,54 +379,58 @@ func layerFormat(m digest.Digest, layers []ocispec.Descriptor) (formats.Format, 
 		m, strings.Join(types, ", "))
 }
 
-// fetchLimited fetches a document unless MaxDocuments are fetched already;
-// the fetch function bounds its size and verifies it.
-func (c *collector) fetchLimited(ctx context.Context, d ocispec.Descriptor, what string) ([]byte, error) {
-	if c.fetched >= MaxDocuments {
-		return nil, fmt.Errorf("%s %s: more than %d documents to fetch", what, d.Digest, MaxDocuments)
-	}
-	c.fetched++
-	return c.fetch(ctx, d, what)
-}
-
-// document fetches and parses an index or manifest, once per digest.
-func (c *collector) document(ctx context.Context, d ocispec.Descriptor) (*document, error) {
-	if doc, ok := c.docs[d.Digest]; ok {
-		if d.MediaType != doc.mediaType {
-			return nil, fmt.Errorf("%s: descriptor media type %q, content is %q", d.Digest, d.MediaType, doc.mediaType)
-		}
-		return doc, nil
-	}
-	b, err := c.fetchLimited(ctx, d, "manifest")
+// document fetches d and parses it: the children of an index, or what is
+// kept of a manifest (info != nil).
+func (c *collector) document(ctx context.Context, d ocispec.Descriptor) (children []ocispec.Descriptor, info *manifestInfo, err error) {
+	b, err := c.fetch(ctx, d, "manifest")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var probe struct {
 		MediaType string `json:"mediaType"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return nil, fmt.Errorf("%s: parsing: %w", d.Digest, err)
+		return nil, nil, fmt.Errorf("%s: parsing: %w", d.Digest, err)
 	}
 	mt := d.MediaType
 	if probe.MediaType != "" && probe.MediaType != mt {
-		return nil, fmt.Errorf("%s: descriptor media type %q, content says %q", d.Digest, mt, probe.MediaType)
+		return nil, nil, fmt.Errorf("%s: descriptor media type %q, content says %q", d.Digest, mt, probe.MediaType)
 	}
-	doc := &document{mediaType: mt}
 	switch {
 	case oci.IsIndex(mt):
-		doc.index = new(ocispec.Index)
-		err = json.Unmarshal(b, doc.index)
+		var idx ocispec.Index
+		if err := json.Unmarshal(b, &idx); err != nil {
+			return nil, nil, fmt.Errorf("%s: parsing %s: %w", d.Digest, mt, err)
+		}
+		return idx.Manifests, nil, nil
 	case oci.IsManifest(mt):
-		doc.manifest = new(ocispec.Manifest)
-		err = json.Unmarshal(b, doc.manifest)
+		var m ocispec.Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, nil, fmt.Errorf("%s: parsing %s: %w", d.Digest, mt, err)
+		}
+		return nil, summarize(d, m), nil
+	}
+	return nil, nil, fmt.Errorf("%s: media type %q is not an image manifest or index", d.Digest, mt)
+}
+
+// summarize keeps of the manifest m (at d) what an Entry needs.
+func summarize(d ocispec.Descriptor, m ocispec.Manifest) *manifestInfo {
+	info := &manifestInfo{
+		mediaType: d.MediaType,
+		config:    ocispec.Descriptor{MediaType: m.Config.MediaType, Digest: m.Config.Digest, Size: m.Config.Size},
+		size:      DownloadSize(d, m),
+	}
+	switch {
+	case m.Config.MediaType == "":
+		info.err = fmt.Errorf("manifest %s is malformed: its config has no media type", d.Digest)
+	case m.ArtifactType != "":
+		info.notImage = fmt.Sprintf("artifact manifest (artifactType %q)", m.ArtifactType)
+	case !oci.IsImageConfig(m.Config.MediaType):
+		info.notImage = fmt.Sprintf("config media type %q is not an image config", m.Config.MediaType)
 	default:
-		return nil, fmt.Errorf("%s: media type %q is not an image manifest or index", d.Digest, mt)
+		info.format, info.err = layerFormat(d.Digest, m.Layers)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: parsing %s: %w", d.Digest, mt, err)
-	}
-	c.docs[d.Digest] = doc
-	return doc, nil
+	return info
 }
 
 // configPlatform reads the platform of an image from its config.
@@ -375,7 +438,7 @@ func (c *collector) configPlatform(ctx context.Context, m ocispec.Descriptor, cf
 	if p, ok := c.configs[cfg.Digest]; ok {
 		return p, nil
 	}
-	b, err := c.fetchLimited(ctx, cfg, "config")
+	b, err := c.fetch(ctx, cfg, "config")
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", m.Digest, err)
 	}

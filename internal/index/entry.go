@@ -13,4 +13,7 @@ import (
 type Entry struct {
 	Descriptor ocispec.Descriptor
 	Format     formats.Format
+	// DownloadSize is what a client downloads for it (DownloadSize), when
+	// known: Collect sets it from the manifest it read; 0 otherwise.
+	DownloadSize int64
 }

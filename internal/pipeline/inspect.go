@@ -15,7 +15,8 @@ import (
 
 // Inspect reads what ref names (an index, flattened, or one manifest) and
 // returns a row for it and one per manifest, with what a client downloads
-// for each, plus the warnings of the walk.
+// for each, plus the warnings of the walk. The walk is index.Collect's,
+// bounded as it is; each manifest is read once, by that walk.
 func Inspect(ctx context.Context, repo *remote.Repository, ref imageref.Ref) ([]summary.Row, []string, error) {
 	root, err := repo.Resolve(ctx, ref.Reference())
 	if err != nil {
@@ -31,11 +32,7 @@ func Inspect(ctx context.Context, repo *remote.Repository, ref imageref.Ref) ([]
 	}
 	rows := []summary.Row{{Platform: kind, Compression: "-", Digest: root.Digest.String(), Size: root.Size}}
 	for _, e := range entries {
-		size, err := index.ImageSize(ctx, repo, e.Descriptor)
-		if err != nil {
-			return nil, nil, err
-		}
-		rows = append(rows, summary.Row{Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: size})
+		rows = append(rows, summary.Row{Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: e.DownloadSize})
 	}
 	return rows, warnings, nil
 }

@@ -86,7 +86,7 @@ func TestFinish(t *testing.T) {
 	if err != nil || found.Digest != out.Subjects.Digest {
 		t.Errorf("subjects artifact found from the index: %v (%v), want %s", found.Digest, err, out.Subjects.Digest)
 	}
-	if mm, err := subjects.Verify(ctx, repo, out.Subjects); err != nil || len(mm) != 0 {
+	if mm, err := subjects.Verify(ctx, repo, dest.Repository, out.Subjects); err != nil || len(mm) != 0 {
 		t.Errorf("verify: %v %v", mm, err)
 	}
 	images, err := os.ReadFile(filepath.Join(dir, "IMAGES"))

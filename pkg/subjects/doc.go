@@ -29,12 +29,15 @@
 // # Use
 //
 // Writing: New builds the Document, Push or PushOrFallback pushes it to any
-// oras-go Target (a remote.Repository for a registry). Reading: Find looks
-// the artifact up from the index (referrers API, referrers tag, then
-// FallbackTag), ResolveArtifact does so from a reference, Fetch reads and
-// validates it, and Verify checks it against the registry and returns every
-// Mismatch. Everything read is untrusted: each document is bounded by
-// MaxSize and checked against its digest.
+// oras-go Target (a remote.Repository for a registry). Reading: FindAll
+// looks up every artifact attached to the index (referrers API, referrers
+// tag, then FallbackTag) and Find the last one, ResolveArtifacts and
+// ResolveArtifact do so from a reference, Fetch reads and validates one,
+// and Verify checks it against the registry and the repository it is read
+// from (every entry must name it) and returns every Mismatch. Everything
+// read is untrusted: each document is bounded by MaxSize and checked
+// against its digest, and referrers listings and index walks are bounded
+// as a whole (the limits of internal/oci's Walk, named in their errors).
 //
 // # Stability
 //

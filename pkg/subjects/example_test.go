@@ -94,7 +94,7 @@ func Example() {
 		fmt.Printf("%s %s digest ok: %v %q\n", s.Name, s.MediaType, s.DigestOf() == want[i].Digest, s.Annotations)
 	}
 
-	mismatches, err := subjects.Verify(ctx, store, found)
+	mismatches, err := subjects.Verify(ctx, store, "registry.example/ns/app", found)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -94,7 +94,7 @@ func TestFallbackMemory(t *testing.T) {
 			t.Errorf("ResolveArtifact(%s) = %v, %v; want %s", ref, r.Digest, err, desc.Digest)
 		}
 	}
-	if mm, err := Verify(ctx, store, desc); err != nil || len(mm) != 0 {
+	if mm, err := Verify(ctx, store, doc.Subjects[0].Name, desc); err != nil || len(mm) != 0 {
 		t.Errorf("Verify = %v, %v", mismatchStrings(mm), err)
 	}
 	// A fallback artifact that leaves a manifest out is caught.
@@ -104,7 +104,7 @@ func TestFallbackMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mm, err := Verify(ctx, store, bad)
+	mm, err := Verify(ctx, store, doc.Subjects[0].Name, bad)
 	if err != nil || len(mm) != 1 || mm[0].Kind != KindNotInSubjects {
 		t.Errorf("Verify of a short fallback artifact = %v, %v; want one not-in-subjects", mismatchStrings(mm), err)
 	}
@@ -171,7 +171,7 @@ func TestPushOrFallbackRegistries(t *testing.T) {
 			if err != nil || found.Digest != pushed.Desc.Digest {
 				t.Fatalf("ResolveArtifact(v1) = %v, %v", found.Digest, err)
 			}
-			if mm, err := Verify(ctx, fresh, found); err != nil || len(mm) != 0 {
+			if mm, err := Verify(ctx, fresh, name, found); err != nil || len(mm) != 0 {
 				t.Errorf("Verify = %v, %v", mismatchStrings(mm), err)
 			}
 

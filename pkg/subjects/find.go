@@ -3,88 +3,183 @@ package subjects
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
 	orasregistry "oras.land/oras-go/v2/registry"
+	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/mcbuild/mcbuild/internal/oci"
 )
+
+// MaxArtifacts caps the subjects artifacts FindAll accepts for one index.
+// A real index has one: rebuilding the same index pushes the same artifact.
+const MaxArtifacts = 16
 
 // Find returns the subjects artifact attached to indexDesc, found with the
 // registry's referrers API or, without one, the "sha256-<hex>" referrers
 // tag (oras-go picks). Referrers of another artifactType are ignored. When
 // several subjects artifacts refer to the index, the LAST one listed wins:
 // with the referrers tag that is the most recently pushed; with the
-// referrers API the order is the registry's. When no referrer is found, the
-// OCI 1.0 fallback form is looked for under FallbackTag (see
+// referrers API the order is the registry's. A reader that must not be
+// misled by one of several (a verifier) uses FindAll. When no referrer is
+// found, the OCI 1.0 fallback form is looked for under FallbackTag (see
 // PushOrFallback).
 func Find(ctx context.Context, target content.ReadOnlyGraphStorage, indexDesc ocispec.Descriptor) (ocispec.Descriptor, error) {
-	refs, err := orasregistry.Referrers(ctx, target, indexDesc, ArtifactType)
+	all, err := FindAll(ctx, target, indexDesc)
 	if err != nil {
-		if desc, found, ferr := findFallback(ctx, target, indexDesc); ferr == nil && found {
-			return desc, nil
-		}
-		return ocispec.Descriptor{}, fmt.Errorf("listing referrers of %s: %w", indexDesc.Digest, err)
+		return ocispec.Descriptor{}, err
 	}
+	return all[len(all)-1], nil
+}
+
+// FindAll returns every distinct subjects artifact attached to indexDesc,
+// in the order listed (at least one, at most MaxArtifacts), found as Find
+// finds one. The listing is bounded, whatever the registry sends: at most
+// oci.MaxReferrersPages pages and oci.MaxReferrers referrers, each page
+// filtered by artifactType as it arrives, so only subjects artifacts are
+// kept; going over a limit is an error naming it.
+func FindAll(ctx context.Context, target content.ReadOnlyGraphStorage, indexDesc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	found, err := listReferrers(ctx, target, indexDesc)
+	var limit *oci.LimitError
+	if err != nil && (errors.As(err, &limit) || ctx.Err() != nil) {
+		return nil, fmt.Errorf("listing referrers of %s: %w", indexDesc.Digest, err)
+	}
+	if err != nil || len(found) == 0 {
+		desc, ok, ferr := findFallback(ctx, target, indexDesc)
+		switch {
+		case ferr == nil && ok:
+			return []ocispec.Descriptor{desc}, nil
+		case err != nil:
+			return nil, fmt.Errorf("listing referrers of %s: %w", indexDesc.Digest, err)
+		case ferr != nil:
+			return nil, ferr
+		}
+		return nil, fmt.Errorf("no subjects artifact (artifactType %s) refers to %s, and there is no fallback tag %s", ArtifactType, indexDesc.Digest, FallbackTag(indexDesc.Digest))
+	}
+	if len(found) > MaxArtifacts {
+		return nil, &oci.LimitError{What: "index " + indexDesc.Digest.String(), Limit: "MaxArtifacts",
+			Detail: fmt.Sprintf("%d subjects artifacts refer to it, more than %d", len(found), MaxArtifacts)}
+	}
+	return found, nil
+}
+
+// listReferrers lists the distinct subjects artifacts referring to desc,
+// bounded as FindAll says. A target without a referrers API of its own (an
+// in-process store) lists its predecessors.
+func listReferrers(ctx context.Context, target content.ReadOnlyGraphStorage, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	var found []ocispec.Descriptor
-	for _, r := range refs {
-		// Registries may ignore the artifactType filter.
-		if r.ArtifactType == ArtifactType && r.MediaType == ocispec.MediaTypeImageManifest {
-			found = append(found, r)
+	seen := map[digest.Digest]bool{}
+	pages, entries := 0, 0
+	page := func(refs []ocispec.Descriptor) error {
+		pages++
+		entries += len(refs)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case pages > oci.MaxReferrersPages:
+			return referrersLimit(desc, "MaxReferrersPages", fmt.Sprintf("more than %d pages of referrers", oci.MaxReferrersPages))
+		case entries > oci.MaxReferrers:
+			return referrersLimit(desc, "MaxReferrers", fmt.Sprintf("more than %d referrers", oci.MaxReferrers))
 		}
+		for _, r := range refs {
+			// Registries may ignore the artifactType filter.
+			if r.ArtifactType == ArtifactType && r.MediaType == ocispec.MediaTypeImageManifest && !seen[r.Digest] {
+				seen[r.Digest] = true
+				found = append(found, ocispec.Descriptor{MediaType: r.MediaType, ArtifactType: r.ArtifactType, Digest: r.Digest, Size: r.Size})
+			}
+		}
+		return nil
 	}
-	if len(found) == 0 {
-		desc, ok, err := findFallback(ctx, target, indexDesc)
+	lister, ok := target.(orasregistry.ReferrerLister)
+	if !ok {
+		refs, err := orasregistry.Referrers(ctx, target, desc, ArtifactType)
 		if err != nil {
-			return ocispec.Descriptor{}, err
+			return nil, err
 		}
-		if ok {
-			return desc, nil
-		}
-		return ocispec.Descriptor{}, fmt.Errorf("no subjects artifact (artifactType %s) refers to %s, and there is no fallback tag %s", ArtifactType, indexDesc.Digest, FallbackTag(indexDesc.Digest))
+		return found, page(refs)
 	}
-	return found[len(found)-1], nil
+	err := boundPages(lister).Referrers(ctx, desc, ArtifactType, page)
+	if errors.Is(err, errdef.ErrTooManyPages) {
+		return nil, referrersLimit(desc, "MaxReferrersPages", fmt.Sprintf("more than %d pages of referrers", oci.MaxReferrersPages))
+	}
+	return found, err
+}
+
+func referrersLimit(desc ocispec.Descriptor, limit, detail string) error {
+	return &oci.LimitError{What: "referrers of " + desc.Digest.String(), Limit: limit, Detail: detail}
+}
+
+// boundPages is l, or for an oras repository that would follow a
+// registry's Link headers without end, a copy (of its exported settings)
+// that stops after oci.MaxReferrersPages pages: pages whose every entry
+// oras filters out never reach the caller's function, which cannot count
+// them.
+func boundPages(l orasregistry.ReferrerLister) orasregistry.ReferrerLister {
+	r, ok := l.(*remote.Repository)
+	if !ok || (r.ReferrerListMaxPages > 0 && r.ReferrerListMaxPages <= oci.MaxReferrersPages) {
+		return l
+	}
+	return &remote.Repository{
+		Client: r.Client, Reference: r.Reference, PlainHTTP: r.PlainHTTP,
+		ManifestMediaTypes: r.ManifestMediaTypes, ReferrerListPageSize: r.ReferrerListPageSize,
+		ReferrerListMaxPages: oci.MaxReferrersPages, MaxMetadataBytes: r.MaxMetadataBytes,
+		HandleWarning: r.HandleWarning,
+	}
 }
 
 // ResolveArtifact resolves ref (a tag or digest in target's repository, or a
 // full "host/repo:tag" / "host/repo@digest" reference whose tag or digest is
 // used) to a subjects artifact: ref itself if it is one, else the subjects
-// artifact of the index it points at. The Tekton verify task passes the
-// index reference.
+// artifact of the index it points at (Find: the last listed). The Tekton
+// verify task passes the index reference.
 func ResolveArtifact(ctx context.Context, target oras.ReadOnlyGraphTarget, ref string) (ocispec.Descriptor, error) {
+	all, err := ResolveArtifacts(ctx, target, ref)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return all[len(all)-1], nil
+}
+
+// ResolveArtifacts is ResolveArtifact returning, for an index, every
+// subjects artifact attached to it (FindAll), so that none is silently
+// passed over.
+func ResolveArtifacts(ctx context.Context, target oras.ReadOnlyGraphTarget, ref string) ([]ocispec.Descriptor, error) {
 	name := ref
 	if r, err := orasregistry.ParseReference(ref); err == nil {
 		if r.Reference == "" {
-			return ocispec.Descriptor{}, fmt.Errorf("reference %q has no tag or digest", ref)
+			return nil, fmt.Errorf("reference %q has no tag or digest", ref)
 		}
 		name = r.Reference
 	}
 	desc, err := target.Resolve(ctx, name)
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("resolving %s: %w", ref, err)
+		return nil, fmt.Errorf("resolving %s: %w", ref, err)
 	}
 	switch {
 	case oci.IsIndex(desc.MediaType):
-		return Find(ctx, target, desc)
+		return FindAll(ctx, target, desc)
 	case desc.MediaType == ocispec.MediaTypeImageManifest:
 		raw, err := oci.FetchBounded(ctx, target, desc, oci.MaxDocumentBytes, "manifest")
 		if err != nil {
-			return ocispec.Descriptor{}, err
+			return nil, err
 		}
 		var m ocispec.Manifest
 		if err := json.Unmarshal(raw, &m); err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("%s (%s): invalid manifest JSON: %w", ref, desc.Digest, err)
+			return nil, fmt.Errorf("%s (%s): invalid manifest JSON: %w", ref, desc.Digest, err)
 		}
 		if m.ArtifactType != ArtifactType && !IsFallbackForm(m) {
-			return ocispec.Descriptor{}, fmt.Errorf("%s (%s) is an image manifest, neither an index nor a subjects artifact (artifactType %q)", ref, desc.Digest, m.ArtifactType)
+			return nil, fmt.Errorf("%s (%s) is an image manifest, neither an index nor a subjects artifact (artifactType %q)", ref, desc.Digest, m.ArtifactType)
 		}
 		desc.ArtifactType = ArtifactType
-		return desc, nil
+		return []ocispec.Descriptor{desc}, nil
 	default:
-		return ocispec.Descriptor{}, fmt.Errorf("%s (%s) is a %q, neither an index nor a subjects artifact", ref, desc.Digest, strings.TrimSpace(desc.MediaType))
+		return nil, fmt.Errorf("%s (%s) is a %q, neither an index nor a subjects artifact", ref, desc.Digest, strings.TrimSpace(desc.MediaType))
 	}
 }

@@ -110,7 +110,7 @@ func TestRegistries(t *testing.T) {
 			if doc.Subjects[0].Name != name || len(doc.Subjects) != 5 {
 				t.Fatalf("document = %+v", doc)
 			}
-			ms, err := Verify(ctx, fresh, found)
+			ms, err := Verify(ctx, fresh, name, found)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +137,7 @@ func TestRegistries(t *testing.T) {
 					t.Fatal(err)
 				}
 				last = bad
-				ms, err := Verify(ctx, repository(t, name), bad)
+				ms, err := Verify(ctx, repository(t, name), name, bad)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -158,7 +158,7 @@ func TestRegistries(t *testing.T) {
 			if err := repo.Delete(ctx, gone); err != nil {
 				t.Fatalf("deleting %s: %v", gone.Digest, err)
 			}
-			ms, err = Verify(ctx, repository(t, name), art)
+			ms, err = Verify(ctx, repository(t, name), name, art)
 			if err != nil {
 				t.Fatal(err)
 			}

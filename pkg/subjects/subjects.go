@@ -66,10 +66,7 @@ type Manifest struct {
 // the manifests in the order given (the index's order). A tag or digest on
 // repo is dropped.
 func New(repo string, indexDesc ocispec.Descriptor, manifests []Manifest) Document {
-	name := repo
-	if ref, err := orasregistry.ParseReference(repo); err == nil {
-		name = ref.Registry + "/" + ref.Repository
-	}
+	name := repoName(repo)
 	doc := Document{Subjects: []Subject{{
 		Name:      name,
 		Digest:    digestMap(indexDesc.Digest),
@@ -94,6 +91,14 @@ func New(repo string, indexDesc ocispec.Descriptor, manifests []Manifest) Docume
 		doc.Subjects = append(doc.Subjects, s)
 	}
 	return doc
+}
+
+// repoName is repo without tag or digest: the name entries carry.
+func repoName(repo string) string {
+	if ref, err := orasregistry.ParseReference(repo); err == nil {
+		return ref.Registry + "/" + ref.Repository
+	}
+	return repo
 }
 
 func digestMap(d digest.Digest) map[string]string {

@@ -234,7 +234,7 @@ func TestRoundTripMemory(t *testing.T) {
 	if !reflect.DeepEqual(got, doc) || m.Subject.Digest != fx.index.Digest {
 		t.Fatalf("Fetch = %+v (subject %s), want %+v", got, m.Subject.Digest, doc)
 	}
-	ms, err := Verify(ctx, store, found)
+	ms, err := Verify(ctx, store, "r.example/ns/app", found)
 	if err != nil {
 		t.Fatal(err)
 	}

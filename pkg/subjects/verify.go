@@ -30,6 +30,9 @@ const (
 	KindDiffers Kind = "differs"
 	// KindDuplicate: the document lists a digest more than once.
 	KindDuplicate Kind = "duplicate"
+	// KindRepository: an entry names another repository than the one
+	// verified.
+	KindRepository Kind = "repository"
 )
 
 // Mismatch is one difference between a subjects artifact and the registry.
@@ -57,12 +60,20 @@ func (m Mismatch) String() string {
 		return "listed more than once in the subjects: " + d
 	case KindSubject:
 		return "first subject is not the artifact's subject (the index): " + m.Detail
+	case KindRepository:
+		return "names another repository: " + d + ": " + m.Detail
 	default:
 		return d + ": " + m.Detail
 	}
 }
 
-// Verify checks the subjects artifact artifactDesc against the registry:
+// Verify checks the subjects artifact artifactDesc, read from target, the
+// repository repo ("host[:port]/path"; a tag or digest on it is dropped, as
+// New drops it), against the registry:
+//   - every entry names repo: the document is only this repository's
+//     claim about its own digests, so an artifact whose entries name
+//     another repository (forged to lend this index to another name, or
+//     copied here from elsewhere) does not verify here (KindRepository);
 //   - the document's first entry is the artifact's subject (the index), and
 //     the index exists (an artifact in the OCI 1.0 fallback form has no
 //     subject: its first entry is taken as the index);
@@ -74,24 +85,28 @@ func (m Mismatch) String() string {
 //     there);
 //   - every manifest the index lists exists in the registry.
 //
-// An error is returned when the artifact cannot be read or is malformed; an
-// empty slice means it matches.
-func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc ocispec.Descriptor) ([]Mismatch, error) {
+// Reading the index is bounded as a walk is (oci.Walk): each child index is
+// read once however often it is listed, and the documents, bytes and
+// descriptors read are capped (oci.MaxWalkDocuments, oci.MaxWalkBytes,
+// oci.MaxWalkDescriptors); going over one is an error naming it.
+//
+// An error is returned when the artifact cannot be read, is malformed or
+// its index goes over a limit; an empty slice means it matches.
+func Verify(ctx context.Context, target content.ReadOnlyStorage, repo string, artifactDesc ocispec.Descriptor) ([]Mismatch, error) {
 	doc, m, err := Fetch(ctx, target, artifactDesc)
 	if err != nil {
 		return nil, err
 	}
-	var out []Mismatch
 	subj, err := subjectOf(ctx, target, doc, m)
 	if err != nil {
 		return nil, err
 	}
+	out := otherRepository(doc, repoName(repo))
 	first := doc.Subjects[0]
 	if first.DigestOf() != subj.Digest {
 		out = append(out, Mismatch{Kind: KindSubject, Digest: first.DigestOf(),
 			Detail: fmt.Sprintf("the first entry is %s, the subject is %s", first.DigestOf(), subj.Digest)})
 	}
-	name := first.Name
 	ok, err := target.Exists(ctx, subj)
 	if err != nil {
 		return nil, fmt.Errorf("checking index %s: %w", subj.Digest, err)
@@ -105,6 +120,25 @@ func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc oc
 	}
 	listed, dups := byDigest(doc)
 	out = append(out, dups...)
+	found, inIndex, err := againstIndex(ctx, target, want, listed, first.Name)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, found...)
+	for _, s := range doc.Subjects {
+		if d := s.DigestOf(); !inIndex[d] {
+			inIndex[d] = true // report once
+			out = append(out, Mismatch{Kind: KindNotInIndex, Digest: d, Platform: s.Annotations[AnnotationPlatform]})
+		}
+	}
+	return out, nil
+}
+
+// againstIndex compares what the index lists (want, the index first) with
+// the entries listed by digest: each must be listed, alike, and present.
+// inIndex is want's digests.
+func againstIndex(ctx context.Context, target content.ReadOnlyStorage, want []ocispec.Descriptor, listed map[digest.Digest]Subject, name string) ([]Mismatch, map[digest.Digest]bool, error) {
+	var out []Mismatch
 	inIndex := map[digest.Digest]bool{}
 	for i, w := range want {
 		if inIndex[w.Digest] {
@@ -118,7 +152,7 @@ func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc oc
 		if i > 0 {
 			ok, err := target.Exists(ctx, w)
 			if err != nil {
-				return nil, fmt.Errorf("checking %s: %w", w.Digest, err)
+				return nil, nil, fmt.Errorf("checking %s: %w", w.Digest, err)
 			}
 			if !ok {
 				out = append(out, Mismatch{Kind: KindMissing, Digest: w.Digest, Platform: plat})
@@ -133,25 +167,47 @@ func Verify(ctx context.Context, target content.ReadOnlyStorage, artifactDesc oc
 			out = append(out, Mismatch{Kind: KindDiffers, Digest: w.Digest, Platform: plat, Detail: detail})
 		}
 	}
-	for _, s := range doc.Subjects {
-		if d := s.DigestOf(); !inIndex[d] {
-			inIndex[d] = true // report once
-			out = append(out, Mismatch{Kind: KindNotInIndex, Digest: d, Platform: s.Annotations[AnnotationPlatform]})
+	return out, inIndex, nil
+}
+
+// OtherRepository lists (by position) the entries of doc that name another
+// repository than repo (normalized as New does): not this repository's
+// digests, whatever the document claims.
+func OtherRepository(doc Document, repo string) []int {
+	var out []int
+	repo = repoName(repo)
+	for i, s := range doc.Subjects {
+		if s.Name != repo {
+			out = append(out, i)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// otherRepository is a KindRepository mismatch per entry naming another
+// repository than repo.
+func otherRepository(doc Document, repo string) []Mismatch {
+	var out []Mismatch
+	for _, i := range OtherRepository(doc, repo) {
+		s := doc.Subjects[i]
+		out = append(out, Mismatch{Kind: KindRepository, Digest: s.DigestOf(), Platform: s.Annotations[AnnotationPlatform],
+			Detail: fmt.Sprintf("the entry names %q, verified in %q", truncate(s.Name, 100), repo)})
+	}
+	return out
 }
 
 // wanted lists what the subjects must name: the index, its children and,
 // for a child that is an index itself, its children (one level, as
-// mcbuild's index merge flattens). Each child index is read once, however
-// often it is listed.
+// mcbuild's index merge flattens). Each child index is read and expanded
+// once, however often it is listed; the reads and the descriptors listed
+// are one walk's budget (oci.Walk).
 func wanted(ctx context.Context, target content.ReadOnlyStorage, subj ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	want := []ocispec.Descriptor{subj}
 	if !oci.IsIndex(subj.MediaType) {
 		return want, nil
 	}
-	children, err := fetchIndex(ctx, target, subj)
+	var budget oci.Walk
+	children, err := fetchIndex(ctx, target, subj, &budget)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +225,7 @@ func wanted(ctx context.Context, target content.ReadOnlyStorage, subj ocispec.De
 		if !ok {
 			continue // reported as missing by Verify
 		}
-		grand, err := fetchIndex(ctx, target, c)
+		grand, err := fetchIndex(ctx, target, c, &budget)
 		if err != nil {
 			return nil, err
 		}
@@ -198,7 +254,7 @@ func byDigest(doc Document) (map[digest.Digest]Subject, []Mismatch) {
 func compare(s Subject, w ocispec.Descriptor, name string) []string {
 	var diffs []string
 	if s.Name != name {
-		diffs = append(diffs, fmt.Sprintf("name is %q, the first entry's is %q", s.Name, name))
+		diffs = append(diffs, fmt.Sprintf("name is %q, the first entry's is %q", truncate(s.Name, 100), truncate(name, 100)))
 	}
 	if s.MediaType != "" && w.MediaType != "" && s.MediaType != w.MediaType {
 		diffs = append(diffs, fmt.Sprintf("mediaType is %s in the subjects but %s in the index", s.MediaType, w.MediaType))
@@ -228,15 +284,19 @@ func compare(s Subject, w ocispec.Descriptor, name string) []string {
 	return diffs
 }
 
-// fetchIndex fetches (bounded, verified) an index and returns its children.
-func fetchIndex(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	raw, err := oci.FetchBounded(ctx, f, desc, oci.MaxDocumentBytes, "index")
+// fetchIndex fetches (bounded by budget, verified) an index and returns its
+// children, charged to budget.
+func fetchIndex(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor, budget *oci.Walk) ([]ocispec.Descriptor, error) {
+	raw, err := budget.Fetch(ctx, f, desc, "index")
 	if err != nil {
 		return nil, err
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(raw, &idx); err != nil {
 		return nil, fmt.Errorf("index %s: invalid JSON: %w", desc.Digest, err)
+	}
+	if err := budget.Visit(ctx, "index "+desc.Digest.String(), len(idx.Manifests)); err != nil {
+		return nil, err
 	}
 	for _, c := range idx.Manifests {
 		if err := c.Digest.Validate(); err != nil {

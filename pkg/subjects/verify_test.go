@@ -75,7 +75,10 @@ func TestVerifyTampered(t *testing.T) {
 			d := New(repo, fx.index, e)
 			d.Subjects[4].Name = "evil.example/x"
 			return d
-		}, fx.index, []string{e[3].Descriptor.Digest.String() + ` (linux/arm64): name is "evil.example/x", the first entry's is "r.example/ns/app"`}},
+		}, fx.index, []string{
+			`names another repository: ` + e[3].Descriptor.Digest.String() + ` (linux/arm64): the entry names "evil.example/x", verified in "r.example/ns/app"`,
+			e[3].Descriptor.Digest.String() + ` (linux/arm64): name is "evil.example/x", the first entry's is "r.example/ns/app"`,
+		}},
 		{"duplicate entry", func() Document {
 			d := New(repo, fx.index, e)
 			d.Subjects = append(d.Subjects, d.Subjects[1])
@@ -94,7 +97,7 @@ func TestVerifyTampered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantMismatches(t, store, art, tt.want)
+			wantMismatches(t, store, repo, art, tt.want)
 		})
 	}
 }
@@ -132,7 +135,7 @@ func TestVerifyNestedIndex(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantMismatches(t, store, art, tt.want)
+			wantMismatches(t, store, "r.example/a", art, tt.want)
 		})
 	}
 }
@@ -151,7 +154,7 @@ func TestVerifyMissingInStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := Verify(ctx, store, art)
+	ms, err := Verify(ctx, store, "r.example/a", art)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +170,7 @@ func TestVerifyMissingInStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err = Verify(ctx, store2, art2)
+	ms, err = Verify(ctx, store2, "r.example/a", art2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,10 +268,11 @@ func TestFetchUntrusted(t *testing.T) {
 	}
 }
 
-// wantMismatches verifies art in store and compares the mismatches, in order.
-func wantMismatches(t *testing.T, store content.ReadOnlyStorage, art ocispec.Descriptor, want []string) {
+// wantMismatches verifies art in store, as repository repo, and compares
+// the mismatches, in order.
+func wantMismatches(t *testing.T, store content.ReadOnlyStorage, repo string, art ocispec.Descriptor, want []string) {
 	t.Helper()
-	ms, err := Verify(context.Background(), store, art)
+	ms, err := Verify(context.Background(), store, repo, art)
 	if err != nil {
 		t.Fatal(err)
 	}

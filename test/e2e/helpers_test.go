@@ -12,8 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
@@ -30,6 +34,9 @@ import (
 var mcbuildBin string
 
 func TestMain(m *testing.M) {
+	if out := os.Getenv(measureEnv); out != "" {
+		os.Exit(measure(out, os.Args[1:]))
+	}
 	mcbuildBin = os.Getenv("MCBUILD_BIN")
 	if mcbuildBin == "" {
 		dir, err := os.MkdirTemp("", "mcbuild-e2e-")
@@ -53,17 +60,72 @@ func TestMain(m *testing.M) {
 type result struct {
 	stdout, stderr string
 	code           int
+	elapsed        time.Duration // wall time
+	maxRSS         int64         // peak resident set size, KiB (getrusage)
 }
 
 // run executes mcbuild with args (storage flags are the caller's business).
 func run(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(mcbuildBin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	return runWithin(t, 0, env, args...)
+}
+
+// measureEnv, set, makes the test binary a wrapper (measure) that runs its
+// arguments and writes the command's peak RSS to the file it names.
+const measureEnv = "MCBUILD_E2E_MEASURE_RSS"
+
+// measure runs args[0] with args[1:] and writes its peak RSS (KiB, from
+// wait4's rusage) to out; it exits as the command did. The command is a
+// child of this small process, not of the test: a process the test
+// started directly would inherit the test's own peak RSS (Go starts it
+// with vfork, and the kernel carries the parent's high-water mark across
+// exec). It dies with this wrapper (SIGKILL).
+func measure(out string, args []string) int {
+	runtime.LockOSThread() // Pdeathsig follows the thread that started the child
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 127
+	}
+	_ = cmd.Wait()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		_ = os.WriteFile(out, []byte(strconv.FormatInt(ru.Maxrss, 10)), 0o600)
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+// runWithin is run, but fails the test if mcbuild still runs after limit
+// (0: no limit), and then SIGKILLs it: a bound a test proves. It measures
+// mcbuild's wall time and peak RSS.
+func runWithin(t *testing.T, limit time.Duration, env []string, args ...string) result {
+	t.Helper()
+	rss := filepath.Join(t.TempDir(), "maxrss")
+	cmd := exec.Command(os.Args[0], append([]string{mcbuildBin}, args...)...)
+	cmd.Env = append(append(os.Environ(), env...), measureEnv+"="+rss)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("running mcbuild: %v", err)
+	}
+	if limit > 0 {
+		// The wrapper this test started, by PID; mcbuild dies with it.
+		timer := time.AfterFunc(limit, func() { _ = cmd.Process.Kill() })
+		defer timer.Stop()
+	}
+	err := cmd.Wait()
+	r := result{stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
+	if b, rerr := os.ReadFile(rss); rerr == nil {
+		r.maxRSS, _ = strconv.ParseInt(string(b), 10, 64)
+	}
+	if limit > 0 && r.elapsed >= limit {
+		t.Fatalf("mcbuild %s still running after %v: killed\nstderr:\n%.4000s", strings.Join(args, " "), limit, r.stderr)
+	}
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):

@@ -218,7 +218,7 @@ func checkSubjects(t *testing.T, repo *remote.Repository, subjectsRef string, id
 	if !slices.Equal(got, want) {
 		t.Errorf("subjects list\n%s\nwant the index then every manifest\n%s", joinLines(got), joinLines(want))
 	}
-	mismatches, err := subjects.Verify(ctx, repo, found)
+	mismatches, err := subjects.Verify(ctx, repo, repoName, found)
 	if err != nil || len(mismatches) > 0 {
 		t.Errorf("subjects.Verify: %v %v", mismatches, err)
 	}
