@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/pipeline"
+	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 	"oras.land/oras-go/v2/registry/remote"
 )
@@ -26,13 +27,13 @@ func newSubjectsCommand(g *globalFlags) *cobra.Command {
 		Short: "Print the entries of a subjects artifact (REF: the artifact, or the index it describes)",
 		Args:  exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref, desc, err := openSubjects(cmd, g, args[0])
+			repo, ref, desc, opts, err := openSubjects(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
 			doc, _, err := subjects.Fetch(cmd.Context(), repo, desc)
 			if err != nil {
-				return err
+				return opts.Explain("reading the subjects artifact "+ref.WithDigest(desc.Digest), err)
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -58,13 +59,13 @@ it describes (found through the referrers API or the sha256-<hex> fallback
 tag). It exits non-zero and lists every mismatch.`,
 		Args: exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref, desc, err := openSubjects(cmd, g, args[0])
+			repo, ref, desc, opts, err := openSubjects(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
 			mismatches, err := subjects.Verify(cmd.Context(), repo, desc)
 			if err != nil {
-				return err
+				return opts.Explain("verifying the subjects artifact "+ref.WithDigest(desc.Digest), err)
 			}
 			if len(mismatches) > 0 {
 				for _, m := range mismatches {
@@ -88,29 +89,34 @@ func exactlyOneRef(cmd *cobra.Command, args []string) error {
 }
 
 // openRef parses a user reference and opens its repository, after the same
-// preflight as build and index (pipeline.Open).
-func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, error) {
+// preflight as build and index (pipeline.Open). The options are the
+// session's: their Explain words a failed read (the registry's answer, how
+// often it was tried).
+func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, registry.Options, error) {
 	ref, err := imageref.Parse(s)
 	if err != nil {
-		return nil, ref, err
+		return nil, ref, registry.Options{}, err
 	}
 	sess, err := g.session()
 	if err != nil {
-		return nil, ref, err
+		return nil, ref, registry.Options{}, err
 	}
 	repo, err := pipeline.Open(cmd.Context(), sess, ref.Repository)
-	return repo, ref, err
+	return repo, ref, sess.Options(), err
 }
 
 // openSubjects opens REF's repository and finds the subjects artifact REF
 // names, directly or as the index it describes.
-func openSubjects(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, ocispec.Descriptor, error) {
-	repo, ref, err := openRef(cmd, g, s)
+func openSubjects(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, ocispec.Descriptor, registry.Options, error) {
+	repo, ref, opts, err := openRef(cmd, g, s)
 	if err != nil {
-		return nil, ref, ocispec.Descriptor{}, err
+		return nil, ref, ocispec.Descriptor{}, opts, err
 	}
 	desc, err := subjects.ResolveArtifact(cmd.Context(), repo, ref.Reference())
-	return repo, ref, desc, err
+	if err != nil {
+		return nil, ref, ocispec.Descriptor{}, opts, opts.Explain("finding the subjects artifact of "+ref.String(), err)
+	}
+	return repo, ref, desc, opts, nil
 }
 
 func orDash(s string) string {
