@@ -47,15 +47,17 @@ func TestReadStalls(t *testing.T) {
 		{"subjects show, subjects layer", blobs, append([]string{"subjects", "show", ref}, flags...)},
 	}
 	for _, c := range commands {
-		stall := func(count int) *faultproxy.Rule {
-			return proxy.Add(&faultproxy.Rule{Method: http.MethodGet, Path: c.path, Count: count, Action: faultproxy.StallResponse(20)})
-		}
-		t.Run(c.name+"/stalled once", func(t *testing.T) {
+		// runStalled runs the command with the first count reads (0: all)
+		// stalled.
+		runStalled := func(t *testing.T, count int) (*faultproxy.Rule, result, time.Duration) {
 			proxy.Reset()
-			r := stall(1)
+			r := proxy.Add(&faultproxy.Rule{Method: http.MethodGet, Path: c.path, Count: count, Action: faultproxy.StallResponse(20)})
 			start := time.Now()
 			res := run(t, nil, c.args...)
-			took := time.Since(start)
+			return r, res, time.Since(start)
+		}
+		t.Run(c.name+"/stalled once", func(t *testing.T) {
+			r, res, took := runStalled(t, 1)
 			if res.code != 0 {
 				t.Fatalf("exit %d after %s\n%s\nproxy log:\n%s", res.code, took, res.stderr, strings.Join(proxy.Log(), "\n"))
 			}
@@ -64,11 +66,7 @@ func TestReadStalls(t *testing.T) {
 			}
 		})
 		t.Run(c.name+"/stalled always", func(t *testing.T) {
-			proxy.Reset()
-			r := stall(0)
-			start := time.Now()
-			res := run(t, nil, c.args...)
-			took := time.Since(start)
+			r, res, took := runStalled(t, 0)
 			t.Logf("exit %d after %s: %s", res.code, took.Round(time.Millisecond), strings.TrimSpace(res.stderr))
 			if res.code == 0 {
 				t.Fatal("exit 0 with every manifest read stalled")
