@@ -13,7 +13,8 @@
 //   - [Status]: answer a status (JSON registry error body for 4xx, plain
 //     text for 5xx), optionally with Retry-After or other headers, without
 //     forwarding; [StatusCode] answers any status with a JSON error body of
-//     the given registry error code;
+//     the given registry error code, [StatusPlain] any status with plain
+//     text;
 //   - [ResetRequest]: read part of the request body, then reset the
 //     connection (TCP RST) without answering;
 //   - [ResetResponse]: forward, then reset the connection after part of the
@@ -97,6 +98,9 @@ type Action struct {
 	// MANIFEST_INVALID, UNSUPPORTED, ...; a 5xx without a Code gets a
 	// plain text body).
 	Code string
+	// Plain gives a KindStatus answer a plain text body whatever its
+	// status, as a proxy or load balancer in front of a registry answers.
+	Plain bool
 	// Header is added to a KindStatus answer (e.g. Retry-After).
 	Header http.Header
 	// After is the number of body bytes read (KindResetRequest) or written
@@ -108,6 +112,10 @@ type Action struct {
 
 // Status answers code.
 func Status(code int) Action { return Action{Kind: KindStatus, Status: code} }
+
+// StatusPlain answers code with a plain text body (no registry error
+// code), whatever the status.
+func StatusPlain(code int) Action { return Action{Kind: KindStatus, Status: code, Plain: true} }
 
 // StatusRetryAfter answers code with a Retry-After header.
 func StatusRetryAfter(code int, retryAfter string) Action {
@@ -311,7 +319,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			p.mu.Unlock()
 			if gone {
 				p.logf("%s %s: 404 (dropped)", r.Method, r.URL.Path)
-				writeError(w, r, http.StatusNotFound, "BLOB_UNKNOWN", nil)
+				writeError(w, r, StatusCode(http.StatusNotFound, "BLOB_UNKNOWN"))
 				return
 			}
 		}
@@ -331,7 +339,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	switch a.Kind {
 	case KindStatus:
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 256<<20))
-		writeError(w, r, a.Status, a.Code, a.Header)
+		writeError(w, r, a)
 	case KindResetRequest:
 		_, _ = io.CopyN(io.Discard, r.Body, a.After)
 		reset(w)
@@ -438,17 +446,18 @@ func (p *Proxy) match(r *http.Request) (*Rule, error) {
 	return nil, nil
 }
 
-// writeError answers status the way registries do: a JSON error body for
+// writeError answers a.Status the way registries do: a JSON error body for
 // 4xx (registry error codes) and for any status given a code, plain text
-// for 5xx otherwise (as proxies and load balancers in front of registries
-// answer).
-func writeError(w http.ResponseWriter, r *http.Request, status int, code string, header http.Header) {
-	for k, vs := range header {
+// for 5xx otherwise and when a.Plain (as proxies and load balancers in
+// front of registries answer).
+func writeError(w http.ResponseWriter, r *http.Request, a Action) {
+	for k, vs := range a.Header {
 		for _, v := range vs {
 			w.Header().Add(k, v)
 		}
 	}
-	if status >= 500 && code == "" || r.Method == http.MethodHead {
+	status, code := a.Status, a.Code
+	if status >= 500 && code == "" || a.Plain || r.Method == http.MethodHead {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(status)
 		if r.Method != http.MethodHead {

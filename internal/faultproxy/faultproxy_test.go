@@ -314,7 +314,7 @@ func TestStallResponse(t *testing.T) {
 	}
 }
 
-func TestStatusCodeAnyStatus(t *testing.T) {
+func TestStatusBodies(t *testing.T) {
 	p, _ := start(t)
 	for _, tt := range []struct {
 		status int
@@ -333,5 +333,11 @@ func TestStatusCodeAnyStatus(t *testing.T) {
 			json.Unmarshal(body, &e) != nil || len(e.Errors) != 1 || e.Errors[0].Code != tt.code {
 			t.Errorf("%d %q %s, want %d with a JSON %s registry error", resp.StatusCode, resp.Header.Get("Content-Type"), body, tt.status, tt.code)
 		}
+	}
+	p.Reset()
+	p.Add(&faultproxy.Rule{Method: http.MethodGet, Path: `/tags/list$`, Action: faultproxy.StatusPlain(408)})
+	resp, body, err := do(t, http.MethodGet, p.URL+"/v2/a/tags/list", "", nil)
+	if err != nil || resp.StatusCode != 408 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") || !strings.Contains(string(body), "faultproxy") {
+		t.Errorf("StatusPlain(408): %v %v %s, want 408 with a plain text body", resp, err, body)
 	}
 }
