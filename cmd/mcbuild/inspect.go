@@ -15,11 +15,11 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 		Short: "Show an index as a table: platform, compression, digest, size (manifest + config + layers)",
 		Args:  exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref, err := openRef(cmd, g, args[0])
+			repo, ref, opts, err := openRef(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
-			rows, warnings, err := pipeline.Inspect(cmd.Context(), repo, ref)
+			rows, warnings, err := pipeline.Inspect(cmd.Context(), repo, ref, opts)
 			if err != nil {
 				return err
 			}

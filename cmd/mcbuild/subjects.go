@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/pipeline"
+	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 	"oras.land/oras-go/v2/registry/remote"
 )
@@ -32,7 +33,7 @@ REF's are marked, and make show fail: they are not this repository's
 digests, whatever the artifact claims (--json then prints nothing).`,
 		Args: exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref, descs, err := openSubjects(cmd, g, args[0])
+			repo, ref, descs, opts, err := openSubjects(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
@@ -40,7 +41,7 @@ digests, whatever the artifact claims (--json then prints nothing).`,
 				return fmt.Errorf("%s: %d subjects artifacts refer to it (%s): give one by digest for --json", ref, len(descs), digests(descs))
 			}
 			for _, desc := range descs {
-				if err := showArtifact(cmd, repo, ref, desc, asJSON); err != nil {
+				if err := showArtifact(cmd, repo, ref, desc, asJSON, opts); err != nil {
 					return err
 				}
 			}
@@ -58,11 +59,11 @@ every mismatch. When several subjects artifacts refer to the index, each is
 verified, and any that does not match fails the command.`,
 		Args: exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref, descs, err := openSubjects(cmd, g, args[0])
+			repo, ref, descs, opts, err := openSubjects(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
-			return verifyArtifacts(cmd, repo, ref, descs)
+			return verifyArtifacts(cmd, repo, ref, descs, opts)
 		},
 	}
 	cmd.AddCommand(show, verify)
@@ -71,10 +72,10 @@ verified, and any that does not match fails the command.`,
 
 // showArtifact prints one subjects artifact's entries; entries naming
 // another repository are flagged, and fail it.
-func showArtifact(cmd *cobra.Command, repo *remote.Repository, ref imageref.Ref, desc ocispec.Descriptor, asJSON bool) error {
+func showArtifact(cmd *cobra.Command, repo *remote.Repository, ref imageref.Ref, desc ocispec.Descriptor, asJSON bool, opts registry.Options) error {
 	doc, _, err := subjects.Fetch(cmd.Context(), repo, desc)
 	if err != nil {
-		return err
+		return opts.Explain("reading the subjects artifact "+ref.WithDigest(desc.Digest), err)
 	}
 	other := subjects.OtherRepository(doc, ref.Repository)
 	refuse := func() error {
@@ -111,7 +112,7 @@ func showArtifact(cmd *cobra.Command, repo *remote.Repository, ref imageref.Ref,
 
 // verifyArtifacts verifies each subjects artifact in descs against REF's
 // repository, prints every mismatch, and fails if any artifact has one.
-func verifyArtifacts(cmd *cobra.Command, repo *remote.Repository, ref imageref.Ref, descs []ocispec.Descriptor) error {
+func verifyArtifacts(cmd *cobra.Command, repo *remote.Repository, ref imageref.Ref, descs []ocispec.Descriptor, opts registry.Options) error {
 	if len(descs) > 1 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %d subjects artifacts refer to %s (%s): verifying each\n", len(descs), ref, digests(descs))
 	}
@@ -119,10 +120,7 @@ func verifyArtifacts(cmd *cobra.Command, repo *remote.Repository, ref imageref.R
 	for _, desc := range descs {
 		mismatches, err := subjects.Verify(cmd.Context(), repo, ref.Repository, desc)
 		if err != nil {
-			if len(descs) > 1 {
-				err = fmt.Errorf("subjects artifact %s: %w", ref.WithDigest(desc.Digest), err)
-			}
-			return err
+			return opts.Explain("verifying the subjects artifact "+ref.WithDigest(desc.Digest), err)
 		}
 		if len(mismatches) == 0 {
 			fmt.Fprintf(cmd.OutOrStdout(), "subjects artifact %s matches its index and every manifest is present\n", ref.WithDigest(desc.Digest))
@@ -159,29 +157,34 @@ func exactlyOneRef(cmd *cobra.Command, args []string) error {
 }
 
 // openRef parses a user reference and opens its repository, after the same
-// preflight as build and index (pipeline.Open).
-func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, error) {
+// preflight as build and index (pipeline.Open). The options are the
+// session's: their Explain words a failed read (the registry's answer, how
+// often it was tried).
+func openRef(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, registry.Options, error) {
 	ref, err := imageref.Parse(s)
 	if err != nil {
-		return nil, ref, err
+		return nil, ref, registry.Options{}, err
 	}
 	sess, err := g.session()
 	if err != nil {
-		return nil, ref, err
+		return nil, ref, registry.Options{}, err
 	}
 	repo, err := pipeline.Open(cmd.Context(), sess, ref.Repository)
-	return repo, ref, err
+	return repo, ref, sess.Options(), err
 }
 
 // openSubjects opens REF's repository and finds the subjects artifact REF
 // names, directly, or every one attached to the index it names.
-func openSubjects(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, []ocispec.Descriptor, error) {
-	repo, ref, err := openRef(cmd, g, s)
+func openSubjects(cmd *cobra.Command, g *globalFlags, s string) (*remote.Repository, imageref.Ref, []ocispec.Descriptor, registry.Options, error) {
+	repo, ref, opts, err := openRef(cmd, g, s)
 	if err != nil {
-		return nil, ref, nil, err
+		return nil, ref, nil, opts, err
 	}
 	descs, err := subjects.ResolveArtifacts(cmd.Context(), repo, ref.Reference())
-	return repo, ref, descs, err
+	if err != nil {
+		return nil, ref, nil, opts, opts.Explain("finding the subjects artifact of "+ref.String(), err)
+	}
+	return repo, ref, descs, opts, nil
 }
 
 func orDash(s string) string {

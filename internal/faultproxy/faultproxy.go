@@ -12,13 +12,17 @@
 // Actions:
 //   - [Status]: answer a status (JSON registry error body for 4xx, plain
 //     text for 5xx), optionally with Retry-After or other headers, without
-//     forwarding;
+//     forwarding; [StatusCode] answers any status with a JSON error body of
+//     the given registry error code, [StatusPlain] any status with plain
+//     text;
 //   - [ResetRequest]: read part of the request body, then reset the
 //     connection (TCP RST) without answering;
 //   - [ResetResponse]: forward, then reset the connection after part of the
 //     response body;
 //   - [Stall]: hold the request for a duration (0: until the client gives
 //     up), then forward it;
+//   - [StallResponse]: forward, pass the registry's headers and part of its
+//     body on, then send nothing more until the client gives up;
 //   - [Drop]: forward a blob upload, and once the registry confirmed it
 //     (201), answer 404 BLOB_UNKNOWN to every later HEAD or GET of that blob
 //     in that repository: a registry that lost a blob it accepted.
@@ -60,6 +64,10 @@ const (
 	KindStall
 	// KindDrop forwards a blob upload and hides the blob once uploaded.
 	KindDrop
+	// KindStallResponse forwards, passes the response's headers and
+	// Action.After bytes of its body on, then stalls until the client gives
+	// up.
+	KindStallResponse
 )
 
 func (k Kind) String() string {
@@ -74,6 +82,8 @@ func (k Kind) String() string {
 		return "stall"
 	case KindDrop:
 		return "drop"
+	case KindStallResponse:
+		return "stall-response"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -83,14 +93,18 @@ type Action struct {
 	Kind Kind
 	// Status, for KindStatus.
 	Status int
-	// Code is the registry error code of a 4xx body ("" picks one from
-	// the status: UNAUTHORIZED, DENIED, TOOMANYREQUESTS, MANIFEST_INVALID,
-	// UNSUPPORTED, ...).
+	// Code is the registry error code of the JSON body ("" picks one from
+	// the status for a 4xx: UNAUTHORIZED, DENIED, TOOMANYREQUESTS,
+	// MANIFEST_INVALID, UNSUPPORTED, ...; a 5xx without a Code gets a
+	// plain text body).
 	Code string
+	// Plain gives a KindStatus answer a plain text body whatever its
+	// status, as a proxy or load balancer in front of a registry answers.
+	Plain bool
 	// Header is added to a KindStatus answer (e.g. Retry-After).
 	Header http.Header
 	// After is the number of body bytes read (KindResetRequest) or written
-	// (KindResetResponse) before the reset.
+	// (KindResetResponse, KindStallResponse) before the reset or stall.
 	After int64
 	// Duration of a KindStall; 0 stalls until the client gives up.
 	Duration time.Duration
@@ -99,12 +113,17 @@ type Action struct {
 // Status answers code.
 func Status(code int) Action { return Action{Kind: KindStatus, Status: code} }
 
+// StatusPlain answers code with a plain text body (no registry error
+// code), whatever the status.
+func StatusPlain(code int) Action { return Action{Kind: KindStatus, Status: code, Plain: true} }
+
 // StatusRetryAfter answers code with a Retry-After header.
 func StatusRetryAfter(code int, retryAfter string) Action {
 	return Action{Kind: KindStatus, Status: code, Header: http.Header{"Retry-After": {retryAfter}}}
 }
 
-// StatusCode answers code with the registry error code ec.
+// StatusCode answers code with a JSON body carrying the registry error code
+// ec, whatever the status (a 408 or a 503 as well as a 4xx).
 func StatusCode(code int, ec string) Action { return Action{Kind: KindStatus, Status: code, Code: ec} }
 
 // ResetRequest resets the connection after reading after bytes of the
@@ -117,6 +136,12 @@ func ResetResponse(after int64) Action { return Action{Kind: KindResetResponse, 
 
 // Stall holds a request for d (0: until the client gives up).
 func Stall(d time.Duration) Action { return Action{Kind: KindStall, Duration: d} }
+
+// StallResponse forwards a request and passes the registry's answer on up
+// to after bytes of its body, then sends nothing more until the client
+// gives up (a body that stops coming after the headers). A body of at most
+// after bytes passes whole.
+func StallResponse(after int64) Action { return Action{Kind: KindStallResponse, After: after} }
 
 // Drop hides an uploaded blob from later reads.
 func Drop() Action { return Action{Kind: KindDrop} }
@@ -300,7 +325,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			p.mu.Unlock()
 			if gone {
 				p.logf("%s %s: 404 (dropped)", r.Method, r.URL.Path)
-				writeError(w, r, http.StatusNotFound, "BLOB_UNKNOWN", nil)
+				writeError(w, r, StatusCode(http.StatusNotFound, "BLOB_UNKNOWN"))
 				return
 			}
 		}
@@ -320,7 +345,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	switch a.Kind {
 	case KindStatus:
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 256<<20))
-		writeError(w, r, a.Status, a.Code, a.Header)
+		writeError(w, r, a)
 	case KindResetRequest:
 		_, _ = io.CopyN(io.Discard, r.Body, a.After)
 		reset(w)
@@ -352,6 +377,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.rp.ServeHTTP(w, r)
+	case KindStallResponse:
+		p.rp.ServeHTTP(&stallWriter{ResponseWriter: w, left: a.After, done: r.Context().Done(), closed: p.closed}, r)
 	case KindDrop:
 		repo, dgst := uploadTarget(r)
 		// Hidden before the client sees the 201, so no later read races it.
@@ -426,16 +453,18 @@ func (p *Proxy) match(r *http.Request) (*Rule, error) {
 	return nil, nil
 }
 
-// writeError answers status the way registries do: a JSON error body for
-// 4xx (registry error codes), plain text for 5xx (as proxies and load
-// balancers in front of registries answer).
-func writeError(w http.ResponseWriter, r *http.Request, status int, code string, header http.Header) {
-	for k, vs := range header {
+// writeError answers a.Status the way registries do: a JSON error body for
+// 4xx (registry error codes) and for any status given a code, plain text
+// for 5xx otherwise and when a.Plain (as proxies and load balancers in
+// front of registries answer).
+func writeError(w http.ResponseWriter, r *http.Request, a Action) {
+	for k, vs := range a.Header {
 		for _, v := range vs {
 			w.Header().Add(k, v)
 		}
 	}
-	if status >= 500 || r.Method == http.MethodHead {
+	status, code := a.Status, a.Code
+	if status >= 500 && code == "" || a.Plain || r.Method == http.MethodHead {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(status)
 		if r.Method != http.MethodHead {
@@ -518,6 +547,36 @@ func (c *cutWriter) Flush() {
 		if f, ok := c.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
 		}
+	}
+}
+
+// stallWriter passes a response through until left body bytes are
+// written, flushes them, then blocks until the client is gone (done) or the
+// proxy closes.
+type stallWriter struct {
+	http.ResponseWriter
+	left         int64
+	done, closed <-chan struct{}
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) <= s.left {
+		s.left -= int64(len(p))
+		return s.ResponseWriter.Write(p)
+	}
+	n, _ := s.ResponseWriter.Write(p[:s.left])
+	s.left = 0
+	s.Flush()
+	select {
+	case <-s.done:
+	case <-s.closed:
+	}
+	return n, net.ErrClosed
+}
+
+func (s *stallWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
 	}
 }
 

@@ -277,3 +277,67 @@ func manifest(t *testing.T, cfg ocispec.Descriptor, subject *ocispec.Descriptor)
 	}
 	return b
 }
+
+func TestStallResponse(t *testing.T) {
+	p, reg := start(t)
+	repo := openRepo(t, reg.Repo("s/r"))
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	desc := pushBlob(t, repo, data, "application/octet-stream")
+	r := p.Add(&faultproxy.Rule{Method: http.MethodGet, Path: `/blobs/`, Count: 1, Action: faultproxy.StallResponse(100)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/v2/s/r/blobs/"+desc.Digest.String(), nil)
+	resp, err := client.Do(req)
+	if err != nil || resp.StatusCode != 200 || resp.ContentLength != int64(len(data)) {
+		t.Fatalf("%v %v, want the registry's 200 and its headers", resp, err)
+	}
+	got := make([]byte, 100)
+	if _, err := io.ReadFull(resp.Body, got); err != nil || !bytes.Equal(got, data[:100]) {
+		t.Fatalf("first 100 bytes: %q %v", got, err)
+	}
+	more := make(chan error, 1)
+	go func() {
+		_, err := resp.Body.Read(make([]byte, 1))
+		more <- err
+	}()
+	select {
+	case err := <-more:
+		t.Fatalf("read past the stall point: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cancel()
+	if err := <-more; err == nil {
+		t.Error("the stalled read ended without an error once the client gave up")
+	}
+	if _, got, err := do(t, http.MethodGet, p.URL+"/v2/s/r/blobs/"+desc.Digest.String(), "", nil); err != nil || !bytes.Equal(got, data) || r.Fired() != 1 {
+		t.Fatalf("second read: %d bytes, %v, fired %d; want the whole blob, fired once", len(got), err, r.Fired())
+	}
+}
+
+func TestStatusBodies(t *testing.T) {
+	p, _ := start(t)
+	for _, tt := range []struct {
+		status int
+		code   string
+	}{{408, "UNAVAILABLE"}, {401, "UNKNOWN"}, {503, "UNAVAILABLE"}} {
+		p.Reset()
+		p.Add(&faultproxy.Rule{Method: http.MethodGet, Path: `/tags/list$`, Action: faultproxy.StatusCode(tt.status, tt.code)})
+		resp, body, err := do(t, http.MethodGet, p.URL+"/v2/a/tags/list", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			Errors []struct{ Code string } `json:"errors"`
+		}
+		if resp.StatusCode != tt.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") ||
+			json.Unmarshal(body, &e) != nil || len(e.Errors) != 1 || e.Errors[0].Code != tt.code {
+			t.Errorf("%d %q %s, want %d with a JSON %s registry error", resp.StatusCode, resp.Header.Get("Content-Type"), body, tt.status, tt.code)
+		}
+	}
+	p.Reset()
+	p.Add(&faultproxy.Rule{Method: http.MethodGet, Path: `/tags/list$`, Action: faultproxy.StatusPlain(408)})
+	resp, body, err := do(t, http.MethodGet, p.URL+"/v2/a/tags/list", "", nil)
+	if err != nil || resp.StatusCode != 408 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") || !strings.Contains(string(body), "faultproxy") {
+		t.Errorf("StatusPlain(408): %v %v %s, want 408 with a plain text body", resp, err, body)
+	}
+}

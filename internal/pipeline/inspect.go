@@ -10,14 +10,25 @@ import (
 	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/oci"
+	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/summary"
 )
 
 // Inspect reads what ref names (an index, flattened, or one manifest) and
 // returns a row for it and one per manifest, with what a client downloads
-// for each, plus the warnings of the walk. The walk is index.Collect's,
-// bounded as it is; each manifest is read once, by that walk.
-func Inspect(ctx context.Context, repo *remote.Repository, ref imageref.Ref) ([]summary.Row, []string, error) {
+// for each, plus the warnings of the walk (index.Collect's, bounded as it
+// is; each manifest is read once, by that walk). o is what repo's session was
+// made from: a failed read says what the registry answered and how often
+// it was tried ([registry.Options.Explain]).
+func Inspect(ctx context.Context, repo *remote.Repository, ref imageref.Ref, o registry.Options) ([]summary.Row, []string, error) {
+	rows, warnings, err := inspect(ctx, repo, ref)
+	if err != nil {
+		return nil, nil, o.Explain("inspecting "+ref.String(), err)
+	}
+	return rows, warnings, nil
+}
+
+func inspect(ctx context.Context, repo *remote.Repository, ref imageref.Ref) ([]summary.Row, []string, error) {
 	root, err := repo.Resolve(ctx, ref.Reference())
 	if err != nil {
 		return nil, nil, fmt.Errorf("resolving %s: %w", ref, err)

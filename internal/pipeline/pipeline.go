@@ -244,7 +244,7 @@ func Index(ctx context.Context, p IndexPlan) (Outcome, error) {
 	}
 	entries, warnings, err := index.Merge(ctx, repo, p.From...)
 	if err != nil {
-		return Outcome{}, err
+		return Outcome{}, p.Registry.Options().Explain("reading the inputs to merge from "+p.Dest.Repository, err)
 	}
 	for _, w := range warnings {
 		logf(p.Log, "Warning: %s", w)

@@ -82,7 +82,7 @@ func TestBuildAndIndex(t *testing.T) {
 			t.Errorf("%s variant: %v", e.Format, err)
 		}
 	}
-	rows, _, err := Inspect(ctx, repo, dest)
+	rows, _, err := Inspect(ctx, repo, dest, sess.Options())
 	if err != nil {
 		t.Fatal(err)
 	}

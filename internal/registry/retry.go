@@ -119,11 +119,32 @@ func (e *RetryError) Unwrap() error { return e.Err }
 // Status returns the HTTP status code a registry answered with, as found in
 // err: oras-go's error response, containers/image's unexpected status, or a
 // registry error code (which containers/image only parses from 4xx
-// answers). ok is false when err carries no status.
+// answers, dropping their status): the status the code stands for, 400 for
+// a code that stands for none (UNKNOWN, UNAVAILABLE; [Reason] and
+// [Retryable] tell those apart). ok is false when err carries no status.
 func Status(err error) (code int, ok bool) {
 	if err == nil {
 		return 0, false
 	}
+	if code, ok := answerStatus(err); ok {
+		return code, true
+	}
+	if c, ok := registryCode(err); ok {
+		return dockerCodeStatus(c), true
+	}
+	// containers/image's unparsable 4xx bodies ("StatusCode: 404, ...").
+	if m := statusCodeText.FindStringSubmatch(err.Error()); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// answerStatus is the status err carries as such: oras-go's error response,
+// containers/image's unexpected status, its 429 and its 401 for
+// credentials, and a manifest refused as invalid (400).
+func answerStatus(err error) (int, bool) {
 	var oe *errcode.ErrorResponse
 	if errors.As(err, &oe) {
 		return oe.StatusCode, true
@@ -142,38 +163,67 @@ func Status(err error) (code int, ok bool) {
 	if errors.As(err, new(types.ManifestTypeRejectedError)) {
 		return http.StatusBadRequest, true
 	}
-	var de dockererrcode.Error
-	if errors.As(err, &de) {
-		return dockerCodeStatus(de.Code), true
-	}
-	var des dockererrcode.Errors
-	if errors.As(err, &des) && len(des) > 0 {
-		if e, ok := des[0].(dockererrcode.Error); ok {
-			return dockerCodeStatus(e.Code), true
-		}
-	}
-	// containers/image's unparsable 4xx bodies ("StatusCode: 404, ...").
-	if m := statusCodeText.FindStringSubmatch(err.Error()); m != nil {
-		if n, err := strconv.Atoi(m[1]); err == nil {
-			return n, true
-		}
-	}
 	return 0, false
 }
 
 var statusCodeText = regexp.MustCompile(`StatusCode: ([1-5][0-9][0-9]),`)
 
-// dockerCodeStatus maps a registry error code parsed by containers/image to
-// its status. containers/image parses bodies of 4xx answers only, so an
-// unregistered code (ErrorCodeUnknown, nominally 500) is a 400.
-func dockerCodeStatus(c dockererrcode.ErrorCode) int {
+// registryCode is the registry error code (docker/distribution's errcode)
+// of a containers/image error made from an answer's JSON error body.
+// containers/image parses the bodies of 4xx answers only, keeps their first
+// code and drops the status (docker/errors.go, registryHTTPResponseToError):
+// which 4xx it was is lost, unless the code stands for one.
+func registryCode(err error) (dockererrcode.ErrorCode, bool) {
+	var de dockererrcode.Error
+	if errors.As(err, &de) {
+		return de.Code, true
+	}
+	var des dockererrcode.Errors
+	if errors.As(err, &des) && len(des) > 0 {
+		if e, ok := des[0].(dockererrcode.Error); ok {
+			return e.Code, true
+		}
+	}
+	return 0, false
+}
+
+// codeStatus is the 4xx status a registry error code stands for
+// (UNAUTHORIZED 401, DENIED 403, TOOMANYREQUESTS 429, MANIFEST_INVALID 400,
+// ...); ok is false for a code that stands for none: UNKNOWN (any
+// unregistered code), UNAVAILABLE (nominally a 503).
+func codeStatus(c dockererrcode.ErrorCode) (int, bool) {
 	if c == dockererrcode.ErrorCodeUnknown {
-		return http.StatusBadRequest
+		return 0, false
 	}
 	if s := c.Descriptor().HTTPStatusCode; s >= 400 && s < 500 {
+		return s, true
+	}
+	return 0, false
+}
+
+// dockerCodeStatus maps a registry error code parsed by containers/image to
+// its status; a code that stands for no 4xx status counts as the generic
+// 4xx, 400.
+func dockerCodeStatus(c dockererrcode.ErrorCode) int {
+	if s, ok := codeStatus(c); ok {
 		return s
 	}
 	return http.StatusBadRequest
+}
+
+// statusLost returns the registry error code of err when err is a
+// containers/image error whose status is lost: the answer was a 4xx with a
+// JSON error body whose code stands for no status (see [registryCode]).
+func statusLost(err error) (dockererrcode.ErrorCode, bool) {
+	if _, ok := answerStatus(err); ok {
+		return 0, false
+	}
+	c, ok := registryCode(err)
+	if !ok {
+		return 0, false
+	}
+	_, pinned := codeStatus(c)
+	return c, !pinned
 }
 
 // retryableStatus: request timeout, too many requests, and server errors
@@ -199,7 +249,9 @@ func (e *LocalError) Unwrap() error { return e.Err }
 // Retryable decides whether err is worth retrying: 408, 429 and 5xx
 // answers (not 501/505), connections reset, refused, cut short (EOF, broken
 // pipe) or timed out, and stalls. Never 401, 403, other 4xx answers, a
-// refused manifest, TLS trust failures or a cancelled run.
+// refused manifest, TLS trust failures or a cancelled run. A containers/image
+// error whose status is lost is judged by its registry error code:
+// UNAVAILABLE is retried (whichever 4xx carried it), UNKNOWN is not.
 func Retryable(err error) bool {
 	var le *LocalError
 	if err == nil || errors.Is(err, context.Canceled) || errors.As(err, &le) {
@@ -207,6 +259,9 @@ func Retryable(err error) bool {
 	}
 	if errors.Is(err, ErrNoProgress) {
 		return true
+	}
+	if c, ok := statusLost(err); ok {
+		return c == dockererrcode.ErrorCodeUnavailable
 	}
 	if code, ok := Status(err); ok {
 		return retryableStatus(code)
@@ -233,10 +288,14 @@ func Retryable(err error) bool {
 // Reason is a short, secret-free description of why a registry operation
 // failed: "HTTP 503 Service Unavailable", "HTTP 401 Unauthorized",
 // "no progress for 5s (request timeout)", "connection reset or closed
-// mid-request", or "".
+// mid-request", "HTTP 4xx with registry error UNAVAILABLE (…)" when
+// containers/image lost the status, or "".
 func Reason(err error) string {
 	if le := (*LocalError)(nil); errors.As(err, &le) {
 		return ""
+	}
+	if c, ok := statusLost(err); ok {
+		return fmt.Sprintf("HTTP 4xx with registry error %s (containers/image does not report which status)", c.Descriptor().Value)
 	}
 	if code, ok := Status(err); ok {
 		return fmt.Sprintf("HTTP %d %s", code, http.StatusText(code))
@@ -284,7 +343,11 @@ func (o Options) Explain(op string, err error) error {
 	case Retryable(err):
 		msg = fmt.Sprintf("%s: %s, still failing after %s: %v", op, reason, attempts(o.Retry+1), err)
 	default:
-		msg = fmt.Sprintf("%s: %s, not retried (not a transient error): %v", op, reason, err)
+		why := "not a transient error"
+		if _, lost := statusLost(err); lost {
+			why = "not a transient error code"
+		}
+		msg = fmt.Sprintf("%s: %s, not retried (%s): %v", op, reason, why, err)
 	}
 	return &explained{msg: Redact(msg), err: err}
 }

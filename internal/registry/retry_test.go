@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +15,11 @@ import (
 	"time"
 
 	dockererrcode "github.com/docker/distribution/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
+	"go.podman.io/image/v5/types"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/mcbuild/mcbuild/internal/faultproxy"
@@ -61,6 +66,15 @@ func TestRetryable(t *testing.T) {
 		{"c/image unknown 4xx code", fmt.Errorf("x: %w", dockererrcode.ErrorCodeUnknown.WithMessage("?")), false, 400},
 		{"c/image unparsable 4xx body", errors.New(`uploading: StatusCode: 404, "<html>"`), false, 404},
 		{"c/image 401 for credentials", docker.ErrUnauthorizedForCredentials{Err: errors.New("bad")}, false, 401},
+		// containers/image keeps a 4xx answer's registry error code, not its
+		// status: UNAVAILABLE is retried whichever 4xx carried it.
+		{"c/image UNAVAILABLE (a 4xx)", fmt.Errorf("x: %w", dockererrcode.ErrorCodeUnavailable.WithMessage("request timeout")), true, 400},
+		{"c/image UNAVAILABLE in a list", dockererrcode.Errors{dockererrcode.ErrorCodeUnavailable.WithMessage("busy")}, true, 400},
+		{"c/image 401 for credentials, UNAVAILABLE body", docker.ErrUnauthorizedForCredentials{Err: dockererrcode.ErrorCodeUnavailable.WithMessage("x")}, false, 401},
+		{"oras 408 UNAVAILABLE", orasErr(408, "UNAVAILABLE"), true, 408},
+		{"oras 408 UNKNOWN", orasErr(408, "UNKNOWN"), true, 408},
+		{"oras 401 UNKNOWN", orasErr(401, "UNKNOWN"), false, 401},
+		{"oras 403 UNAVAILABLE", orasErr(403, "UNAVAILABLE"), false, 403},
 		{"connection reset", fmt.Errorf("Patch x: %w", &net.OpError{Op: "write", Err: syscall.ECONNRESET}), true, 0},
 		{"broken pipe", &url.Error{Op: "Put", URL: "x", Err: &net.OpError{Op: "write", Err: syscall.EPIPE}}, true, 0},
 		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true, 0},
@@ -274,5 +288,78 @@ func TestRepositoryRetriesThroughFaults(t *testing.T) {
 				t.Errorf("took %s, want at least %s and bounded", took, tt.minTime)
 			}
 		})
+	}
+}
+
+// TestContainersImageStatus: what containers/image's registry client (both
+// publishers push through it) reports for an error answer, through the fault
+// proxy: the status of a 4xx with a JSON error body is lost (only its code
+// is kept), so mcbuild says so instead of naming a status, and retries
+// UNAVAILABLE; any other answer keeps its status.
+func TestContainersImageStatus(t *testing.T) {
+	isolate(t)
+	ctx := context.Background()
+	p := faultproxy.Start(t, testregistry.StartOlareg(t).URL)
+	named, err := reference.ParseNormalizedNamed(p.Host + "/cimage/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := docker.NewReferenceUnknownDigest(named)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := []byte("blob")
+	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`)
+	push := map[string]func(types.ImageDestination) error{
+		"blob POST": func(d types.ImageDestination) error {
+			_, err := d.PutBlob(ctx, bytes.NewReader(blob), types.BlobInfo{Digest: digest.FromBytes(blob), Size: int64(len(blob))}, none.NoCache, false)
+			return err
+		},
+		"manifest PUT": func(d types.ImageDestination) error { return d.PutManifest(ctx, manifest, nil) },
+	}
+	tests := []struct {
+		action    faultproxy.Action
+		retryable bool
+		reason    string
+	}{
+		{faultproxy.StatusCode(408, "UNAVAILABLE"), true, "HTTP 4xx with registry error UNAVAILABLE (containers/image does not report which status)"},
+		{faultproxy.StatusCode(408, "UNKNOWN"), false, "HTTP 4xx with registry error UNKNOWN (containers/image does not report which status)"},
+		{faultproxy.StatusCode(401, "UNKNOWN"), false, "HTTP 4xx with registry error UNKNOWN"},
+		{faultproxy.StatusCode(403, "FORBIDDEN"), false, "HTTP 4xx with registry error UNKNOWN"},
+		{faultproxy.StatusCode(403, "DENIED"), false, "HTTP 403 Forbidden"},
+		{faultproxy.StatusPlain(408), true, "HTTP 408 Request Timeout"},
+		{faultproxy.StatusCode(503, "UNAVAILABLE"), true, "HTTP 503 Service Unavailable"},
+	}
+	for what, op := range push {
+		method, path := http.MethodPost, `/blobs/uploads/$`
+		if what == "manifest PUT" {
+			method, path = http.MethodPut, `/manifests/`
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s %d %s", what, tt.action.Status, tt.action.Code), func(t *testing.T) {
+				p.Reset()
+				r := p.Add(&faultproxy.Rule{Method: method, Path: path, Action: tt.action})
+				dest, err := ref.NewImageDestination(ctx, &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer dest.Close()
+				err = op(dest)
+				if r.Fired() != 1 || err == nil {
+					t.Fatalf("fired %d, err %v: want the injected answer as an error", r.Fired(), err)
+				}
+				if got := Retryable(err); got != tt.retryable {
+					t.Errorf("Retryable(%v) = %v, want %v", err, got, tt.retryable)
+				}
+				if got := Reason(err); !strings.HasPrefix(got, tt.reason) {
+					t.Errorf("Reason(%v) = %q, want %q", err, got, tt.reason)
+				}
+				if _, lost := statusLost(err); lost && !tt.retryable {
+					if msg := (Options{Retry: 2}).Explain("pushing", err).Error(); !strings.Contains(msg, "not retried (not a transient error code)") {
+						t.Errorf("Explain = %q, want it to say the code is not a transient one", msg)
+					}
+				}
+			})
+		}
 	}
 }

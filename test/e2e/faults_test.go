@@ -41,6 +41,7 @@ type faultCase struct {
 	authed  bool     // the backend requires credentials (to show none leak)
 	wantOK  bool     // transient: the publish succeeds
 	want    []string // substrings of stderr (the registry is always required)
+	absent  []string // substrings stderr must not have
 	fired   map[string][2]int
 	maxTime time.Duration
 	minTime time.Duration
@@ -86,11 +87,6 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("clean run results %v", clean)
 	}
 
-	rule := func(name, method, path string, count int, a faultproxy.Action) *faultproxy.Rule {
-		return &faultproxy.Rule{Name: name, Method: method, Path: path, Count: count, Action: a}
-	}
-	typed := func(r *faultproxy.Rule, mediaType string) *faultproxy.Rule { r.MediaType = mediaType; return r }
-	bodied := func(r *faultproxy.Rule, body string) *faultproxy.Rule { r.Body = body; return r }
 	idxType, mfType := ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest
 
 	cases := []faultCase{
@@ -163,6 +159,7 @@ func TestFaults(t *testing.T) {
 			fired: map[string][2]int{"f": {2, 2}}, want: []string{"pushing the subjects artifact", "as an OCI 1.1 artifact", "in the OCI 1.0 fallback form", "HTTP 400"}},
 	}
 
+	cases = append(cases, errorBodyCases()...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var backend *testregistry.Registry
@@ -218,6 +215,11 @@ func TestFaults(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(r.stderr, w) {
 					t.Errorf("stderr lacks %q", w)
+				}
+			}
+			for _, w := range tc.absent {
+				if strings.Contains(r.stderr, w) {
+					t.Errorf("stderr has %q", w)
 				}
 			}
 			if tc.minTime > 0 && took < tc.minTime {
@@ -281,6 +283,95 @@ func TestFaults(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// rule fires a for the first count requests (0: every one) of method on
+// path; name is how a case counts its firings.
+func rule(name, method, path string, count int, a faultproxy.Action) *faultproxy.Rule {
+	return &faultproxy.Rule{Name: name, Method: method, Path: path, Count: count, Action: a}
+}
+
+// typed narrows r to requests of mediaType.
+func typed(r *faultproxy.Rule, mediaType string) *faultproxy.Rule { r.MediaType = mediaType; return r }
+
+// bodied narrows r to requests whose body matches body.
+func bodied(r *faultproxy.Rule, body string) *faultproxy.Rule { r.Body = body; return r }
+
+// errorBodyCases: a registry error body (JSON, registry error code) on an
+// answer other than the code's own status. containers/image (the blob and
+// manifest pushes of both publishers) keeps the code and drops the status:
+// UNAVAILABLE is retried, UNKNOWN is not, and the message says which code
+// came, not a status. oras (index, subjects artifact, tag) keeps the status:
+// 408 retried, 401/403 not.
+func errorBodyCases() []faultCase {
+	idxType, mfType := ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest
+	unavailable408 := faultproxy.StatusCode(http.StatusRequestTimeout, "UNAVAILABLE")
+	copyPublisher := []string{"--publisher", "copy"}
+	return []faultCase{
+		{name: "408 UNAVAILABLE twice when a blob upload starts", wantOK: true,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 2, unavailable408)},
+			fired: map[string][2]int{"f": {2, 2}}, want: []string{"retrying", "HTTP 4xx with registry error UNAVAILABLE"}, absent: []string{"HTTP 400"}},
+		{name: "408 UNAVAILABLE once on a layer PATCH", wantOK: true,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPatch, pBlobChunk, 1, unavailable408)},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying", "registry error UNAVAILABLE"}},
+		{name: "408 UNAVAILABLE once on a blob upload's closing PUT", wantOK: true,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPut, pBlobChunk, 1, unavailable408)},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying", "registry error UNAVAILABLE"}},
+		{name: "408 UNAVAILABLE once on an image manifest push", wantOK: true,
+			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 1, unavailable408), mfType)},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying", "registry error UNAVAILABLE"}},
+		{name: "copy: 408 UNAVAILABLE twice when a blob upload starts", wantOK: true, args: copyPublisher,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 2, unavailable408)},
+			fired: map[string][2]int{"f": {2, 2}}, want: []string{"retrying linux/amd64", "registry error UNAVAILABLE"}},
+		{name: "copy: 408 UNAVAILABLE once on a layer PATCH", wantOK: true, args: copyPublisher,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPatch, pBlobChunk, 1, unavailable408)},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying linux/amd64", "registry error UNAVAILABLE"}},
+		{name: "copy: 408 UNAVAILABLE once on a blob upload's closing PUT", wantOK: true, args: copyPublisher,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPut, pBlobChunk, 1, unavailable408)},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying linux/amd64", "registry error UNAVAILABLE"}},
+		{name: "copy: 408 UNAVAILABLE once on an image manifest push", wantOK: true, args: copyPublisher,
+			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 1, unavailable408), mfType)},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying linux/amd64", "registry error UNAVAILABLE"}},
+		{name: "408 UNAVAILABLE twice on the index push", wantOK: true,
+			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 2, unavailable408), idxType)},
+			fired: map[string][2]int{"f": {2, 2}}},
+		{name: "408 UNAVAILABLE on every blob upload start",
+			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 0, unavailable408)},
+			fired: map[string][2]int{"f": {3, 6}}, absent: []string{"HTTP 400"},
+			want: []string{"pushing linux/amd64", "HTTP 4xx with registry error UNAVAILABLE (containers/image does not report which status), still failing after 3 attempts"}},
+		{name: "copy: 408 UNAVAILABLE on every blob upload start", args: copyPublisher,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 0, unavailable408)},
+			fired: map[string][2]int{"f": {3, 6}}, absent: []string{"HTTP 400"},
+			want: []string{"variant", "HTTP 4xx with registry error UNAVAILABLE (containers/image does not report which status), still failing after 3 attempts"}},
+		{name: "408 with a plain text body (as a proxy answers) on every layer PATCH",
+			rules: []*faultproxy.Rule{rule("f", http.MethodPatch, pBlobChunk, 0, faultproxy.StatusPlain(http.StatusRequestTimeout))},
+			fired: map[string][2]int{"f": {3, 6}}, want: []string{"pushing linux/amd64", "HTTP 408 Request Timeout, still failing after 3 attempts"}},
+		{name: "408 UNKNOWN on every image manifest push: status lost, not retried",
+			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(408, "UNKNOWN")), mfType)},
+			fired: map[string][2]int{"f": {1, 2}}, absent: []string{"HTTP 400"},
+			want: []string{"pushing linux/amd64", "HTTP 4xx with registry error UNKNOWN", "not retried (not a transient error code)"}},
+		{name: "401 UNKNOWN on layer upload start: not retried", authed: true,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 0, faultproxy.StatusCode(401, "UNKNOWN"))},
+			fired: map[string][2]int{"f": {1, 2}}, absent: []string{"HTTP 400"},
+			want: []string{"pushing linux/amd64", "registry error UNKNOWN", "not retried"}},
+		{name: "403 UNAVAILABLE on every blob upload start: status lost, retried by its code", authed: true,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 0, faultproxy.StatusCode(403, "UNAVAILABLE"))},
+			fired: map[string][2]int{"f": {3, 6}}, absent: []string{"HTTP 400", "HTTP 403"},
+			want: []string{"pushing linux/amd64", "HTTP 4xx with registry error UNAVAILABLE (containers/image does not report which status), still failing after 3 attempts"}},
+		{name: "copy: 403 FORBIDDEN (unregistered code) on every manifest push: not retried", authed: true, args: copyPublisher,
+			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(403, "FORBIDDEN")), mfType)},
+			fired: map[string][2]int{"f": {1, 2}}, absent: []string{"HTTP 400"},
+			want: []string{"variant", "registry error UNKNOWN", "not retried"}},
+		{name: "408 UNKNOWN on every subjects artifact push",
+			rules: []*faultproxy.Rule{bodied(typed(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(408, "UNKNOWN")), mfType), `"subject"`)},
+			fired: map[string][2]int{"f": {3, 3}}, want: []string{"pushing the subjects artifact", "HTTP 408 Request Timeout, still failing after 3 attempts"}},
+		{name: "401 UNKNOWN on the index push: not retried", authed: true,
+			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(401, "UNKNOWN")), idxType)},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"pushing the index", "HTTP 401 Unauthorized, not retried"}},
+		{name: "403 UNAVAILABLE on the subjects artifact push: not retried", authed: true,
+			rules: []*faultproxy.Rule{bodied(typed(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(403, "UNAVAILABLE")), mfType), `"subject"`)},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"pushing the subjects artifact", "HTTP 403 Forbidden, not retried"}},
 	}
 }
 
