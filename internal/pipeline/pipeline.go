@@ -122,7 +122,7 @@ func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 	var phases summary.Phases
 	var variants []summary.Variant
 	pub, err := publish.New(p.Publisher, store, p.Dest.Repository, p.Formats, publish.Options{
-		SystemContext: sys, Registry: p.Registry.Options(), Stage: p.Stage, BlobInfoCacheDir: sys.BlobInfoCacheDir,
+		Dest: repo, SystemContext: sys, Registry: p.Registry.Options(), Stage: p.Stage, BlobInfoCacheDir: sys.BlobInfoCacheDir,
 		Log: p.Log, ProgressInterval: p.ProgressInterval,
 		Pushed: func(e index.Entry, took time.Duration, st publish.Stats) {
 			phases.AddPublishFormat(string(e.Format), took)

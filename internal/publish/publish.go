@@ -19,6 +19,7 @@ import (
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
+	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/choice"
@@ -59,7 +60,11 @@ func ParseKind(s string) (Kind, error) { return choice.Parse("publisher", s, Kin
 
 // Options configure pushes.
 type Options struct {
-	// SystemContext carries auth and TLS settings for the destination.
+	// Dest is the destination repository's client (registry.Session):
+	// the stream publisher uploads through it.
+	Dest *remote.Repository
+	// SystemContext carries auth and TLS settings to containers/image,
+	// which the copy publisher pushes with.
 	SystemContext *types.SystemContext
 	// Registry carries the retry and timeout settings (Retry, RetryDelay,
 	// RequestTimeout); auth and TLS are SystemContext's job. An upload that

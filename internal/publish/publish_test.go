@@ -24,6 +24,7 @@ import (
 	"go.podman.io/buildah"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
+	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/mcbuild/mcbuild/internal/build"
@@ -226,6 +227,14 @@ func TestNewErrors(t *testing.T) {
 
 // publishImage publishes img with a new publisher of kind.
 func publishImage(ctx context.Context, kind publish.Kind, store storage.Store, img build.Image, repo string, fs []formats.Format, opts publish.Options, sources ...stage.Source) ([]index.Entry, error) {
+	if opts.Dest == nil {
+		dest, err := remote.NewRepository(repo)
+		if err != nil {
+			return nil, err
+		}
+		dest.PlainHTTP = true
+		opts.Dest = dest
+	}
 	p, err := publish.New(kind, store, repo, fs, opts)
 	if err != nil {
 		return nil, err
@@ -445,8 +454,8 @@ func TestPublishSlowRegistry(t *testing.T) {
 	img := built
 	fs := []formats.Format{formats.Gzip, formats.ZstdChunked}
 	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
-	isLayerPatch := func(r *http.Request) bool {
-		return r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/blobs/uploads/")
+	isLayerPatch := func(r *http.Request) bool { // a blob's bytes: oras uploads monolithically (POST, then PUT)
+		return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")
 	}
 
 	var patches, inFlight, maxInFlight atomic.Int32

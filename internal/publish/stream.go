@@ -13,9 +13,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/image/v5/pkg/blobinfocache/none"
-	"go.podman.io/image/v5/types"
 	"golang.org/x/sync/errgroup"
+	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/formats"
@@ -31,9 +30,9 @@ import (
 // compresses) and shared by every variant. Each format has an uploader that
 // pushes its layers as they become ready, up to maxParallelUploads at a time
 // (so layer N uploads while layer N+1 compresses; at most maxQueuedLayers
-// more wait), then its manifest. Blobs and manifests go through
-// containers/image's registry client, the same as the copy publisher, and a
-// failed upload is retried from its file without compressing again.
+// more wait), then its manifest. Blobs and manifests go through the run's
+// registry session (Options.Dest), so every answer's status is known, and
+// a failed upload is retried from its file without compressing again.
 type streamPublisher struct{ target }
 
 // streamRun is one image's publish.
@@ -53,11 +52,10 @@ func (p *streamPublisher) Publish(ctx context.Context, img build.Image, sources 
 	if err != nil {
 		return nil, err
 	}
-	dest, err := p.destRef.NewImageDestination(ctx, p.systemContext())
-	if err != nil {
-		return nil, fmt.Errorf("pushing to %s: %w", p.repo, err)
+	dest := p.opts.Dest
+	if dest == nil {
+		return nil, fmt.Errorf("pushing to %s: the stream publisher needs the destination repository (Options.Dest)", p.repo)
 	}
-	defer dest.Close()
 	run := &streamRun{target: p.target, stager: stager, src: src, img: img, r: p.reporter()}
 	run.up = &uploader{dest: dest, opts: p.opts, r: run.r, platform: oci.PlatformString(img.Platform)}
 	for _, f := range p.formats {
@@ -116,9 +114,7 @@ func (s *streamRun) publish(ctx context.Context) ([]index.Entry, error) {
 func (s *streamRun) pushConfig(ctx context.Context, pushed chan<- struct{}) error {
 	cfg := s.src.Manifest.Config
 	err := s.up.put(ctx, "", fmt.Sprintf("config %s", cfg.Digest), func(ctx context.Context, touch func()) error {
-		_, err := s.up.dest.PutBlob(ctx, registry.TouchReader(bytes.NewReader(s.src.Config), touch),
-			types.BlobInfo{Digest: cfg.Digest, Size: cfg.Size, MediaType: cfg.MediaType}, none.NoCache, true)
-		return err
+		return s.up.pushBlob(ctx, cfg, registry.TouchReader(bytes.NewReader(s.src.Config), touch))
 	})
 	if err != nil {
 		return s.opts.Registry.Explain(fmt.Sprintf("pushing %s config (shared by the %s variants) to %s", s.up.platform, formats.Join(s.formats), s.repo), err)
@@ -206,7 +202,7 @@ func (v *variant) stats() Stats {
 }
 
 type uploader struct {
-	dest     types.ImageDestination
+	dest     *remote.Repository
 	opts     Options
 	r        *reporter
 	platform string
@@ -243,7 +239,7 @@ func (u *uploader) pushVariant(ctx context.Context, v *variant, src *stage.Image
 		return err
 	}
 	err = u.put(ctx, v.format, "manifest", func(ctx context.Context, _ func()) error {
-		return u.dest.PutManifest(ctx, mb, nil)
+		return u.dest.Push(ctx, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}, bytes.NewReader(mb))
 	})
 	if err != nil {
 		return err
@@ -279,9 +275,7 @@ func (u *uploader) uploadLayers(ctx context.Context, v *variant, n int) ([]ocisp
 				if _, err := b.File.Seek(0, io.SeekStart); err != nil {
 					return err
 				}
-				_, err := u.dest.PutBlob(ctx, registry.TouchReader(b.File, touch),
-					types.BlobInfo{Digest: b.Desc.Digest, Size: b.Desc.Size, MediaType: b.Desc.MediaType}, none.NoCache, false)
-				return err
+				return u.pushBlob(ctx, b.Desc, registry.TouchReader(b.File, touch))
 			})
 			if err == nil {
 				v.pushed.Add(1)
@@ -307,8 +301,20 @@ func (u *uploader) put(ctx context.Context, f formats.Format, what string, op fu
 	}
 	stall := u.opts.Registry.RequestTimeoutOrDefault()
 	return registry.Do(ctx, u.opts.Registry, onRetry, func(ctx context.Context) error {
-		return registry.GuardStall(ctx, stall, op)
+		// Retried here as a whole, from the staged file: its requests are
+		// sent once (one retry layer).
+		return registry.GuardStall(registry.SendOnce(ctx), stall, op)
 	})
+}
+
+// pushBlob uploads a blob unless the destination has it already (HEAD
+// first, as docker push does).
+func (u *uploader) pushBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
+	desc = ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}
+	if there, err := u.dest.Exists(ctx, desc); err != nil || there {
+		return err
+	}
+	return u.dest.Push(ctx, desc, r)
 }
 
 // reportProgress logs, every ProgressInterval, how many layers of each

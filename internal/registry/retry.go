@@ -446,6 +446,20 @@ type retryTransport struct {
 	policy policy
 }
 
+type sendOnceKey struct{}
+
+// SendOnce marks ctx's requests to be sent once by the transport: the
+// caller retries the whole operation itself (an upload from a staged file,
+// with [Do]), so no request is retried at two layers.
+func SendOnce(ctx context.Context) context.Context {
+	return context.WithValue(ctx, sendOnceKey{}, true)
+}
+
+func sentOnce(ctx context.Context) bool {
+	once, _ := ctx.Value(sendOnceKey{}).(bool)
+	return once
+}
+
 func newRetryTransport(base http.RoundTripper, o Options) *retryTransport {
 	return &retryTransport{base: base, policy: policy{o}}
 }
@@ -468,7 +482,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp, err = readBounded(r, resp, attempt+1)
 		}
 		wait, _ := t.policy.Retry(attempt, resp, err)
-		if wait < 0 || hasBody && req.GetBody == nil {
+		if wait < 0 || hasBody && req.GetBody == nil || sentOnce(ctx) {
 			if err != nil && ctx.Err() == nil && (attempt > 0 || Retryable(err)) {
 				err = &RetryError{Attempts: attempt + 1, Err: err}
 			}

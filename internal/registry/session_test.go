@@ -96,6 +96,25 @@ func TestRetryOneLayer(t *testing.T) {
 	}
 }
 
+// TestSendOnce: a request under SendOnce (an upload its caller retries as a
+// whole) is sent once by the transport, whatever the answer.
+func TestSendOnce(t *testing.T) {
+	isolate(t)
+	host, desc, _, count := manifestServer(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	repo, err := session(t, Options{Retry: 2, RetryDelay: time.Millisecond, RequestTimeout: 5 * time.Second}).Repository(context.Background(), host+"/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := content.FetchAll(SendOnce(context.Background()), repo, desc); err == nil {
+		t.Fatal("a 503 read succeeded")
+	}
+	if n := count.Load(); n != 1 {
+		t.Errorf("%d requests under SendOnce, want 1", n)
+	}
+}
+
 // TestRetryCutBody: a manifest whose body is cut short after the headers,
 // or stops coming, is read again by the retrying transport: the caller
 // gets the whole manifest. Cut every time, the error says how many

@@ -106,8 +106,8 @@ func TestFaults(t *testing.T) {
 		{name: "500 on the subjects artifact push", wantOK: true,
 			rules: []*faultproxy.Rule{bodied(typed(rule("f", http.MethodPut, pByDigest, 1, faultproxy.Status(500)), mfType), `"subject"`)},
 			fired: map[string][2]int{"f": {1, 1}}},
-		{name: "connection reset mid-body on a layer upload", wantOK: true,
-			rules: []*faultproxy.Rule{rule("f", http.MethodPatch, pBlobChunk, 1, faultproxy.ResetRequest(64))},
+		{name: "connection reset mid-body on a blob upload", wantOK: true,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPut, pBlobChunk, 1, faultproxy.ResetRequest(64))},
 			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying"}},
 		{name: "connection reset mid-body on the index push", wantOK: true,
 			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 1, faultproxy.ResetRequest(64)), idxType)},
@@ -115,8 +115,8 @@ func TestFaults(t *testing.T) {
 		{name: "connection reset mid-answer while verifying a manifest", wantOK: true,
 			rules: []*faultproxy.Rule{rule("f", http.MethodGet, pManifestRead, 1, faultproxy.ResetResponse(40))},
 			fired: map[string][2]int{"f": {1, 1}}},
-		{name: "one stalled layer upload", wantOK: true, minTime: 2 * time.Second,
-			rules: []*faultproxy.Rule{rule("f", http.MethodPatch, pBlobChunk, 1, faultproxy.Stall(0))},
+		{name: "one stalled blob upload", wantOK: true, minTime: 2 * time.Second,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPut, pBlobChunk, 1, faultproxy.Stall(0))},
 			fired: map[string][2]int{"f": {1, 1}}, want: []string{"no progress for 2s"}},
 		{name: "one stalled index push", wantOK: true, minTime: 2 * time.Second,
 			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 1, faultproxy.Stall(0)), idxType)},
@@ -138,8 +138,8 @@ func TestFaults(t *testing.T) {
 		{name: "every index push stalls", args: []string{"--request-timeout", "1s", "--retry", "1"}, maxTime: 30 * time.Second,
 			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 0, faultproxy.Stall(0)), idxType)},
 			fired: map[string][2]int{"f": {2, 2}}, want: []string{"pushing the index", "request timeout"}},
-		{name: "every layer upload stalls", args: []string{"--request-timeout", "1s", "--retry", "1"}, maxTime: 30 * time.Second,
-			rules: []*faultproxy.Rule{rule("f", http.MethodPatch, pBlobChunk, 0, faultproxy.Stall(0))},
+		{name: "every blob upload stalls", args: []string{"--request-timeout", "1s", "--retry", "1"}, maxTime: 30 * time.Second,
+			rules: []*faultproxy.Rule{rule("f", http.MethodPut, pBlobChunk, 0, faultproxy.Stall(0))},
 			fired: map[string][2]int{"f": {2, 4}}, want: []string{"pushing linux/amd64", "no progress for 1s"}},
 		{name: "a blob dropped after its upload is caught before the tag moves",
 			rules: []*faultproxy.Rule{rule("f", http.MethodPut, pBlobChunk, 1, faultproxy.Drop())},
@@ -299,11 +299,12 @@ func typed(r *faultproxy.Rule, mediaType string) *faultproxy.Rule { r.MediaType 
 func bodied(r *faultproxy.Rule, body string) *faultproxy.Rule { r.Body = body; return r }
 
 // errorBodyCases: a registry error body (JSON, registry error code) on an
-// answer other than the code's own status. containers/image (the blob and
-// manifest pushes of both publishers) keeps the code and drops the status:
-// UNAVAILABLE is retried, UNKNOWN is not, and the message says which code
-// came, not a status. oras (index, subjects artifact, tag) keeps the status:
-// 408 retried, 401/403 not.
+// answer other than the code's own status. Every oras request (the stream
+// publisher's blobs and manifests, the index, subjects artifact and tag)
+// keeps the real status: 408 retried, 401/403 not, the status named.
+// containers/image (the copy publisher) keeps the code and drops the
+// status: UNAVAILABLE is retried, UNKNOWN is not, and the message says
+// which code came, not a status.
 func errorBodyCases() []faultCase {
 	idxType, mfType := ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest
 	unavailable408 := faultproxy.StatusCode(http.StatusRequestTimeout, "UNAVAILABLE")
@@ -311,16 +312,13 @@ func errorBodyCases() []faultCase {
 	return []faultCase{
 		{name: "408 UNAVAILABLE twice when a blob upload starts", wantOK: true,
 			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 2, unavailable408)},
-			fired: map[string][2]int{"f": {2, 2}}, want: []string{"retrying", "HTTP 4xx with registry error UNAVAILABLE"}, absent: []string{"HTTP 400"}},
-		{name: "408 UNAVAILABLE once on a layer PATCH", wantOK: true,
-			rules: []*faultproxy.Rule{rule("f", http.MethodPatch, pBlobChunk, 1, unavailable408)},
-			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying", "registry error UNAVAILABLE"}},
-		{name: "408 UNAVAILABLE once on a blob upload's closing PUT", wantOK: true,
+			fired: map[string][2]int{"f": {2, 2}}, want: []string{"retrying", "HTTP 408 Request Timeout"}, absent: []string{"HTTP 400"}},
+		{name: "408 UNAVAILABLE once on a blob upload's PUT", wantOK: true,
 			rules: []*faultproxy.Rule{rule("f", http.MethodPut, pBlobChunk, 1, unavailable408)},
-			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying", "registry error UNAVAILABLE"}},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying", "HTTP 408 Request Timeout"}},
 		{name: "408 UNAVAILABLE once on an image manifest push", wantOK: true,
 			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 1, unavailable408), mfType)},
-			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying", "registry error UNAVAILABLE"}},
+			fired: map[string][2]int{"f": {1, 1}}, want: []string{"retrying", "HTTP 408 Request Timeout"}},
 		{name: "copy: 408 UNAVAILABLE twice when a blob upload starts", wantOK: true, args: copyPublisher,
 			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 2, unavailable408)},
 			fired: map[string][2]int{"f": {2, 2}}, want: []string{"retrying linux/amd64", "registry error UNAVAILABLE"}},
@@ -339,26 +337,26 @@ func errorBodyCases() []faultCase {
 		{name: "408 UNAVAILABLE on every blob upload start",
 			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 0, unavailable408)},
 			fired: map[string][2]int{"f": {3, 6}}, absent: []string{"HTTP 400"},
-			want: []string{"pushing linux/amd64", "HTTP 4xx with registry error UNAVAILABLE (containers/image does not report which status), still failing after 3 attempts"}},
+			want: []string{"pushing linux/amd64", "HTTP 408 Request Timeout, still failing after 3 attempts"}},
 		{name: "copy: 408 UNAVAILABLE on every blob upload start", args: copyPublisher,
 			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 0, unavailable408)},
 			fired: map[string][2]int{"f": {3, 6}}, absent: []string{"HTTP 400"},
 			want: []string{"variant", "HTTP 4xx with registry error UNAVAILABLE (containers/image does not report which status), still failing after 3 attempts"}},
-		{name: "408 with a plain text body (as a proxy answers) on every layer PATCH",
-			rules: []*faultproxy.Rule{rule("f", http.MethodPatch, pBlobChunk, 0, faultproxy.StatusPlain(http.StatusRequestTimeout))},
+		{name: "408 with a plain text body (as a proxy answers) on every blob upload's PUT",
+			rules: []*faultproxy.Rule{rule("f", http.MethodPut, pBlobChunk, 0, faultproxy.StatusPlain(http.StatusRequestTimeout))},
 			fired: map[string][2]int{"f": {3, 6}}, want: []string{"pushing linux/amd64", "HTTP 408 Request Timeout, still failing after 3 attempts"}},
-		{name: "408 UNKNOWN on every image manifest push: status lost, not retried",
+		{name: "408 UNKNOWN on every image manifest push: retried by its status",
 			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(408, "UNKNOWN")), mfType)},
-			fired: map[string][2]int{"f": {1, 2}}, absent: []string{"HTTP 400"},
-			want: []string{"pushing linux/amd64", "HTTP 4xx with registry error UNKNOWN", "not retried (not a transient error code)"}},
+			fired: map[string][2]int{"f": {3, 6}}, absent: []string{"HTTP 400"},
+			want: []string{"pushing linux/amd64", "HTTP 408 Request Timeout, still failing after 3 attempts"}},
 		{name: "401 UNKNOWN on layer upload start: not retried", authed: true,
 			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 0, faultproxy.StatusCode(401, "UNKNOWN"))},
 			fired: map[string][2]int{"f": {1, 2}}, absent: []string{"HTTP 400"},
-			want: []string{"pushing linux/amd64", "registry error UNKNOWN", "not retried"}},
-		{name: "403 UNAVAILABLE on every blob upload start: status lost, retried by its code", authed: true,
+			want: []string{"pushing linux/amd64", "HTTP 401 Unauthorized", "not retried"}},
+		{name: "403 UNAVAILABLE on every blob upload start: named 403, not retried", authed: true,
 			rules: []*faultproxy.Rule{rule("f", http.MethodPost, pBlobUpload, 0, faultproxy.StatusCode(403, "UNAVAILABLE"))},
-			fired: map[string][2]int{"f": {3, 6}}, absent: []string{"HTTP 400", "HTTP 403"},
-			want: []string{"pushing linux/amd64", "HTTP 4xx with registry error UNAVAILABLE (containers/image does not report which status), still failing after 3 attempts"}},
+			fired: map[string][2]int{"f": {1, 2}}, absent: []string{"HTTP 400"},
+			want: []string{"pushing linux/amd64", "HTTP 403 Forbidden, not retried"}},
 		{name: "copy: 403 FORBIDDEN (unregistered code) on every manifest push: not retried", authed: true, args: copyPublisher,
 			rules: []*faultproxy.Rule{typed(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(403, "FORBIDDEN")), mfType)},
 			fired: map[string][2]int{"f": {1, 2}}, absent: []string{"HTTP 400"},
