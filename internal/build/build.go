@@ -128,7 +128,7 @@ func Build(ctx context.Context, store storage.Store, opts Options, platform ocis
 	if err != nil {
 		return Image{}, err
 	}
-	ulimits, err := hardUlimits()
+	ulimits, err := HardUlimits()
 	if err != nil {
 		return Image{}, err
 	}
@@ -214,9 +214,11 @@ func shorten(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// hardUlimits raises nothing: RUN would otherwise ask for 1048576 open files
-// and processes and fail with EPERM where the pod's hard limit is lower.
-func hardUlimits() ([]string, error) {
+// HardUlimits are the ulimits ("nofile=N:N", "nproc=N:N") every RUN gets:
+// this process' hard limits, raising nothing. RUN would otherwise ask for
+// 1048576 open files and processes and fail with EPERM where the pod's
+// hard limit is lower. (The benchmark passes them to the buildah CLI too.)
+func HardUlimits() ([]string, error) {
 	var out []string
 	for _, l := range []struct {
 		name string

@@ -1,8 +1,10 @@
 // Command mcbench is the benchmark of issue #5 ("both formats in less time
-// than buildah takes for one"); `make bench` runs it through bench/run.sh.
+// than buildah takes for one") and, with the base workload, of issue 12
+// (reusing layer blobs that exist already); `make bench` runs it through
+// bench/run.sh.
 //
 //	mcbench run   [flags]          every arm, alternating, N runs each; tables and results files
-//	mcbench gen   -cache DIR [-big]  generate the workload (context + layer tars) only
+//	mcbench gen   -cache DIR [-workload ref|big|base]  generate a workload (context + layer tars) only
 //	mcbench naive [flags]          arm c: two sequential copy.Image calls at containers/image defaults
 //	mcbench floor -encoder NAME TAR...  one Go encoder over the layer tars (arm e)
 //
@@ -56,11 +58,17 @@ func usage() {
 func genCmd(args []string) error {
 	fs := flag.NewFlagSet("gen", flag.ExitOnError)
 	cache := fs.String("cache", "bench/.cache/workload", "directory the workloads are generated into")
-	big := fs.Bool("big", false, "the workload with an extra 1 GiB layer")
+	big := fs.Bool("big", false, "the workload with an extra 1 GiB layer (same as -workload big)")
+	name := fs.String("workload", workload.Reference().Name, "ref, big or base")
+	goroot := fs.String("goroot", os.Getenv("GOROOT"), "base: the Go toolchain whose src/ it copies (default: `go env GOROOT`)")
+	rootfs := fs.String("rootfs", "examples/busybox-base/rootfs", "base: busybox root filesystems per architecture (make rootfs)")
 	_ = fs.Parse(args)
-	spec := workload.Reference()
 	if *big {
-		spec = workload.Big()
+		*name = workload.Big().Name
+	}
+	spec, err := specFor(*name, *goroot, *rootfs)
+	if err != nil {
+		return err
 	}
 	g, err := workload.Ensure(*cache, spec, os.Stderr)
 	if err != nil {

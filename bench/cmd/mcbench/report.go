@@ -45,6 +45,9 @@ func (r *record) fail(err error) *record {
 
 func (r *record) oneLine() string {
 	m := r.Metrics
+	if _, ok := m["growth_bytes"]; ok {
+		return r.baseLine()
+	}
 	switch {
 	case r.Arm == armA || r.Arm == armB || r.Arm == armF:
 		early := "none"
@@ -172,27 +175,35 @@ func (res *results) get(arm, metric string) (stat, bool) {
 	return s, ok
 }
 
-func (res *results) ratios() []ratio {
-	div := func(name, def, armX, mX, armY, mY, target string, ok func(float64) bool) ratio {
-		x, okx := res.get(armX, mX)
-		y, oky := res.get(armY, mY)
-		r := ratio{Name: name, Definition: def, Target: target, Verdict: "n/a"}
-		if !okx || !oky || y.Median == 0 {
-			r.Note = "an arm did not run or failed"
-			return r
-		}
-		r.Value = x.Median / y.Median
-		switch {
-		case ok == nil:
-			r.Verdict = "info"
-		case ok(r.Value):
-			r.Verdict = "PASS"
-		default:
-			r.Verdict = "FAIL"
-		}
+// div is the ratio of the medians of armX's mX and armY's mY, judged by
+// ok (nil: info only).
+func (res *results) div(name, def, armX, mX, armY, mY, target string, ok func(float64) bool) ratio {
+	x, okx := res.get(armX, mX)
+	y, oky := res.get(armY, mY)
+	r := ratio{Name: name, Definition: def, Target: target, Verdict: "n/a"}
+	if !okx || !oky || y.Median == 0 {
+		r.Note = "an arm did not run or failed"
 		return r
 	}
-	le := func(limit float64) func(float64) bool { return func(v float64) bool { return v <= limit } }
+	r.Value = x.Median / y.Median
+	switch {
+	case ok == nil:
+		r.Verdict = "info"
+	case ok(r.Value):
+		r.Verdict = "PASS"
+	default:
+		r.Verdict = "FAIL"
+	}
+	return r
+}
+
+func le(limit float64) func(float64) bool { return func(v float64) bool { return v <= limit } }
+
+func (res *results) ratios() []ratio {
+	if res.isBase() {
+		return res.baseChecks()
+	}
+	div := res.div
 	ours, upstream := armE+":"+floors.Ours.Name, armE+":"+floors.UpstreamChunkedName
 	out := []ratio{
 		div("publish: b / a", "median publish seconds, mcbuild gzip + zstd:chunked over mcbuild gzip only (both at mcbuild's defaults, compressing every layer after the build: all of their compression is in the publish phase)", armB, "publish_s", armA, "publish_s", "<= 1.25", le(1.25)),
@@ -272,14 +283,19 @@ type row struct {
 }
 
 func (res *results) cell(arm, metric, format string) string {
+	return res.cellScaled(arm, metric, format, 1)
+}
+
+// cellScaled is cell with every value divided by scale (1<<20: bytes as MiB).
+func (res *results) cellScaled(arm, metric, format string, scale float64) string {
 	s, ok := res.get(arm, metric)
 	if !ok {
 		return "-"
 	}
 	if s.N == 1 || s.Min == s.Max {
-		return fmt.Sprintf(format, s.Median)
+		return fmt.Sprintf(format, s.Median/scale)
 	}
-	return fmt.Sprintf(format+" ["+format+"–"+format+"]", s.Median, s.Min, s.Max)
+	return fmt.Sprintf(format+" ["+format+"–"+format+"]", s.Median/scale, s.Min/scale, s.Max/scale)
 }
 
 type table struct {
@@ -290,6 +306,9 @@ type table struct {
 }
 
 func (res *results) tables() []table {
+	if res.isBase() {
+		return append(res.baseTables(), res.ratioTable("Checks against the issue #12 targets"))
+	}
 	phase := func(title string, rows []row) table {
 		t := table{title: title, header: []string{"arm", "wall s", "CPU s", "peak RSS MiB", "MiB/s"}}
 		for _, r := range rows {
@@ -349,7 +368,12 @@ func (res *results) tables() []table {
 	if len(fl.rows) > 0 {
 		ts = append(ts, fl)
 	}
-	rt := table{title: "Ratios (of medians) against the issue #5 targets", header: []string{"ratio", "value", "target", "verdict"}}
+	return append(ts, res.ratioTable("Ratios (of medians) against the issue #5 targets"))
+}
+
+// ratioTable lists the ratios and checks with their verdicts.
+func (res *results) ratioTable(title string) table {
+	rt := table{title: title, header: []string{"ratio", "value", "target", "verdict"}}
 	for _, r := range res.Ratios {
 		v := "-"
 		if r.Verdict != "n/a" || r.Value != 0 {
@@ -360,7 +384,7 @@ func (res *results) tables() []table {
 		}
 		rt.rows = append(rt.rows, []string{r.Name, v, r.Target, r.Verdict})
 	}
-	return append(ts, rt)
+	return rt
 }
 
 // earlyNote goes under the publish table: f's publish phase is short
@@ -438,7 +462,11 @@ func (res *results) printTable(w io.Writer) {
 
 func (res *results) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# mcbuild benchmark (issue #5): workload %q, %s\n\n", res.Workload.Name, res.Started)
+	issue := "issue #5"
+	if res.isBase() {
+		issue = "issue #12, reusing layer blobs"
+	}
+	fmt.Fprintf(&b, "# mcbuild benchmark (%s): workload %q, %s\n\n", issue, res.Workload.Name, res.Started)
 	b.WriteString("Written by bench/cmd/mcbench (`make bench`); how to read it: bench/README.md. Raw numbers per run: the JSON file next to this one.\n\n")
 	if res.Note != "" {
 		fmt.Fprintf(&b, "**Note.** %s\n\n", res.Note)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -46,8 +47,9 @@ var armTitles = map[string]string{
 
 type config struct {
 	mcbuild, registryBin, buildah, helperDir string
+	crane, goroot, rootfs                    string // base workload
 	runs                                     int
-	big                                      bool
+	workload                                 string // ref, big or base
 	arms                                     []string
 	driver                                   string
 	workRoot, cacheDir, outDir               string
@@ -71,8 +73,12 @@ func runCmd(args []string) error {
 	fs.StringVar(&c.helperDir, "helpers", "bench/bin/netavark/usr/lib/podman", "directory holding netavark and aardvark-dns for the buildah CLI")
 	runs, _ := strconv.Atoi(envDefault("BENCH_RUNS", "3"))
 	fs.IntVar(&c.runs, "runs", runs, "runs per arm ($BENCH_RUNS)")
-	fs.BoolVar(&c.big, "big", os.Getenv("BENCH_BIG") == "1", "the workload with a 1 GiB layer ($BENCH_BIG=1)")
-	arms := fs.String("arms", envDefault("BENCH_ARMS", defaultArms), "arms to run ($BENCH_ARMS)")
+	big := fs.Bool("big", os.Getenv("BENCH_BIG") == "1", "the workload with a 1 GiB layer ($BENCH_BIG=1; same as -workload big)")
+	fs.StringVar(&c.workload, "workload", envDefault("BENCH_WORKLOAD", workload.Reference().Name), "workload: ref, big, or base (issue 12: layer reuse) ($BENCH_WORKLOAD)")
+	arms := fs.String("arms", os.Getenv("BENCH_ARMS"), "arms to run, in this order ($BENCH_ARMS; default "+defaultArms+", for the base workload "+defaultBaseArms+")")
+	fs.StringVar(&c.crane, "crane", "bench/bin/crane", "go-containerregistry's crane (base workload: pushes the foreign base)")
+	fs.StringVar(&c.goroot, "goroot", os.Getenv("GOROOT"), "Go toolchain whose src/ the base workload copies (default: `go env GOROOT`)")
+	fs.StringVar(&c.rootfs, "rootfs", "examples/busybox-base/rootfs", "busybox root filesystems per architecture (make rootfs), the base workload's shell")
 	fs.StringVar(&c.driver, "storage-driver", envDefault("BENCH_STORAGE_DRIVER", "vfs"), "containers/storage driver for every build ($BENCH_STORAGE_DRIVER)")
 	fs.StringVar(&c.workRoot, "work", envDefault("BENCH_WORK", "/var/tmp"), "where the registry, stores and logs live during the run ($BENCH_WORK)")
 	fs.StringVar(&c.cacheDir, "cache", "bench/.cache/workload", "workload cache directory")
@@ -83,13 +89,27 @@ func runCmd(args []string) error {
 	if c.runs < 1 {
 		return fmt.Errorf("-runs %d: at least 1", c.runs)
 	}
+	if *big {
+		c.workload = workload.Big().Name
+	}
+	titles, valid := armTitles, defaultArms
+	switch c.workload {
+	case workload.Reference().Name, workload.Big().Name:
+	case workload.BaseName:
+		titles, valid = baseArmTitles, defaultBaseArms
+	default:
+		return fmt.Errorf("-workload %q: want ref, big or base", c.workload)
+	}
+	if *arms == "" {
+		*arms = valid
+	}
 	for _, a := range strings.Split(*arms, ",") {
-		if _, ok := armTitles[a]; !ok {
-			return fmt.Errorf("-arms: unknown arm %q (valid: %s)", a, defaultArms)
+		if _, ok := titles[a]; !ok {
+			return fmt.Errorf("-arms: unknown arm %q for workload %s (valid: %s)", a, c.workload, valid)
 		}
 		c.arms = append(c.arms, a)
 	}
-	for _, p := range []*string{&c.mcbuild, &c.registryBin, &c.buildah, &c.helperDir, &c.workRoot, &c.cacheDir, &c.outDir} {
+	for _, p := range []*string{&c.mcbuild, &c.registryBin, &c.buildah, &c.helperDir, &c.crane, &c.workRoot, &c.cacheDir, &c.outDir} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return err
@@ -110,6 +130,7 @@ type bench struct {
 	regCmd   *exec.Cmd
 	srcStore string // the setup build's store, arm c's source
 	res      results
+	base     baseState // base workload only
 }
 
 func (b *bench) logf(format string, a ...any) {
@@ -130,9 +151,9 @@ func (b *bench) run() error {
 	if b.self, err = os.Executable(); err != nil {
 		return err
 	}
-	spec := workload.Reference()
-	if b.cfg.big {
-		spec = workload.Big()
+	spec, err := b.spec()
+	if err != nil {
+		return err
 	}
 	if b.wl, err = workload.Ensure(b.cfg.cacheDir, spec, os.Stderr); err != nil {
 		return err
@@ -154,14 +175,23 @@ func (b *bench) run() error {
 		os.Exit(130)
 	}()
 
+	titles := armTitles
+	if b.isBase() {
+		titles = baseArmTitles
+	}
 	b.res = results{
 		Workload: workloadInfo{Name: spec.Name, Spec: spec, Tars: b.wl.Tars, TarBytes: b.wl.TarBytes, TotalBytes: b.wl.TotalBytes, TarSHA256: b.wl.TarSHA256},
 		Runs:     b.cfg.runs, Arms: b.cfg.arms, StorageDriver: b.cfg.driver,
 		Machine: machineInfo(), Versions: b.versions(), Started: b.started.UTC().Format(time.RFC3339),
-		Titles: armTitles, Note: b.cfg.note,
+		Titles: titles, Note: b.cfg.note,
 	}
 	if err := b.startRegistry(); err != nil {
 		return err
+	}
+	if b.isBase() {
+		if err := b.setupBase(); err != nil {
+			return err
+		}
 	}
 	if b.has(armC) {
 		if err := b.setupNaiveSource(); err != nil {
@@ -189,9 +219,15 @@ func (b *bench) run() error {
 			case armC:
 				recs = []*record{b.runNaive(round)}
 			case armD:
-				recs = []*record{b.runBuildah(round)}
+				if b.isBase() {
+					recs = []*record{b.runApp(armD, round)}
+				} else {
+					recs = []*record{b.runBuildah(round)}
+				}
 			case armE:
 				recs = b.runFloors(round)
+			case armReuse, armNoReuse, armGoBase:
+				recs = []*record{b.runApp(arm, round)}
 			}
 			for _, r := range recs {
 				r.Round, r.Loadavg = round, load
@@ -211,8 +247,46 @@ func (b *bench) run() error {
 	return b.res.write(b.cfg.outDir)
 }
 
+// spec is the workload the configuration names.
+func (b *bench) spec() (workload.Spec, error) {
+	return specFor(b.cfg.workload, b.cfg.goroot, b.cfg.rootfs)
+}
+
+// specFor is workload name (ref, big, base); the base workload copies
+// goroot/src and needs a busybox under rootfs/<GOARCH> (make rootfs).
+func specFor(name, goroot, rootfs string) (workload.Spec, error) {
+	switch name {
+	case workload.Reference().Name:
+		return workload.Reference(), nil
+	case workload.Big().Name:
+		return workload.Big(), nil
+	case workload.BaseName:
+		rootfs, err := filepath.Abs(filepath.Join(rootfs, runtime.GOARCH))
+		if err != nil {
+			return workload.Spec{}, err
+		}
+		if _, err := os.Stat(filepath.Join(rootfs, "bin", "busybox")); err != nil {
+			return workload.Spec{}, fmt.Errorf("the base workload's shell: %w (make rootfs prepares it)", err)
+		}
+		if goroot == "" {
+			out, err := exec.Command("go", "env", "GOROOT").Output()
+			if err != nil {
+				return workload.Spec{}, fmt.Errorf("no GOROOT given and `go env GOROOT` failed: %w", err)
+			}
+			goroot = strings.TrimSpace(string(out))
+		}
+		return workload.Base(goroot, rootfs), nil
+	}
+	return workload.Spec{}, fmt.Errorf("workload %q: want ref, big or base", name)
+}
+
+func (b *bench) isBase() bool { return b.cfg.workload == workload.BaseName }
+
 func (b *bench) checkTools() error {
 	need := []string{b.cfg.mcbuild, b.cfg.registryBin}
+	if b.isBase() {
+		need = append(need, b.cfg.crane)
+	}
 	if b.has(armD) {
 		need = append(need, b.cfg.buildah, filepath.Join(b.cfg.helperDir, "netavark"))
 		if _, err := exec.LookPath("unshare"); err != nil {
@@ -228,6 +302,9 @@ func (b *bench) checkTools() error {
 }
 
 func (b *bench) cleanup() {
+	if b.base.proxy != nil {
+		b.base.proxy.close()
+	}
 	if b.regCmd != nil && b.regCmd.Process != nil {
 		_ = b.regCmd.Process.Signal(syscall.SIGTERM)
 		_, _ = b.regCmd.Process.Wait()
@@ -309,12 +386,18 @@ func (b *bench) runDir(name string) (string, error) {
 	return d, os.MkdirAll(d, 0o755)
 }
 
-// mcbuildArgs is one `mcbuild build` of the workload into a private store,
-// with mcbuild's defaults but for extra.
+// mcbuildArgs is one `mcbuild build` of the workload to REGISTRY/repo:latest
+// into a private store, with mcbuild's defaults but for extra.
 func (b *bench) mcbuildArgs(dir, repo, formats string, extra ...string) []string {
+	return b.mcbuildArgsFor(dir, b.reg+"/"+repo+":latest", b.wl.Containerfile(), formats, extra...)
+}
+
+// mcbuildArgsFor is one `mcbuild build` of containerfile (its directory
+// is the context) to image, into a private store under dir.
+func (b *bench) mcbuildArgsFor(dir, image, containerfile, formats string, extra ...string) []string {
 	return append([]string{b.cfg.mcbuild, "build", "--tls-verify=false",
-		"--image", b.reg + "/" + repo + ":latest",
-		"--context", b.wl.Context, "--file", b.wl.Containerfile(),
+		"--image", image,
+		"--context", filepath.Dir(containerfile), "--file", containerfile,
 		"--storage-driver", b.cfg.driver,
 		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
 		"--compression-formats", formats,
@@ -323,9 +406,22 @@ func (b *bench) mcbuildArgs(dir, repo, formats string, extra ...string) []string
 
 // mcbuildSummary is the part of --summary-json the benchmark reads.
 type mcbuildSummary struct {
+	IndexSize int64 `json:"index_size"`
 	Manifests []struct {
 		Compression string `json:"compression"`
+		Digest      string `json:"digest"`
 	} `json:"manifests"`
+	// Variants say how each manifest's layers were made (internal/summary's
+	// Variant): reused by source, compressed, bytes compressed and uploaded.
+	Variants []struct {
+		Platform        string         `json:"platform"`
+		Compression     string         `json:"compression"`
+		Layers          int            `json:"layers"`
+		Reused          map[string]int `json:"layers_reused"`
+		Compressed      int            `json:"layers_compressed"`
+		BytesCompressed int64          `json:"bytes_compressed"`
+		BytesUploaded   int64          `json:"bytes_uploaded"`
+	} `json:"variants"`
 	Phases struct {
 		Build float64 `json:"build_seconds"`
 		// CompressDuringBuild is the wall time of the compression started
@@ -366,25 +462,10 @@ func (b *bench) runMcbuild(arm, formats string, round int, extra ...string) *rec
 	}
 	defer removeAll(dir)
 	log := b.logPath(arm, round, "build")
-	p, err := measure(runSpec{args: b.mcbuildArgs(dir, fmt.Sprintf("bench/%s-r%d", arm, round), formats, extra...), log: log, markPrefix: "pushing "})
-	r.Procs["mcbuild"] = p
+	s, err := measureMcbuild(r, "", b.mcbuildArgs(dir, fmt.Sprintf("bench/%s-r%d", arm, round), formats, extra...), log, formats, mib(b.wl.TotalBytes))
 	if err != nil {
 		return r.fail(err)
 	}
-	var s mcbuildSummary
-	if err := readJSON(filepath.Join(dir, "summary.json"), &s); err != nil {
-		return r.fail(err)
-	}
-	var got []string
-	for _, m := range s.Manifests {
-		got = append(got, m.Compression)
-	}
-	if strings.Join(got, ",") != formats {
-		return r.fail(fmt.Errorf("published %v, want %s", got, formats))
-	}
-	in := mib(b.wl.TotalBytes)
-	r.set("build_s", s.Phases.Build)
-	r.set("build_mibps", in/s.Phases.Build)
 	// Compression moved into the build (arm f, --compress-while-building):
 	// it overlaps build_s, and its CPU and memory count before the
 	// "pushing " mark. a and b, at mcbuild's defaults, compress after the
@@ -396,26 +477,66 @@ func (b *bench) runMcbuild(arm, formats string, round int, extra ...string) *rec
 		r.set("early_layers", float64(e))
 		r.set("layers", float64(t))
 	}
-	r.set("publish_s", s.Phases.Publish)
-	for f, sec := range s.Phases.ByFormat {
-		r.set("publish_"+f+"_s", sec)
+	return r
+}
+
+// measureMcbuild runs one `mcbuild build` (args from mcbuildArgsFor) as
+// process prefix+"mcbuild" of r, reads its --summary-json, checks it
+// published formats, and records under prefix its phases and its CPU and
+// memory split at the publish phase's "pushing " mark; with inMiB > 0
+// also MiB/s of that much layer tar.
+func measureMcbuild(r *record, prefix string, args []string, log, formats string, inMiB float64) (*mcbuildSummary, error) {
+	p, err := measure(runSpec{args: args, log: log, markPrefix: "pushing "})
+	r.Procs[prefix+"mcbuild"] = p
+	if err != nil {
+		return nil, err
 	}
-	r.set("publish_mibps", in/s.Phases.Publish)
-	r.set("e2e_s", p.Wall)
-	r.set("e2e_cpu_s", p.CPU())
-	r.set("e2e_peak_mib", p.MaxRSSMiB)
-	r.set("e2e_mibps", in/p.Wall)
+	var s mcbuildSummary
+	if err := readJSON(summaryPath(args), &s); err != nil {
+		return nil, err
+	}
+	var got []string
+	for _, m := range s.Manifests {
+		got = append(got, m.Compression)
+	}
+	if strings.Join(got, ",") != formats {
+		return nil, fmt.Errorf("published %v, want %s", got, formats)
+	}
+	set := func(k string, v float64) { r.set(prefix+k, v) }
+	set("build_s", s.Phases.Build)
+	set("publish_s", s.Phases.Publish)
+	for f, sec := range s.Phases.ByFormat {
+		set("publish_"+f+"_s", sec)
+	}
+	set("e2e_s", p.Wall)
+	set("e2e_cpu_s", p.CPU())
+	set("e2e_peak_mib", p.MaxRSSMiB)
+	if inMiB > 0 {
+		set("build_mibps", inMiB/s.Phases.Build)
+		set("publish_mibps", inMiB/s.Phases.Publish)
+		set("e2e_mibps", inMiB/p.Wall)
+	}
 	if p.Mark != nil {
-		r.set("build_cpu_s", p.Mark.CPU)
-		r.set("build_peak_mib", p.Mark.HWMMiB)
-		r.set("publish_cpu_s", p.AfterMarkCPU())
+		set("build_cpu_s", p.Mark.CPU)
+		set("build_peak_mib", p.Mark.HWMMiB)
+		set("publish_cpu_s", p.AfterMarkCPU())
 		if p.Mark.ResetOK {
-			r.set("publish_peak_mib", p.AfterMarkPeak())
+			set("publish_peak_mib", p.AfterMarkPeak())
 		}
 	} else {
-		r.Notes = append(r.Notes, "no \"pushing \" line on stderr: publish CPU and memory not split from the build")
+		r.Notes = append(r.Notes, prefix+"mcbuild: no \"pushing \" line on stderr: publish CPU and memory not split from the build")
 	}
-	return r
+	return &s, nil
+}
+
+// summaryPath is the value of --summary-json in args.
+func summaryPath(args []string) string {
+	for i, a := range args {
+		if a == "--summary-json" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // setupNaiveSource builds the workload once with mcbuild (gzip to a
@@ -485,13 +606,7 @@ func (b *bench) runBuildah(round int) *record {
 	if err := os.MkdirAll(blobInfoCachePath, 0o755); err != nil {
 		return r.fail(err)
 	}
-	cache := mkdir(filepath.Join(dir, "blob-info-cache"))
-	env := []string{"CONTAINERS_CONF=" + filepath.Join(b.work, "containers.conf"), "TMPDIR=" + mkdir(filepath.Join(dir, "tmp"))}
-	base := []string{b.cfg.buildah, "--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--storage-driver", b.cfg.driver}
-	isolated := func(args ...string) []string {
-		return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
-			`mount --bind "$0" ` + blobInfoCachePath + ` && exec "$@"`, cache}, append(base, args...)...)
-	}
+	base, isolated, env := b.buildahCmd(dir)
 	img := fmt.Sprintf("localhost/bench-d:r%d", round)
 	list := fmt.Sprintf("localhost/bench-d-list:r%d", round)
 	repo := fmt.Sprintf("%s/bench/d-r%d", b.reg, round)
@@ -532,6 +647,21 @@ func (b *bench) runBuildah(round int) *record {
 	return r
 }
 
+// buildahCmd is how arm d runs the buildah CLI with its store, TMPDIR
+// and blob-info cache under dir: base runs it directly, isolated in a
+// private mount namespace where the run's own cache directory is
+// bind-mounted over containers/image's root cache (see blobInfoCachePath).
+func (b *bench) buildahCmd(dir string) (base []string, isolated func(args ...string) []string, env []string) {
+	cache := mkdir(filepath.Join(dir, "blob-info-cache"))
+	env = []string{"CONTAINERS_CONF=" + filepath.Join(b.work, "containers.conf"), "TMPDIR=" + mkdir(filepath.Join(dir, "tmp"))}
+	base = []string{b.cfg.buildah, "--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--storage-driver", b.cfg.driver}
+	isolated = func(args ...string) []string {
+		return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
+			`mount --bind "$0" ` + blobInfoCachePath + ` && exec "$@"`, cache}, append(base, args...)...)
+	}
+	return base, isolated, env
+}
+
 // checkBuildahPush verifies arm d published what it claims: a gzip manifest,
 // and an index with the gzip instance and a zstd:chunked one.
 func (b *bench) checkBuildahPush(repo string) error {
@@ -570,20 +700,29 @@ func (b *bench) checkBuildahPush(repo string) error {
 }
 
 func (b *bench) getManifest(name, ref string, v any) error {
-	req, err := http.NewRequest(http.MethodGet, "http://"+b.reg+"/v2/"+name+"/manifests/"+ref, nil)
+	raw, err := b.fetchManifest(name, ref)
 	if err != nil {
 		return err
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// fetchManifest is the manifest or index name:ref (a tag or digest) as stored.
+func (b *bench) fetchManifest(name, ref string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+b.reg+"/v2/"+name+"/manifests/"+ref, nil)
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("Accept", strings.Join([]string{oci.MediaTypeImageIndex, oci.MediaTypeImageManifest, oci.MediaTypeDockerManifest, oci.MediaTypeDockerManifestList}, ", "))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s:%s: %s", name, ref, resp.Status)
+		return nil, fmt.Errorf("GET %s:%s: %s", name, ref, resp.Status)
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return io.ReadAll(io.LimitReader(resp.Body, oci.MaxDocumentBytes))
 }
 
 // cliFloors are the command-line encoders, run on the same tars when installed.
@@ -674,6 +813,9 @@ func (b *bench) versions() map[string]string {
 	}
 	v["mcbuild"] = first(b.cfg.mcbuild, "--version")
 	v["registry"] = first(b.cfg.registryBin, "--version")
+	if b.isBase() {
+		v["crane"] = first(b.cfg.crane, "version")
+	}
 	if b.has(armD) {
 		v["buildah"] = first(b.cfg.buildah, "--version")
 		v["netavark"] = first(filepath.Join(b.cfg.helperDir, "netavark"), "--version")
