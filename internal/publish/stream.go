@@ -77,6 +77,7 @@ func (p *streamPublisher) Publish(ctx context.Context, img build.Image, sources 
 // at once; the first failure stops them all.
 func (s *streamRun) publish(ctx context.Context) ([]index.Entry, error) {
 	g, gctx := errgroup.WithContext(ctx)
+	s.stager.Prefetch(gctx, s.src)
 	configPushed := make(chan struct{})
 	g.Go(func() error { return s.pushConfig(gctx, configPushed) })
 	g.Go(func() error { return s.stageLayers(gctx) })

@@ -49,7 +49,7 @@ func Find(ctx context.Context, store storage.Store, id string, platform ocispec.
 	s := &Source{
 		sess: o.Session, dest: o.Dest, destName: o.DestName, log: o.Log,
 		cands: map[digest.Digest]map[formats.Format][]Candidate{}, base: map[formats.Format]digest.Digest{},
-		repos: map[string]*remote.Repository{},
+		repos: map[string]*remote.Repository{}, slots: map[string]*slot{},
 	}
 	for _, d := range img.DiffIDs() {
 		s.cands[d] = map[formats.Format][]Candidate{}

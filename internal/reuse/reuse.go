@@ -68,10 +68,75 @@ type Source struct {
 
 	mu    sync.Mutex
 	repos map[string]*remote.Repository
+	slots map[string]*slot // by diff ID and format
 }
 
-// Stage lands layer l in every format of fs it has a candidate for; a nil
-// entry is a format to compress. Formats are landed concurrently.
+// maxLanding bounds the blobs landed (and checked) at once: a check
+// decompresses on one core.
+const maxLanding = 2
+
+// slot is the landing of one layer in one format, started once.
+type slot struct {
+	once sync.Once
+	done chan struct{}
+	blob *stage.Blob // nil: none could be landed
+}
+
+// Prefetch starts landing every layer of layers in every format of fs it has
+// a candidate for, at most maxLanding at a time, in layer order, so the
+// checks of later layers run while earlier ones upload. Stage then waits for
+// what Prefetch started. The landings end with ctx.
+func (s *Source) Prefetch(ctx context.Context, layers []stage.Layer, fs []formats.Format) {
+	if s == nil {
+		return
+	}
+	sem := make(chan struct{}, maxLanding)
+	go func() {
+		for _, l := range layers {
+			for _, f := range fs {
+				if len(s.cands[l.DiffID][f]) == 0 {
+					continue
+				}
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				go func() {
+					defer func() { <-sem }()
+					s.landSlot(ctx, l, f)
+				}()
+			}
+		}
+	}()
+}
+
+// landSlot lands l in format f once, whoever asks first, and returns what
+// that landing gave once it is done.
+func (s *Source) landSlot(ctx context.Context, l stage.Layer, f formats.Format) *stage.Blob {
+	s.mu.Lock()
+	key := l.DiffID.String() + " " + string(f)
+	sl, ok := s.slots[key]
+	if !ok {
+		sl = &slot{done: make(chan struct{})}
+		s.slots[key] = sl
+	}
+	s.mu.Unlock()
+	sl.once.Do(func() {
+		sl.blob = s.landAny(ctx, l, f, s.cands[l.DiffID][f])
+		close(sl.done)
+	})
+	select {
+	case <-sl.done:
+		return sl.blob
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// Stage lands layer l in every format of fs it has a candidate for (or
+// takes what Prefetch landed); a nil entry is a format to compress.
+// Formats are landed concurrently.
 func (s *Source) Stage(ctx context.Context, l stage.Layer, fs []formats.Format, _ stage.Settings) ([]*stage.Blob, error) {
 	if s == nil {
 		return nil, nil
@@ -79,12 +144,11 @@ func (s *Source) Stage(ctx context.Context, l stage.Layer, fs []formats.Format, 
 	out := make([]*stage.Blob, len(fs))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, f := range fs {
-		cands := s.cands[l.DiffID][f]
-		if len(cands) == 0 {
+		if len(s.cands[l.DiffID][f]) == 0 {
 			continue
 		}
 		g.Go(func() error {
-			out[i] = s.landAny(gctx, l, f, cands)
+			out[i] = s.landSlot(gctx, l, f)
 			return gctx.Err()
 		})
 	}

@@ -122,6 +122,18 @@ func isNilEarly(s Source) bool {
 	return ok && e == nil
 }
 
+// Prefetch lets the sources that can (reuse) start on img's layers before
+// Stage asks for them, in the background until ctx ends.
+func (st *Stager) Prefetch(ctx context.Context, img *Image) {
+	for _, src := range st.sources {
+		if p, ok := src.(interface {
+			Prefetch(context.Context, []Layer, []formats.Format)
+		}); ok {
+			p.Prefetch(ctx, img.Layers, st.formats)
+		}
+	}
+}
+
 // CompressesEarly reports whether an Early is among the sources.
 func (st *Stager) CompressesEarly() bool {
 	for _, src := range st.sources {
