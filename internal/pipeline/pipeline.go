@@ -141,9 +141,7 @@ func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 		}
 		entries = append(entries, published...)
 	}
-	out, err := finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, started)
-	out.Variants = variants
-	return out, err
+	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, variants, started)
 }
 
 // platformRun is what every platform's build and publish share.
@@ -250,7 +248,7 @@ func Index(ctx context.Context, p IndexPlan) (Outcome, error) {
 		logf(p.Log, "Warning: %s", w)
 	}
 	phases := summary.Phases{Collect: time.Since(started).Seconds()}
-	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, started)
+	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, nil, started)
 }
 
 // Open is the preflight every command makes before any work: the registry
@@ -267,7 +265,7 @@ func Open(ctx context.Context, sess *registry.Session, repo string) (*remote.Rep
 // finish makes the release of entries and completes the phases record,
 // whose total runs to the moment before the tag moves: the summary JSON
 // is written with the results, staged before the tag.
-func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries []index.Entry, sess *registry.Session, rs Results, log io.Writer, phases summary.Phases, started time.Time) (Outcome, error) {
+func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries []index.Entry, sess *registry.Session, rs Results, log io.Writer, phases summary.Phases, variants []summary.Variant, started time.Time) (Outcome, error) {
 	// Called by Finish once the outcome is complete, before the tag moves.
 	files := func(out release.Outcome) ([]release.File, error) {
 		phases.Index = out.Phases.Index.Seconds()
@@ -277,7 +275,7 @@ func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries
 		if rs.SummaryJSON == "" {
 			return nil, nil
 		}
-		data, err := Outcome{Outcome: out, Phases: phases}.Report().JSON()
+		data, err := Outcome{Outcome: out, Phases: phases, Variants: variants}.Report().JSON()
 		if err != nil {
 			return nil, fmt.Errorf("the summary: %w", err)
 		}
@@ -289,7 +287,7 @@ func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries
 	if err != nil {
 		return Outcome{}, err
 	}
-	return Outcome{Outcome: out, Phases: phases}, nil
+	return Outcome{Outcome: out, Phases: phases, Variants: variants}, nil
 }
 
 // Report is the outcome as the summary prints it and --summary-json

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/mcbuild/mcbuild/internal/registry"
 	"github.com/mcbuild/mcbuild/internal/results"
 	"github.com/mcbuild/mcbuild/internal/stage"
+	"github.com/mcbuild/mcbuild/internal/summary"
 	"github.com/mcbuild/mcbuild/internal/testfixture"
 	"github.com/mcbuild/mcbuild/internal/testregistry"
 )
@@ -60,7 +62,7 @@ func TestBuildAndIndex(t *testing.T) {
 		Publisher: publish.Stream,
 		Stage:     stage.Settings{TmpDir: filepath.Join(tmp, "scratch")},
 		Registry:  sess,
-		Results:   Results{Dir: filepath.Join(tmp, "results")},
+		Results:   Results{Dir: filepath.Join(tmp, "results"), SummaryJSON: filepath.Join(tmp, "summary.json")},
 		Log:       &log,
 	}
 	if err := os.MkdirAll(plan.Stage.TmpDir, 0o700); err != nil {
@@ -81,6 +83,14 @@ func TestBuildAndIndex(t *testing.T) {
 		if _, err := imagecheck.Check(ctx, repo, e.Descriptor, e.Format); err != nil {
 			t.Errorf("%s variant: %v", e.Format, err)
 		}
+	}
+	// --summary-json: the same report, variants included, written with the results.
+	var written summary.Report
+	if raw, err := os.ReadFile(plan.Results.SummaryJSON); err != nil || json.Unmarshal(raw, &written) != nil {
+		t.Fatalf("summary JSON: %v", err)
+	}
+	if len(written.Variants) != 2 || written.Variants[0].Layers != 2 || written.Variants[0].Compressed != 2 || written.IndexDigest != out.Index.Digest.String() {
+		t.Errorf("summary JSON %+v: want the index and both variants' layer figures", written)
 	}
 	rows, _, err := Inspect(ctx, repo, dest, sess.Options())
 	if err != nil {
