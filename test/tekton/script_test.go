@@ -146,7 +146,7 @@ func testBuildStepArguments(t *testing.T, shell []string) {
 	results := filepath.Join(out.Root, "tekton", "results")
 	want := []string{
 		"build", "--image", "registry.example:5000/ns/app:v1", "--context", "sub dir",
-		"--compression-formats", "gzip", "--zstd-level", "7", "--publisher", "copy", "--tls-verify=false",
+		"--compression-formats", "gzip", "--zstd-level", "7", "--publisher", "copy", "--reuse-layers=true", "--tls-verify=false",
 		"--results-dir", results, "--results-budget", "8000",
 		"--build-arg=A=1", "--build-arg=B=two words", "--build-arg=C=--not-a-marker", "--build-arg=ALONE",
 		"--label=l1=one", "--label=l2=x=y", "--annotation=org.opencontainers.image.title=a b",
