@@ -42,9 +42,10 @@ import (
 // which the step does not hold: it makes them inside the user namespace it
 // creates, where the kernel checks them against that namespace's
 // capabilities. tasks/mcbuild/0.1/README.md ("Cluster requirements") says
-// what each is for; test/tekton's runtime tests show the build failing
-// without each of unshare, mount, umount2 and chroot, and RUN behaving
-// differently without pivot_root and sethostname.
+// what each is for; test/tekton's TestStepOnContainerRuntimes runs the build
+// without each: it fails without unshare, mount, umount2 or chroot, RUN sees
+// the node's hostname without sethostname, and without pivot_root buildah
+// falls back to chroot(2), leaving the step's own mounts under RUN's root.
 var additions = []string{
 	"unshare",
 	"mount",
