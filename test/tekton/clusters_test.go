@@ -438,3 +438,19 @@ func TestReadmeProfilesReachBuilds(t *testing.T) {
 		t.Errorf("%s runs no %s", pipelineFile, buildTaskFile)
 	}
 }
+
+// TestRefusalLinkResolves: the build step's refusal message links to a
+// section its README has.
+func TestRefusalLinkResolves(t *testing.T) {
+	const prefix = "https://github.com/mcbuild/mcbuild/blob/main/"
+	file, anchor, ok := strings.Cut(strings.TrimPrefix(clusterRequirementsURL, prefix), "#")
+	if !ok || !strings.Contains(string(readRepoFile(t, buildTaskFile)), clusterRequirementsURL) {
+		t.Fatalf("%s does not print %s", buildTaskFile, clusterRequirementsURL)
+	}
+	for _, line := range strings.Split(string(readRepoFile(t, file)), "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok && strings.ReplaceAll(strings.ToLower(h), " ", "-") == anchor {
+			return
+		}
+	}
+	t.Errorf("%s has no section #%s", file, anchor)
+}
