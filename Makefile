@@ -47,24 +47,45 @@ GOFMT_FILES = $$(find cmd pkg internal test bench -path bench/.cache -prune -o -
 
 vet:
 	$(GO) vet $(GOFLAGS_TAGS) ./...
-	@out=$$(gofmt -l $(GOFMT_FILES) 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	cd hack/seccomp && $(GO) vet ./...
+	@out=$$(gofmt -l $(GOFMT_FILES) hack/seccomp 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # test/tekton is a nested module (Tekton and Chains stay out of go.mod): it
 # validates tasks/ and pipelines/ and simulates their steps. It runs the build
-# step in a user namespace as the pod would, which needs newuidmap (uidmap).
-TEKTON_APT_PACKAGES := uidmap
+# step in a user namespace as the pod would, which needs newuidmap (uidmap),
+# and runs the Tasks' steps as pods on real container runtimes (Docker 20.10,
+# containerd 1.6, podman 4.3 with runc) from the step image `make step-image`
+# builds; apparmor brings apparmor_parser, which checks the Task's AppArmor
+# profile. No recommended packages: podman's would bring crun, which buildah
+# then prefers to runc for --isolation oci, and Debian's crun is too old.
+TEKTON_APT_PACKAGES := uidmap docker.io containerd podman runc apparmor
 .PHONY: tekton-deps
 tekton-deps: apt-deps
-	@dpkg -s $(TEKTON_APT_PACKAGES) >/dev/null 2>&1 || { echo "installing: $(TEKTON_APT_PACKAGES)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEKTON_APT_PACKAGES) >/dev/null; }
+	@missing=""; for p in $(TEKTON_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
-test: deps tekton-deps vet build ## every test: unit and integration against real loopback registries, then the Tekton tasks
+test: deps tekton-deps vet build step-image seccomp-check ## every test: unit and integration against real loopback registries, then the Tekton tasks
 	MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild \
 	  $(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 20m ./...
 	cd test/tekton && $(GO) vet ./...
 	cd test/tekton && MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild \
-	  $(GO) test -count=1 -timeout 15m ./...
+	  $(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
+# The build Task's Localhost seccomp profile is generated (hack/seccomp):
+# containerd's RuntimeDefault for the step's capabilities, on amd64 and arm64
+# (arm64 under qemu, hence binfmt), plus the syscalls the step needs.
+# `make seccomp` writes it; `make test` checks the committed file is exactly that.
+SECCOMP_ARGS := -task ../../tasks/mcbuild/0.1/mcbuild.yaml
+SECCOMP_PROFILE := ../../tasks/mcbuild/0.1/seccomp/mcbuild.json
+.PHONY: seccomp seccomp-check
+seccomp: binfmt ## regenerate tasks/mcbuild/0.1/seccomp/mcbuild.json
+	cd hack/seccomp && $(GO) run . $(SECCOMP_ARGS) -out $(SECCOMP_PROFILE)
+seccomp-check: binfmt
+	cd hack/seccomp && $(GO) run . $(SECCOMP_ARGS) -check $(SECCOMP_PROFILE)
 
 demo: deps build ## loopback registry, example build, results and index table
 	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild hack/demo.sh
@@ -108,8 +129,15 @@ fuzz: ## run every fuzz target for FUZZTIME (default 10s)
 
 # The step image (Containerfile, README "Step image"): bases made locally and
 # pushed to a loopback registry, then built with bin/mcbuild and pushed to
-# $(IMAGE). Slow (minutes); not part of `make test`.
+# $(IMAGE). Slow (minutes).
 IMAGE ?= 127.0.0.1:5050/mcbuild/mcbuild:dev
-.PHONY: image
+.PHONY: image step-image
 image: apt-deps $(REGISTRY_BIN) build ## the step image, built with mcbuild itself, pushed to $(IMAGE)
 	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild IMAGE=$(IMAGE) VERSION=$(VERSION) GO=$(GO) hack/image.sh
+
+# What test/tekton runs on container runtimes: `make image` into
+# .cache/image/registry (a free loopback port for the run), skipped when the
+# image there was built from the same inputs (hack/image.sh, IMAGE_REUSE).
+step-image: apt-deps $(REGISTRY_BIN) build ## the step image for the runtime tests, rebuilt only when its inputs change
+	IMAGE_REUSE=1 REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild IMAGE=127.0.0.1:0/mcbuild/mcbuild:test \
+	  VERSION=$(VERSION) GO=$(GO) hack/image.sh

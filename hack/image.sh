@@ -17,8 +17,16 @@
 # for every mcbuild call, e.g. `--authfile FILE` or `--cert-dir DIR`). For a loopback IMAGE whose registry
 # is not running, a distribution registry is started there for the run, its
 # data kept in .cache/image/registry (serve it again with
-# `bin/tools/registry serve .cache/image/registry.yml`). For any other IMAGE the
-# bases go to a temporary loopback registry and the push verifies TLS.
+# `bin/tools/registry serve .cache/image/registry.yml`), and the image's
+# repository path and digest are written to .cache/image/step-image.ref (what
+# test/tekton's runtime tests run); port 0 (IMAGE=127.0.0.1:0/...) picks a
+# free one. For any other IMAGE the bases go to a temporary loopback registry
+# and the push verifies TLS.
+#
+# IMAGE_REUSE=1 (`make step-image`): when step-image.ref names an image in
+# .cache/image/registry built from the same inputs (the files the
+# Containerfile copies, the Containerfile, this script, the Go version), keep
+# it and build nothing.
 set -euo pipefail
 : "${REGISTRY_BIN:?}" "${MCBUILD:?}"
 IMAGE=${IMAGE:-127.0.0.1:5050/mcbuild/mcbuild:dev}
@@ -59,7 +67,31 @@ YML
   echo "registry on $1 did not start:" >&2; cat "$work/registry-${1##*:}.log" >&2; return 1
 }
 
+# --- reuse -------------------------------------------------------------------
+# A hash of what the step image is built from (.containerignore's exclusions
+# left out, as the build context leaves them out).
+inputs_hash() {
+  {
+    "$GO" env GOVERSION
+    find Containerfile .containerignore go.mod go.sum cmd pkg internal image hack/image.sh -type f \
+      ! -name '*_test.go' ! -path '*/testdata/*' -print0 | sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -d' ' -f1
+}
+inputs=$(inputs_hash)
+if [ "${IMAGE_REUSE:-}" = 1 ] && [ -s "$cache/step-image.ref" ] && [ "$(cat "$cache/step-image.inputs" 2>/dev/null)" = "$inputs" ]; then
+  stored=$(cat "$cache/step-image.ref")
+  repo=${stored%%[:@]*}
+  digest=${stored##*@sha256:}
+  if [ -e "$cache/registry/docker/registry/v2/repositories/$repo/_manifests/revisions/sha256/$digest/link" ]; then
+    phase "step image: $stored in .cache/image/registry is built from these inputs; nothing to do"
+    exit 0
+  fi
+fi
+
 # --- registries ------------------------------------------------------------
+case $IMAGE in
+  127.0.0.1:0/* | localhost:0/*) IMAGE=127.0.0.1:$(free_port 5300)/${IMAGE#*/} ;;
+esac
 host=${IMAGE%%/*}
 case $host in
   127.0.0.1:*|localhost:*) loopback=true ;;
@@ -179,4 +211,8 @@ EOF
   --context "$work/smoke" --build-arg "STEP_IMAGE=$ref" --compression-formats gzip > "$work/smoke.log" 2>&1 \
   || { tail -30 "$work/smoke.log" >&2; echo "smoke build failed" >&2; exit 1; }
 grep 'step image OK' "$work/smoke.log"
+if $loopback; then
+  echo "${ref#*/}" > "$cache/step-image.ref"
+  echo "$inputs" > "$cache/step-image.inputs"
+fi
 phase "done: $ref"

@@ -72,6 +72,14 @@ type Option func(*distOptions)
 type distOptions struct {
 	htpasswd        map[string]string
 	tlsCert, tlsKey string
+	rootDir         string
+}
+
+// WithRootDirectory makes the distribution registry serve the filesystem
+// storage in dir (storage.filesystem.rootdirectory), e.g. the images an
+// earlier run pushed, instead of an empty temporary one.
+func WithRootDirectory(dir string) Option {
+	return func(o *distOptions) { o.rootDir = dir }
 }
 
 // WithTLS makes the distribution registry serve HTTPS only, with this PEM
@@ -161,7 +169,11 @@ func StartDistribution(t testing.TB, opts ...Option) *Registry {
 		tlsConf = fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", o.tlsCert, o.tlsKey)
 	}
 	for attempt := 0; attempt < 3; attempt++ {
-		r, err := startDistribution(t, bin, dir, attempt, tlsConf, auth)
+		storage := filepath.Join(dir, fmt.Sprintf("storage-%d", attempt))
+		if o.rootDir != "" {
+			storage = o.rootDir
+		}
+		r, err := startDistribution(t, bin, dir, storage, attempt, tlsConf, auth)
 		if err == nil {
 			return r
 		}
@@ -171,13 +183,12 @@ func StartDistribution(t testing.TB, opts ...Option) *Registry {
 	return nil
 }
 
-func startDistribution(t testing.TB, bin, dir string, attempt int, tlsConf, auth string) (*Registry, error) {
+func startDistribution(t testing.TB, bin, dir, storage string, attempt int, tlsConf, auth string) (*Registry, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	host := fmt.Sprintf("127.0.0.1:%d", port)
-	storage := filepath.Join(dir, fmt.Sprintf("storage-%d", attempt))
 	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: warn

@@ -9,12 +9,19 @@
 //     entrypoint code (pkg/entrypoint) with the pod's capability set against
 //     the real mcbuild binary and a loopback registry, and the TaskRun status
 //     is built from the termination message by Tekton's pkg/pod;
-//   - Chains' extraction code (pkg/artifacts) then decides what gets signed.
+//   - Chains' extraction code (pkg/artifacts) then decides what gets signed;
+//   - the Tasks also run as pods (pod_test.go): Tekton's pod builder makes the
+//     Pod and its containers run on real container runtimes (runtime_test.go:
+//     containerd 1.6, Docker 20.10, podman 4.3 standing in for CRI-O) from the
+//     step image, under the seccomp profiles and capability sets clusters
+//     apply (clusters_test.go).
 //
 // Environment: MCBUILD_BIN (default ../../bin/mcbuild) and
 // MCBUILD_REGISTRY_BIN (see internal/testregistry), both set by `make test`.
 // The simulation runs as root with util-linux (unshare, setpriv, mount) and
-// newuidmap (Debian package uidmap), which `make test` installs.
+// newuidmap (Debian package uidmap); the pods need the step image `make
+// step-image` leaves in ../../.cache/image, and the runtimes (docker.io,
+// containerd, podman, runc) and apparmor_parser. `make test` provides all.
 package tekton
 
 import (

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
+	podtpl "github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/entrypoint"
 	"github.com/tektoncd/pipeline/pkg/pod"
@@ -147,7 +148,7 @@ func simulate(t *testing.T, sim taskRunSim) *taskRunOutcome {
 	t.Helper()
 	requireSimulationTools(t)
 	ctx := tektonContext(t)
-	task := loadTask(t, sim.TaskFile)
+	task, tr, ts, _ := prepareTaskRun(t, ctx, sim.TaskFile, sim.Params, sim.Workspaces, nil)
 	root := t.TempDir()
 	mkdir := func(parts ...string) string {
 		p := filepath.Join(append([]string{root}, parts...)...)
@@ -157,50 +158,12 @@ func simulate(t *testing.T, sim taskRunSim) *taskRunOutcome {
 		return p
 	}
 
-	tr := &v1.TaskRun{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "TaskRun"},
-		ObjectMeta: metav1.ObjectMeta{Name: task.Name + "-run", Namespace: "default", UID: "0a1b2c3d"},
-		Spec: v1.TaskRunSpec{
-			TaskRef: &v1.TaskRef{Name: task.Name},
-			Params:  sim.Params,
-		},
-	}
-	wsNames := make([]string, 0, len(sim.Workspaces))
-	for name := range sim.Workspaces {
-		wsNames = append(wsNames, name)
-	}
-	sort.Strings(wsNames)
-	for _, name := range wsNames {
-		tr.Spec.Workspaces = append(tr.Spec.Workspaces, v1.WorkspaceBinding{Name: name, EmptyDir: &corev1.EmptyDirVolumeSource{}})
-	}
-	rtr := &resources.ResolvedTask{TaskName: task.Name, Kind: v1.NamespacedTaskKind, TaskSpec: &task.Spec}
-	if err := taskrun.ValidateResolvedTask(ctx, tr.Spec.Params, nil, rtr); err != nil {
-		t.Fatalf("%s: params refused: %v", sim.TaskFile, err)
-	}
-	if err := validated(t, "TaskRun", tr.Validate(ctx)); err != nil {
-		t.Fatal(err)
-	}
-
-	// The reconciler's applyParamsContextsResultsAndWorkspaces, step by step.
-	ts := task.Spec.DeepCopy()
-	ts = resources.ApplyParameters(ts, tr, ts.Params...)
-	ts = resources.ApplyContexts(ts, task.Name, tr)
-	ts = resources.ApplyResults(ts)
-	ts = resources.ApplyArtifacts(ts)
-	ts = resources.ApplyStepExitCodePath(ts)
-	ts = resources.ApplyWorkspaces(ctx, ts, ts.Workspaces, tr.Spec.Workspaces, workspace.CreateVolumes(tr.Spec.Workspaces))
-
 	// Container paths -> host directories.
 	resultsDir := mkdir("tekton", "results")
 	paths := map[string]string{pipeline.DefaultResultPath: resultsDir}
 	for _, d := range ts.Workspaces {
 		if host, ok := sim.Workspaces[d.Name]; ok {
 			paths[d.GetMountPath()] = host
-		}
-	}
-	for name := range sim.Workspaces {
-		if !slices.ContainsFunc(ts.Workspaces, func(d v1.WorkspaceDeclaration) bool { return d.Name == name }) {
-			t.Fatalf("%s declares no workspace %s", sim.TaskFile, name)
 		}
 	}
 	resultNames := make([]string, 0, len(ts.Results))
@@ -318,10 +281,7 @@ exec setpriv --bounding-set "$caps" --inh-caps -all $nnp -- "$@"`,
 		case stepErr != nil:
 			code = 1
 		}
-		messages = append(messages, corev1.ContainerStatus{
-			Name:  pod.GetContainerName(step.Name),
-			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Message: string(msg), Reason: map[bool]string{true: "Completed", false: "Error"}[code == 0]}},
-		})
+		messages = append(messages, terminatedStatus(pod.GetContainerName(step.Name), code, string(msg)))
 		out.Message = string(msg)
 		out.Output += runner.output.String()
 		out.Argv, out.Env = argv, env
@@ -333,13 +293,71 @@ exec setpriv --bounding-set "$caps" --inh-caps -all $nnp -- "$@"`,
 	}
 
 	// The pod as the kubelet reports it, turned into a TaskRun status by Tekton.
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: tr.Name + "-pod", Namespace: tr.Namespace},
-		Status:     corev1.PodStatus{Phase: map[bool]corev1.PodPhase{true: corev1.PodFailed, false: corev1.PodSucceeded}[failed], ContainerStatuses: messages},
-	}
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: tr.Name + "-pod", Namespace: tr.Namespace}}
 	for _, s := range messages {
 		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: s.Name})
 	}
+	finishTaskRun(t, ctx, task, tr, p, messages, failed, out)
+	return out
+}
+
+// prepareTaskRun loads and validates taskFile, makes a TaskRun of it with
+// these params, workspaces (bound as emptyDir, by name) and pod template,
+// checks the params with the reconciler's taskrun.ValidateResolvedTask and
+// substitutes params, context, results and workspaces into the spec with the
+// reconciler's own functions, in its order. wsVolumes are the workspaces'
+// volumes (workspace.CreateVolumes, by workspace name) the spec refers to.
+func prepareTaskRun(t *testing.T, ctx context.Context, taskFile string, params v1.Params, workspaces map[string]string, podTemplate *podtpl.Template) (task *v1.Task, tr *v1.TaskRun, ts *v1.TaskSpec, wsVolumes map[string]corev1.Volume) {
+	t.Helper()
+	task = loadTask(t, taskFile)
+	tr = &v1.TaskRun{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "TaskRun"},
+		ObjectMeta: metav1.ObjectMeta{Name: task.Name + "-run", Namespace: "default", UID: "0a1b2c3d"},
+		Spec: v1.TaskRunSpec{
+			TaskRef:     &v1.TaskRef{Name: task.Name},
+			Params:      params,
+			PodTemplate: podTemplate,
+		},
+	}
+	wsNames := make([]string, 0, len(workspaces))
+	for name := range workspaces {
+		wsNames = append(wsNames, name)
+	}
+	sort.Strings(wsNames)
+	for _, name := range wsNames {
+		tr.Spec.Workspaces = append(tr.Spec.Workspaces, v1.WorkspaceBinding{Name: name, EmptyDir: &corev1.EmptyDirVolumeSource{}})
+	}
+	rtr := &resources.ResolvedTask{TaskName: task.Name, Kind: v1.NamespacedTaskKind, TaskSpec: &task.Spec}
+	if err := taskrun.ValidateResolvedTask(ctx, tr.Spec.Params, nil, rtr); err != nil {
+		t.Fatalf("%s: params refused: %v", taskFile, err)
+	}
+	if err := validated(t, "TaskRun", tr.Validate(ctx)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The reconciler's applyParamsContextsResultsAndWorkspaces, step by step.
+	wsVolumes = workspace.CreateVolumes(tr.Spec.Workspaces)
+	ts = task.Spec.DeepCopy()
+	ts = resources.ApplyParameters(ts, tr, ts.Params...)
+	ts = resources.ApplyContexts(ts, task.Name, tr)
+	ts = resources.ApplyResults(ts)
+	ts = resources.ApplyArtifacts(ts)
+	ts = resources.ApplyStepExitCodePath(ts)
+	ts = resources.ApplyWorkspaces(ctx, ts, ts.Workspaces, tr.Spec.Workspaces, wsVolumes)
+	for _, name := range wsNames {
+		if !slices.ContainsFunc(ts.Workspaces, func(d v1.WorkspaceDeclaration) bool { return d.Name == name }) {
+			t.Fatalf("%s declares no workspace %s", taskFile, name)
+		}
+	}
+	return task, tr, ts, wsVolumes
+}
+
+// finishTaskRun turns pod p, whose step containers ended with these
+// statuses (failed: one did not succeed), into tr's status with Tekton's
+// pod.MakeTaskRunStatus, and fills out's TaskRun and Results.
+func finishTaskRun(t *testing.T, ctx context.Context, task *v1.Task, tr *v1.TaskRun, p *corev1.Pod, statuses []corev1.ContainerStatus, failed bool, out *taskRunOutcome) {
+	t.Helper()
+	p.Status = corev1.PodStatus{Phase: map[bool]corev1.PodPhase{true: corev1.PodFailed, false: corev1.PodSucceeded}[failed], ContainerStatuses: statuses}
 	tr.Status.TaskSpec = &task.Spec
 	status, err := pod.MakeTaskRunStatus(ctx, zap.NewNop().Sugar(), *tr, p, nil, &task.Spec)
 	if err != nil {
@@ -354,7 +372,15 @@ exec setpriv --bounding-set "$caps" --inh-caps -all $nnp -- "$@"`,
 	if !failed && !tr.IsSuccessful() {
 		t.Errorf("%s: step succeeded but the TaskRun is not successful: %+v", task.Name, status.Conditions)
 	}
-	return out
+}
+
+// terminatedStatus is a step container's status as the kubelet reports it
+// once the container exited with code, its termination message msg.
+func terminatedStatus(name string, code int32, msg string) corev1.ContainerStatus {
+	return corev1.ContainerStatus{
+		Name:  name,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Message: msg, Reason: map[bool]string{true: "Completed", false: "Error"}[code == 0]}},
+	}
 }
 
 func exitText(err error) string {

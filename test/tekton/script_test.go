@@ -329,20 +329,32 @@ func TestDockerconfigWorkspace(t *testing.T) {
 	}
 }
 
-// TestBuildStepNeedsSETFCAP: without SETFCAP (the one capability the step
-// adds) the user namespace cannot map root and the step fails before mcbuild.
-func TestBuildStepNeedsSETFCAP(t *testing.T) {
-	out, call := simulateFake(t, taskRunSim{
-		TaskFile:   buildTaskFile,
-		Params:     v1.Params{strParam("IMAGE", "quay.io/ns/app:v1")},
-		Workspaces: map[string]string{"source": sourceWorkspace(t)},
-		DropCaps:   []string{"SETFCAP"},
-	})
-	if out.StepErr == nil || call.ran {
-		t.Fatalf("without SETFCAP the step ran mcbuild:\n%s", out.Output)
-	}
-	if !strings.Contains(out.Output, "newuidmap") {
-		t.Errorf("want newuidmap's refusal in the output:\n%s", out.Output)
+// clusterRequirementsURL is where the build step's refusal message sends
+// the reader (tasks/mcbuild/0.1/README.md, "Cluster requirements").
+const clusterRequirementsURL = "https://github.com/mcbuild/mcbuild/blob/main/tasks/mcbuild/0.1/README.md#cluster-requirements"
+
+// TestBuildStepNeedsItsCapabilities: without any one of the capabilities the
+// step adds (SETFCAP to map root, SETUID and SETGID for newuidmap and
+// newgidmap) the user namespace cannot be made; the step fails before mcbuild
+// and says which capabilities it needs.
+func TestBuildStepNeedsItsCapabilities(t *testing.T) {
+	for c, helper := range map[string]string{"SETFCAP": "newuidmap", "SETUID": "newuidmap", "SETGID": "newgidmap"} {
+		t.Run(c, func(t *testing.T) {
+			out, call := simulateFake(t, taskRunSim{
+				TaskFile:   buildTaskFile,
+				Params:     v1.Params{strParam("IMAGE", "quay.io/ns/app:v1")},
+				Workspaces: map[string]string{"source": sourceWorkspace(t)},
+				DropCaps:   []string{c},
+			})
+			if out.StepErr == nil || call.ran {
+				t.Fatalf("without %s the step ran mcbuild:\n%s", c, out.Output)
+			}
+			for _, want := range []string{helper, "needs the capabilities SETFCAP, SETUID and SETGID", clusterRequirementsURL} {
+				if !strings.Contains(out.Output, want) {
+					t.Errorf("want %q in the output:\n%s", want, out.Output)
+				}
+			}
+		})
 	}
 }
 

@@ -285,8 +285,10 @@ func TestCheckersCatchMistakes(t *testing.T) {
 	})
 }
 
-// TestStepSecurity: the build step asks for root and SETFCAP only; the index
-// and verify steps drop every capability.
+// TestStepSecurity: the build step asks for root and SETFCAP, SETUID and
+// SETGID only (the capabilities its user namespace needs, added so that a
+// policy dropping ALL keeps them); the index and verify steps drop every
+// capability.
 func TestStepSecurity(t *testing.T) {
 	for _, tc := range []struct {
 		file string
@@ -294,7 +296,7 @@ func TestStepSecurity(t *testing.T) {
 		drop []string
 		root bool
 	}{
-		{buildTaskFile, []string{"SETFCAP"}, nil, true},
+		{buildTaskFile, []string{"SETFCAP", "SETUID", "SETGID"}, nil, true},
 		{indexTaskFile, nil, []string{"ALL"}, false},
 		{verifyTaskFile, nil, []string{"ALL"}, false},
 	} {
