@@ -119,3 +119,15 @@ IMAGE ?= 127.0.0.1:5050/mcbuild/mcbuild:dev
 .PHONY: image
 image: apt-deps $(REGISTRY_BIN) build ## the step image, built with mcbuild itself, pushed to $(IMAGE)
 	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild IMAGE=$(IMAGE) VERSION=$(VERSION) GO=$(GO) hack/image.sh
+
+# A release (hack/release.sh): the step image built as `make image` does and
+# pushed to RELEASE_IMAGE (REGISTRY/REPO:TAG), or PREBUILT=REPO[:TAG]@sha256:...
+# pushed already; then every Task's image is pinned to REPO@sha256:... and the
+# Tasks are validated with Tekton's code. TASKS_ROOT (default: here) is the
+# tree whose tasks/ are rewritten; MCBUILD_FLAGS go to the checks.
+.PHONY: release
+release: apt-deps $(REGISTRY_BIN) build ## publish the step image and pin tasks/ to its digest
+	@if [ -n "$(PREBUILT)" ]; then set -- --prebuilt "$(PREBUILT)"; \
+	elif [ -n "$(RELEASE_IMAGE)" ]; then set -- "$(RELEASE_IMAGE)"; \
+	else echo "make release RELEASE_IMAGE=REGISTRY/REPO:TAG (or PREBUILT=REPO@sha256:...)" >&2; exit 2; fi; \
+	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild VERSION=$(VERSION) GO=$(GO) hack/release.sh "$$@"

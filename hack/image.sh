@@ -11,7 +11,8 @@
 # server of the host's module cache (falling back to the host's GOPROXY), so a
 # run does not fetch ~500 MB again.
 #
-# Env: MCBUILD, REGISTRY_BIN (required); VERSION (mcbuild --version); IMAGE (default
+# Env: MCBUILD, REGISTRY_BIN (required); VERSION (mcbuild --version); REF_FILE (where
+# to write the pushed REPO:TAG@DIGEST); IMAGE (default
 # 127.0.0.1:5050/mcbuild/mcbuild:dev); GO (default go); DEBIAN_MIRROR (default:
 # apt's); STORAGE_DRIVER (default overlay); MCBUILD_FLAGS (more global flags
 # for every mcbuild call, e.g. `--authfile FILE` or `--cert-dir DIR`). For a loopback IMAGE whose registry
@@ -180,3 +181,5 @@ EOF
   || { tail -30 "$work/smoke.log" >&2; echo "smoke build failed" >&2; exit 1; }
 grep 'step image OK' "$work/smoke.log"
 phase "done: $ref"
+# For hack/release.sh: the pushed index as REPO:TAG@DIGEST.
+[ -z "${REF_FILE:-}" ] || printf '%s' "$ref" > "$REF_FILE"
