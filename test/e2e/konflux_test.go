@@ -75,6 +75,21 @@ func imageFiles(t *testing.T, repoName, ref string) map[string][]byte {
 	return v.Files
 }
 
+// TestKonfluxBadInput: the flags behind Konflux's params refuse bad values
+// before any work, naming the flag, never printing a password.
+func TestKonfluxBadInput(t *testing.T) {
+	reg := testregistry.StartDistribution(t)
+	const password = "s3cret-in-a-flag"
+	checkBadInput(t, reg.Repo("e2e/bad-konflux"), contextFiles(t, copyContainerfile), password, []badInput{
+		{"bad network", []string{"--network", "bridge"}, []string{`--network "bridge"`, "host, none"}},
+		{"bad expires-after", []string{"--expires-after", "2 days"}, []string{`--expires-after "2 days"`, "e.g. 1h, 2d, 3w"}},
+		{"revision with a newline", []string{"--revision", "abc\ndef"}, []string{`--revision "abc\ndef"`, "control characters"}},
+		{"source URL with a password", []string{"--source-url", "https://bot:" + password + "@git.example/app"}, []string{"--source-url", "holds a password"}},
+		{"bad env", []string{"--env", "=1"}, []string{`--env "=1"`, "KEY=VALUE"}},
+		{"proxy with a bad scheme", []string{"--http-proxy", "ftp://u:" + password + "@proxy.example"}, []string{"--http-proxy", `scheme "ftp"`}},
+	})
+}
+
 // TestHermeticRefusesRemoteAdd: --network none refuses, before the build,
 // an ADD that mcbuild would fetch from the network itself.
 func TestHermeticRefusesRemoteAdd(t *testing.T) {
