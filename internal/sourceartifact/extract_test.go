@@ -35,23 +35,10 @@ func extractFresh(t testing.TB, data []byte, lim Limits) (string, Stats, error) 
 		t.Fatal(err)
 	}
 	st, err := Extract(bytes.NewReader(data), dest, lim)
-	if names := dirNames(t, parent); len(names) != 1 || names[0] != "source" {
+	if names := testfixture.DirNames(t, parent); len(names) != 1 || names[0] != "source" {
 		t.Fatalf("the parent directory holds %q: something was written outside the target", names)
 	}
 	return dest, st, err
-}
-
-func dirNames(t testing.TB, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 // TestExtract: a source tree comes back with its files, modes, times,
@@ -118,7 +105,7 @@ func TestExtractRefusesEscapes(t *testing.T) {
 			if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("%v, want ErrUnsafe mentioning %q", err, tc.want)
 			}
-			if names := dirNames(t, dest); len(names) != 0 {
+			if names := testfixture.DirNames(t, dest); len(names) != 0 {
 				t.Errorf("the target holds %q after the refusal", names)
 			}
 		})
@@ -145,7 +132,7 @@ func TestExtractLimits(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("%v, want an error mentioning %q", err, tc.want)
 			}
-			if names := dirNames(t, dest); len(names) != 0 {
+			if names := testfixture.DirNames(t, dest); len(names) != 0 {
 				t.Errorf("the target holds %q", names)
 			}
 		})
@@ -192,7 +179,7 @@ func FuzzExtract(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tarBytes []byte) {
 		dest, _, err := extractFresh(t, gz(t, tarBytes), Limits{Bytes: 1 << 20, Entries: 64})
 		if err != nil {
-			if names := dirNames(t, dest); len(names) != 0 {
+			if names := testfixture.DirNames(t, dest); len(names) != 0 {
 				t.Fatalf("refused (%v) but the target holds %q", err, names)
 			}
 			return

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -245,15 +243,7 @@ func TestSparseBaseImage(t *testing.T) {
 func pushBaseImage(t *testing.T, repo *remote.Repository, tag string, layerTar []byte) {
 	t.Helper()
 	ctx := context.Background()
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	if _, err := zw.Write(layerTar); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	layer, err := oras.PushBytes(ctx, repo, ocispec.MediaTypeImageLayerGzip, gz.Bytes())
+	layer, err := oras.PushBytes(ctx, repo, ocispec.MediaTypeImageLayerGzip, testfixture.Gzip(t, layerTar))
 	if err != nil {
 		t.Fatal(err)
 	}

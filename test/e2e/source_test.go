@@ -143,25 +143,12 @@ func TestSourceFetchRefuses(t *testing.T) {
 					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
 				}
 			}
-			if names := dirNames(t, parent); len(names) > 1 || (len(names) == 1 && names[0] != "source") {
+			if names := testfixture.DirNames(t, parent); len(names) > 1 || (len(names) == 1 && names[0] != "source") {
 				t.Errorf("beside the target: %q", names)
 			}
-			if names := dirNames(t, dest); tc.dest == "" && len(names) != 0 {
+			if names := testfixture.DirNames(t, dest); tc.dest == "" && len(names) != 0 {
 				t.Errorf("the target holds %q", names)
 			}
 		})
 	}
-}
-
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
 }
