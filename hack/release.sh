@@ -20,6 +20,10 @@
 # quay.io/mcbuild/mcbuild@sha256:000…0 (64 zeros), which the validation
 # accepts only as itself and no registry serves.
 #
+# A loopback registry (127.0.0.1, localhost) is spoken to over plain HTTP;
+# when hack/image.sh started it for the build it has stopped since, and its
+# data (.cache/image) is served again for the checks.
+#
 # Env: MCBUILD (default bin/mcbuild), TASKS_ROOT (default the repository: a
 # copy to try it out), MCBUILD_FLAGS (global flags for the checks, e.g.
 # --tls-verify=false or --authfile FILE), GO (default go); for a build also
@@ -32,6 +36,13 @@ TASKS_ROOT=${TASKS_ROOT:-$repo_root}
 GO=${GO:-go}
 read -r -a flags <<< "${MCBUILD_FLAGS:-}"
 die() { echo "release: $*" >&2; exit 2; }
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 case ${1:-} in
   --prebuilt)
@@ -42,10 +53,21 @@ case ${1:-} in
   *)
     [ $# -eq 1 ] || die "one image, REGISTRY/REPO:TAG"
     case $1 in *@*) die "$1: give REGISTRY/REPO:TAG to build and push to (a digest is what the push gives)" ;; esac
-    work=$(mktemp -d)
-    trap 'rm -rf "$work"' EXIT
     IMAGE=$1 REF_FILE=$work/ref MCBUILD=$MCBUILD GO=$GO hack/image.sh
     ref=$(cat "$work/ref") ;;
+esac
+
+# A loopback registry speaks plain HTTP; one hack/image.sh started for the
+# build has stopped with it: serve its data again for the checks.
+host=${ref%%/*}
+case $host in
+  127.0.0.1:* | localhost:*)
+    flags+=(--tls-verify=false)
+    if ! curl -fsS -o /dev/null "http://$host/v2/" 2>/dev/null && [ -f .cache/image/registry.yml ] && [ -n "${REGISTRY_BIN:-}" ]; then
+      "$REGISTRY_BIN" serve .cache/image/registry.yml > "$work/registry.log" 2>&1 &
+      pids+=($!)
+      for _ in $(seq 50); do curl -fsS -o /dev/null "http://$host/v2/" 2>/dev/null && break; sleep 0.2; done
+    fi ;;
 esac
 
 # REGISTRY/REPO[:TAG]@sha256:HEX -> REGISTRY/REPO@sha256:HEX
@@ -65,11 +87,13 @@ case $last in *:*) name=${name%:*} ;; esac
 pinned=$name@$digest
 
 echo "release: checking $pinned"
-"$MCBUILD" inspect "${flags[@]}" "$pinned" | tee /dev/stderr | awk '
+"$MCBUILD" inspect "${flags[@]}" "$pinned" > "$work/inspect" || die "$pinned: cannot read the index"
+cat "$work/inspect"
+awk '
   NR > 1 && $1 ~ /\// { if (!($1 in first)) first[$1] = $2 }
-  END { n = 0; for (p in first) { n++; if (first[p] != "gzip") { print "release: " p " lists " first[p] " first, want gzip" > "/dev/stderr"; bad = 1 } }
-        if (n == 0) { print "release: no platform in the index" > "/dev/stderr"; bad = 1 }
-        exit bad }' >/dev/null || die "$pinned is not a gzip-first mcbuild index"
+  END { n = 0; for (p in first) { n++; if (first[p] != "gzip") { print "release: " p " lists " first[p] " first, want gzip"; bad = 1 } }
+        if (n == 0) { print "release: no platform in the index"; bad = 1 }
+        exit bad }' "$work/inspect" >&2 || die "$pinned is not a gzip-first mcbuild index"
 "$MCBUILD" subjects verify "${flags[@]}" "$pinned" || die "$pinned: its subjects artifact does not match"
 
 files=$(find "$TASKS_ROOT/tasks" -name '*.yaml' | sort)

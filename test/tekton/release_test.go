@@ -95,7 +95,7 @@ func TestRelease(t *testing.T) {
 	}
 	for _, bad := range []struct{ ref, want string }{
 		{repo + ":v0.1.0", "no digest"},
-		{repo + "@sha256:" + strings.Repeat("e", 64), "is not a gzip-first mcbuild index"},
+		{repo + "@sha256:" + strings.Repeat("e", 64), "cannot read the index"},
 	} {
 		if out, err := release("--prebuilt", bad.ref); err == nil || !strings.Contains(out, bad.want) {
 			t.Errorf("release --prebuilt %s: %v, want a refusal mentioning %q:\n%s", bad.ref, err, bad.want, out)
