@@ -10,11 +10,15 @@ GOFLAGS_TAGS := -tags "$(TAGS)"
 TOOLS := $(CURDIR)/bin/tools
 REGISTRY_VERSION := v3.1.2
 REGISTRY_BIN := $(TOOLS)/registry
+# The oras CLI pushes trusted artifacts in the e2e tests, as Konflux's
+# build-trusted-artifacts does.
+ORAS_VERSION := v1.3.6
+ORAS_BIN := $(TOOLS)/oras
 ROOTFS := $(CURDIR)/examples/busybox-base/rootfs
 ARCHES := amd64 arm64
 APT_PACKAGES := busybox-static qemu-user-static binfmt-support skopeo curl runc
 
-.PHONY: all build test demo deps apt-deps rootfs binfmt vet fmt clean bench
+.PHONY: all build test demo deps apt-deps rootfs binfmt vet fmt clean bench tasks
 
 all: build
 
@@ -33,13 +37,16 @@ apt-deps: ## Debian packages the tests and the demo use
 $(REGISTRY_BIN):
 	cd /tmp && GOFLAGS= GOBIN=$(TOOLS) $(GO) install github.com/distribution/distribution/v3/cmd/registry@$(REGISTRY_VERSION)
 
+$(ORAS_BIN):
+	cd /tmp && GOFLAGS= GOBIN=$(TOOLS) $(GO) install oras.land/oras/cmd/oras@$(ORAS_VERSION)
+
 rootfs: apt-deps ## busybox root filesystems per architecture (no docker.io here)
 	hack/busybox-rootfs.sh $(ROOTFS) $(ARCHES)
 
 binfmt: apt-deps ## qemu emulation for foreign-architecture RUN steps
 	hack/qemu-binfmt.sh $(ARCHES)
 
-deps: apt-deps $(REGISTRY_BIN) rootfs binfmt
+deps: apt-deps $(REGISTRY_BIN) $(ORAS_BIN) rootfs binfmt
 
 # The Go files gofmt checks: not bench/.cache, where the benchmark's base
 # workload holds a copy of the Go toolchain's source tree (bench/README.md).
@@ -68,7 +75,7 @@ tekton-deps: apt-deps
 	fi
 
 test: deps tekton-deps vet build step-image seccomp-check ## every test: unit and integration against real loopback registries, then the Tekton tasks
-	MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild \
+	MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild MCBUILD_ORAS_BIN=$(ORAS_BIN) \
 	  $(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 20m ./...
 	cd test/tekton && $(GO) vet ./...
 	cd test/tekton && MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild \
@@ -101,6 +108,10 @@ bench: build $(REGISTRY_BIN) ## benchmark of issue #5; about 5 minutes with the 
 fmt:
 	gofmt -w $(GOFMT_FILES)
 
+# tasks/mcbuild-oci-ta is generated from tasks/mcbuild (test/tekton checks it).
+tasks: ## regenerate the generated Tasks after editing tasks/mcbuild
+	cd test/tekton && $(GO) test -count=1 -run '^TestOciTATaskGenerated$$' . -update-tasks
+
 clean:
 	rm -rf bin .cache
 
@@ -117,7 +128,8 @@ FUZZTIME ?= 10s
 FUZZMINIMIZETIME ?= 2s
 FUZZ_TARGETS := internal/formats:FuzzParse internal/oci:FuzzParsePlatforms internal/imageref:FuzzParse \
 	internal/index:FuzzAssemble internal/index:FuzzCollect pkg/subjects:FuzzDecode pkg/subjects:FuzzFetch \
-	internal/build:FuzzParseArgs internal/build:FuzzCheckSecret pkg/zstdchunked:FuzzMatchesUpstream
+	internal/build:FuzzParseArgs internal/build:FuzzCheckSecret pkg/zstdchunked:FuzzMatchesUpstream \
+	internal/sourceartifact:FuzzExtract
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 10s)
 	@failed=""; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
@@ -141,3 +153,15 @@ image: apt-deps $(REGISTRY_BIN) build ## the step image, built with mcbuild itse
 step-image: apt-deps $(REGISTRY_BIN) build ## the step image for the runtime tests, rebuilt only when its inputs change
 	IMAGE_REUSE=1 REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild IMAGE=127.0.0.1:0/mcbuild/mcbuild:test \
 	  VERSION=$(VERSION) GO=$(GO) hack/image.sh
+
+# A release (hack/release.sh): the step image built as `make image` does and
+# pushed to RELEASE_IMAGE (REGISTRY/REPO:TAG), or PREBUILT=REPO[:TAG]@sha256:...
+# pushed already; then every Task's image is pinned to REPO@sha256:... and the
+# Tasks are validated with Tekton's code. TASKS_ROOT (default: here) is the
+# tree whose tasks/ are rewritten; MCBUILD_FLAGS go to the checks.
+.PHONY: release
+release: apt-deps $(REGISTRY_BIN) build ## publish the step image and pin tasks/ to its digest
+	@if [ -n "$(PREBUILT)" ]; then set -- --prebuilt "$(PREBUILT)"; \
+	elif [ -n "$(RELEASE_IMAGE)" ]; then set -- "$(RELEASE_IMAGE)"; \
+	else echo "make release RELEASE_IMAGE=REGISTRY/REPO:TAG (or PREBUILT=REPO@sha256:...)" >&2; exit 2; fi; \
+	REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD=$(CURDIR)/bin/mcbuild VERSION=$(VERSION) GO=$(GO) hack/release.sh "$$@"

@@ -11,7 +11,8 @@
 # server of the host's module cache (falling back to the host's GOPROXY), so a
 # run does not fetch ~500 MB again.
 #
-# Env: MCBUILD, REGISTRY_BIN (required); VERSION (mcbuild --version); IMAGE (default
+# Env: MCBUILD, REGISTRY_BIN (required); VERSION (mcbuild --version); REF_FILE (where
+# to write the pushed REPO:TAG@DIGEST); IMAGE (default
 # 127.0.0.1:5050/mcbuild/mcbuild:dev); GO (default go); DEBIAN_MIRROR (default:
 # apt's); STORAGE_DRIVER (default overlay); MCBUILD_FLAGS (more global flags
 # for every mcbuild call, e.g. `--authfile FILE` or `--cert-dir DIR`). For a loopback IMAGE whose registry
@@ -216,3 +217,5 @@ if $loopback; then
   echo "$inputs" > "$cache/step-image.inputs"
 fi
 phase "done: $ref"
+# For hack/release.sh: the pushed index as REPO:TAG@DIGEST.
+[ -z "${REF_FILE:-}" ] || printf '%s' "$ref" > "$REF_FILE"

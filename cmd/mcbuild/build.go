@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcbuild/mcbuild/internal/build"
-	"github.com/mcbuild/mcbuild/internal/choice"
 	"github.com/mcbuild/mcbuild/internal/cpulimit"
 	"github.com/mcbuild/mcbuild/internal/formats"
 	"github.com/mcbuild/mcbuild/internal/imageref"
@@ -38,6 +37,11 @@ type buildFlags struct {
 	reuseLayers                                 bool
 	reuseFrom                                   []string
 	compressWhileBuilding                       bool
+	env                                         []string
+	network                                     string
+	skipUnusedStages                            bool
+	httpProxy, noProxy                          string
+	provenance                                  build.Provenance
 	resultsFlags
 }
 
@@ -107,6 +111,7 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.root, "root", "", "containers/storage root directory (default: storage.conf's)")
 	fl.StringVar(&f.runRoot, "runroot", "", "containers/storage run root directory (default: storage.conf's)")
 	fl.StringVar(&f.isolation, "isolation", "chroot", "how RUN steps are isolated: chroot (no OCI runtime needed) or oci")
+	f.registerKonflux(cmd)
 	f.resultsFlags.register(cmd)
 	_ = cmd.MarkFlagRequired("image")
 	return cmd
@@ -164,6 +169,15 @@ func (f *buildFlags) warnings(p pipeline.BuildPlan) []string {
 	var warnings []string
 	if keys := build.SecretLikeArgs(p.Build.Args); len(keys) > 0 {
 		warnings = append(warnings, fmt.Sprintf("build argument %s looks like a secret: build argument values are recorded in the image's history (as Docker and buildah record them), readable by anyone who can pull it; pass secrets with --secret id=ID,src=FILE and RUN --mount=type=secret,id=ID",
+			strings.Join(keys, ", ")))
+	}
+	env := map[string]string{}
+	for _, kv := range p.Build.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	if keys := build.SecretLikeArgs(env); len(keys) > 0 {
+		warnings = append(warnings, fmt.Sprintf("--env %s looks like a secret: --env values are recorded in the image's config and history, readable by anyone who can pull it; pass secrets with --secret id=ID,src=FILE and RUN --mount=type=secret,id=ID",
 			strings.Join(keys, ", ")))
 	}
 	if f.compressWhileBuilding {
@@ -258,11 +272,11 @@ func (f *buildFlags) buildOptions() (build.Options, error) {
 		Labels: f.labels, Annotations: f.annotations, Target: f.target,
 		SourceDateEpoch: epoch, Isolation: f.isolation, Secrets: f.secrets,
 	}
-	if err := o.Validate(); err != nil {
-		if inv := (*choice.Invalid)(nil); errors.As(err, &inv) {
-			return o, flagError("--isolation", err)
-		}
+	if err := f.konfluxOptions(&o); err != nil {
 		return o, err
+	}
+	if err := o.Validate(); err != nil {
+		return o, optionFlag(err)
 	}
 	return o, nil
 }
@@ -272,6 +286,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {
 	if err != nil {
 		return err
 	}
+	f.proxyEnv()
 	stderr := cmd.ErrOrStderr()
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "Warning:", w)

@@ -13,13 +13,15 @@ import (
 	"syscall"
 
 	"github.com/sirupsen/logrus"
-	"go.podman.io/buildah"
 	"golang.org/x/sys/unix"
+
+	"github.com/mcbuild/mcbuild/internal/build"
 )
 
 func main() {
-	// buildah re-executes this binary for chroot/RUN helpers; this must run first.
-	if buildah.InitReexec() {
+	// buildah re-executes this binary for chroot/RUN helpers; this must run
+	// first (build.InitReexec is buildah's plus the network of RUN steps).
+	if build.InitReexec() {
 		return
 	}
 	// buildah and containers/image log through logrus; their info lines are noise here.

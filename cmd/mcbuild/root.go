@@ -102,7 +102,7 @@ artifact listing every digest, whose reference it writes as a Tekton result.`,
 		}
 		return g.startProfile()
 	}
-	root.AddCommand(newBuildCommand(g), newIndexCommand(g), newSubjectsCommand(g), newInspectCommand(g))
+	root.AddCommand(newBuildCommand(g), newIndexCommand(g), newSubjectsCommand(g), newInspectCommand(g), newSourceCommand(g))
 	explainErrors(root)
 	return root
 }

@@ -46,6 +46,32 @@ func ParseArgs(file string, flags []string, lookupEnv func(string) (string, bool
 	return args, nil
 }
 
+// ParseEnv reads --env values, KEY=VALUE, in order; a bare KEY takes its
+// value from the environment, as buildah's --env does, and is skipped when
+// the variable is unset. A key given twice keeps its first place and its
+// last value, so the ENV line buildah writes (and the image's history) does
+// not depend on anything but the values. The error starts with the value,
+// for the caller to name the flag.
+func ParseEnv(flags []string, lookupEnv func(string) (string, bool)) ([]string, error) {
+	values := map[string]string{}
+	var order []string
+	for _, spec := range flags {
+		before := len(values)
+		if err := addArg(values, spec, lookupEnv); err != nil {
+			return nil, err
+		}
+		key, _, _ := strings.Cut(spec, "=")
+		if key = strings.TrimSpace(key); len(values) > before {
+			order = append(order, key)
+		}
+	}
+	out := make([]string, len(order))
+	for i, k := range order {
+		out[i] = k + "=" + values[k]
+	}
+	return out, nil
+}
+
 // ArgError is a build argument that cannot be used. File and Line say
 // where it was read; File is "" for one given directly.
 type ArgError struct {
@@ -162,7 +188,19 @@ func CheckSecret(spec string) error {
 	if fields["id"] == "" {
 		return fmt.Errorf("%q: id= is required", spec)
 	}
-	if src := fields["src"]; src != "" && fields["type"] != "env" {
+	if v := fields["env"]; v != "" || fields["type"] == "env" {
+		if v == "" {
+			v = fields["src"]
+		}
+		if v == "" {
+			v = fields["id"]
+		}
+		if _, ok := os.LookupEnv(v); !ok {
+			return fmt.Errorf("id=%s: environment variable %s is not set", fields["id"], v)
+		}
+		return nil
+	}
+	if src := fields["src"]; src != "" {
 		if _, err := os.Stat(src); err != nil {
 			return fmt.Errorf("id=%s: source file: %w", fields["id"], err)
 		}

@@ -68,6 +68,9 @@ func TestCheckSecret(t *testing.T) {
 	}{
 		{spec: "id=tok,src=" + src},
 		{spec: "id=tok,env=HOME,type=env"},
+		{spec: "id=tok,env=HOME"},
+		{spec: "id=tok,env=MCBUILD_TEST_UNSET_VARIABLE", err: "environment variable MCBUILD_TEST_UNSET_VARIABLE is not set"},
+		{spec: "id=tok,type=env,src=MCBUILD_TEST_UNSET_VARIABLE", err: "MCBUILD_TEST_UNSET_VARIABLE is not set"},
 		{spec: "src=" + src, err: "id= is required"},
 		{spec: "id=tok,src=/nonexistent/secret", err: "/nonexistent/secret"},
 		{spec: "tok", err: "want id=ID,src=PATH"},
@@ -76,6 +79,37 @@ func TestCheckSecret(t *testing.T) {
 		err := CheckSecret(tc.spec)
 		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("CheckSecret(%q) = %v, want error %q", tc.spec, err, tc.err)
+		}
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	env := func(k string) (string, bool) {
+		v, ok := map[string]string{"FROM_ENV": "env value"}[k]
+		return v, ok
+	}
+	tests := []struct {
+		flags []string
+		want  []string
+		err   string
+	}{
+		{flags: []string{"A=1", "B=two words", "C=x=y"}, want: []string{"A=1", "B=two words", "C=x=y"}},
+		// A key given twice keeps its first place and its last value.
+		{flags: []string{"B=1", "A=2", "B=3"}, want: []string{"B=3", "A=2"}},
+		{flags: []string{"FROM_ENV", "UNSET"}, want: []string{"FROM_ENV=env value"}},
+		{flags: []string{"=v"}, err: `"=v"`},
+		{flags: []string{"A B=1"}, err: `"A B=1"`},
+	}
+	for _, tc := range tests {
+		got, err := ParseEnv(tc.flags, env)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseEnv(%q) = %q, %v; want error mentioning %q", tc.flags, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("ParseEnv(%q) = %q, %v; want %q", tc.flags, got, err, tc.want)
 		}
 	}
 }
@@ -129,6 +163,9 @@ func TestValidateOptions(t *testing.T) {
 	}
 	if err := (Options{Containerfile: "rel"}).Validate(); err == nil {
 		t.Error("relative containerfile accepted")
+	}
+	if err := (Options{Network: "bridge", Containerfile: "/x"}).Validate(); err == nil || !strings.Contains(err.Error(), `network "bridge": valid values are host, none`) {
+		t.Errorf("network bridge: %v", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,8 +40,25 @@ type Options struct {
 	SourceDateEpoch *time.Time
 	// Isolation is "chroot" (default; needs no OCI runtime) or "oci".
 	Isolation string
-	// Secrets are buildah --secret specs (id=ID,src=PATH).
+	// Secrets are buildah --secret specs (id=ID,src=PATH or id=ID,env=VAR).
 	Secrets []string
+	// Env is KEY=VALUE pairs set at the start of every stage, as buildah's
+	// --env: RUN steps see them and the image's config keeps them.
+	Env []string
+	// Network is how RUN steps reach the network: "host" (default; the
+	// host's network namespace) or "none" (a namespace of their own with
+	// only loopback; see Networks). Base images are pulled either way.
+	Network Network
+	// ProxyToRun passes mcbuild's HTTP_PROXY, HTTPS_PROXY and NO_PROXY (and
+	// their lower-case forms) to RUN steps, as buildah's --http-proxy does.
+	ProxyToRun bool
+	// BuildUnusedStages builds the stages the target does not depend on
+	// too (buildah's --skip-unused-stages=false); by default they are
+	// skipped.
+	BuildUnusedStages bool
+	// Provenance adds the labels and annotations that say where the image
+	// came from (source, revision, expiry; Konflux's set).
+	Provenance Provenance
 	// SystemContext carries registry auth and TLS settings for pulling bases.
 	SystemContext *types.SystemContext
 	// TmpDir holds buildah's scratch mounts; a private one means a crash
@@ -116,78 +134,37 @@ func (o Options) Validate() error {
 	if _, err := parseIsolation(o.Isolation); err != nil {
 		return err
 	}
+	if _, err := parseNetwork(string(o.Network)); err != nil {
+		return err
+	}
 	if o.Containerfile == "" || !filepath.IsAbs(o.Containerfile) {
 		return fmt.Errorf("containerfile %q: an absolute path is required (use ResolveContainerfile)", o.Containerfile)
+	}
+	if err := o.Provenance.Validate(); err != nil {
+		return err
+	}
+	if o.Network == NetworkNone {
+		return checkNoRemoteSources(o.Containerfile, o.Args)
 	}
 	return nil
 }
 
 // Build builds opts for one platform and returns the stored image.
 func Build(ctx context.Context, store storage.Store, opts Options, platform ocispec.Platform) (Image, error) {
-	isolation, err := parseIsolation(opts.Isolation)
+	network, err := parseNetwork(string(opts.Network))
 	if err != nil {
 		return Image{}, err
 	}
-	ulimits, err := HardUlimits()
+	bo, err := opts.buildahOptions(platform, network)
 	if err != nil {
 		return Image{}, err
-	}
-	log := opts.Log
-	if log == nil {
-		log = io.Discard
 	}
 	restore, err := useTmpDir(opts.TmpDir)
 	if err != nil {
 		return Image{}, err
 	}
 	defer restore()
-
-	sys := &types.SystemContext{}
-	if opts.SystemContext != nil {
-		copied := *opts.SystemContext
-		sys = &copied
-	}
-	sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = platform.OS, platform.Architecture, platform.Variant
-
-	args := map[string]string{}
-	for k, v := range opts.Args {
-		args[k] = v
-	}
-	bo := define.BuildOptions{
-		ContextDirectory: opts.ContextDir,
-		PullPolicy:       define.PullIfMissing,
-		Args:             args,
-		Labels:           opts.Labels,
-		Annotations:      opts.Annotations,
-		Target:           opts.Target,
-		Isolation:        isolation,
-		Layers:           true,
-		// The layer cache matches on os/arch but not the variant: arm/v7
-		// would silently reuse arm/v6's image. Each platform builds once
-		// per run anyway, so there is nothing to gain from it.
-		NoCache:                 true,
-		RemoveIntermediateCtrs:  true,
-		ForceRmIntermediateCtrs: true,
-		OutputFormat:            define.OCIv1ImageManifest,
-		SystemContext:           sys,
-		Platforms:               []struct{ OS, Arch, Variant string }{{platform.OS, platform.Architecture, platform.Variant}},
-		// RUN shares the host network namespace; no netavark, no CNI.
-		NamespaceOptions: define.NamespaceOptions{{Name: "network", Host: true}},
-		ConfigureNetwork: define.NetworkDisabled,
-		NetworkInterface: noNetwork{},
-		CommonBuildOpts: &define.CommonBuildOptions{
-			Ulimit:  ulimits,
-			Secrets: opts.Secrets,
-		},
-		Out:          log,
-		Err:          log,
-		ReportWriter: log,
-	}
-	if opts.SourceDateEpoch != nil {
-		t := opts.SourceDateEpoch.UTC()
-		bo.SourceDateEpoch = &t
-		bo.RewriteTimestamp = true
-	}
+	defer isolateRunNetwork(network == NetworkNone)()
 	stopKilling := killRunsOnCancel(ctx)
 	id, _, err := imagebuildah.BuildDockerfiles(ctx, store, bo, opts.Containerfile)
 	stopKilling()
@@ -201,6 +178,70 @@ func Build(ctx context.Context, store storage.Store, opts Options, platform ocis
 		return Image{}, fmt.Errorf("building %s for %s: %w", opts.Containerfile, oci.PlatformString(platform), readable(err))
 	}
 	return Image{ID: id, Platform: platform}, nil
+}
+
+// buildahOptions are opts as buildah's options for one platform.
+func (opts Options) buildahOptions(platform ocispec.Platform, network Network) (define.BuildOptions, error) {
+	isolation, err := parseIsolation(opts.Isolation)
+	if err != nil {
+		return define.BuildOptions{}, err
+	}
+	ulimits, err := HardUlimits()
+	if err != nil {
+		return define.BuildOptions{}, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = io.Discard
+	}
+	sys := &types.SystemContext{}
+	if opts.SystemContext != nil {
+		copied := *opts.SystemContext
+		sys = &copied
+	}
+	sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = platform.OS, platform.Architecture, platform.Variant
+	args := map[string]string{} // buildah may add to it
+	maps.Copy(args, opts.Args)
+	labels, annotations := opts.Provenance.labels(platform, opts.SourceDateEpoch)
+	bo := define.BuildOptions{
+		ContextDirectory: opts.ContextDir,
+		PullPolicy:       define.PullIfMissing,
+		Args:             args,
+		Envs:             opts.Env,
+		// The provenance labels first: the user's own labels win.
+		Labels:           append(labels, opts.Labels...),
+		Annotations:      append(annotations, opts.Annotations...),
+		Target:           opts.Target,
+		SkipUnusedStages: types.NewOptionalBool(!opts.BuildUnusedStages),
+		Isolation:        isolation,
+		Layers:           true,
+		// The layer cache matches on os/arch but not the variant: arm/v7
+		// would silently reuse arm/v6's image. Each platform builds once
+		// per run anyway, so there is nothing to gain from it.
+		NoCache:                 true,
+		RemoveIntermediateCtrs:  true,
+		ForceRmIntermediateCtrs: true,
+		OutputFormat:            define.OCIv1ImageManifest,
+		SystemContext:           sys,
+		Platforms:               []struct{ OS, Arch, Variant string }{{platform.OS, platform.Architecture, platform.Variant}},
+		NamespaceOptions:        network.namespaces(),
+		ConfigureNetwork:        network.policy(),
+		NetworkInterface:        noNetwork{},
+		CommonBuildOpts: &define.CommonBuildOptions{
+			Ulimit:    ulimits,
+			Secrets:   opts.Secrets,
+			HTTPProxy: opts.ProxyToRun && network != NetworkNone,
+		},
+		Out:          log,
+		Err:          log,
+		ReportWriter: log,
+	}
+	if opts.SourceDateEpoch != nil {
+		t := opts.SourceDateEpoch.UTC()
+		bo.SourceDateEpoch = &t
+		bo.RewriteTimestamp = true
+	}
+	return bo, nil
 }
 
 // shorten cuts s to at most n bytes (on a rune boundary), marking the cut.
@@ -242,7 +283,7 @@ func clampLimit(v uint64) int64 {
 }
 
 // useTmpDir points TMPDIR (read by buildah and containers/image) at dir for the
-// duration of a build. Builds run one at a time, so a process-wide variable is safe.
+// duration of a build.
 func useTmpDir(dir string) (func(), error) {
 	if dir == "" {
 		return func() {}, nil
@@ -250,17 +291,26 @@ func useTmpDir(dir string) (func(), error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating temporary directory %q: %w", dir, err)
 	}
-	old, had := os.LookupEnv("TMPDIR")
-	if err := os.Setenv("TMPDIR", dir); err != nil {
-		return nil, err
+	return withEnv("TMPDIR", dir), nil
+}
+
+// withEnv sets the environment variable key to value ("" unsets it) and
+// returns the func that restores it. Builds run one at a time, so a
+// process-wide variable is safe.
+func withEnv(key, value string) func() {
+	old, had := os.LookupEnv(key)
+	if value == "" {
+		_ = os.Unsetenv(key)
+	} else {
+		_ = os.Setenv(key, value)
 	}
 	return func() {
 		if had {
-			_ = os.Setenv("TMPDIR", old)
+			_ = os.Setenv(key, old)
 		} else {
-			_ = os.Unsetenv("TMPDIR")
+			_ = os.Unsetenv(key)
 		}
-	}, nil
+	}
 }
 
 // StoreOptions select where images are stored.

@@ -20,8 +20,13 @@ const (
 	ZstdChunked Format = "zstd:chunked"
 )
 
-// Default is the COMPRESSION_FORMATS value used when none is given.
+// Default is the COMPRESSION_FORMATS value used when none is given (the
+// empty list means it too).
 const Default = "gzip,zstd:chunked"
+
+// Dual is the name Konflux's buildah task gives gzip plus zstd:chunked
+// (its COMPRESSION_FORMAT "dual"); Parse accepts it as a whole list.
+const Dual = "dual"
 
 // Known lists every accepted format, in the order they are documented.
 var Known = []Format{Gzip, Zstd, ZstdChunked}
@@ -85,11 +90,16 @@ func knownList() string {
 }
 
 // Parse reads a comma-separated list such as "gzip,zstd:chunked". Entries are
-// trimmed and lower-cased; the input order is kept. It returns warnings for
-// lists that are valid but risky (no gzip: Docker before 23 cannot pull them).
+// trimmed and lower-cased; the input order is kept. An empty list means
+// Default, and "dual" (alone) means gzip,zstd:chunked, as Konflux's
+// COMPRESSION_FORMAT names it. It returns warnings for lists that are valid
+// but risky (no gzip: Docker before 23 cannot pull them).
 func Parse(list string) ([]Format, []string, error) {
-	if strings.TrimSpace(list) == "" {
-		return nil, nil, fmt.Errorf("compression formats: empty list; give one or more of %s (default %q)", knownList(), Default)
+	switch strings.ToLower(strings.TrimSpace(list)) {
+	case "":
+		list = Default
+	case Dual:
+		list = string(Gzip) + "," + string(ZstdChunked)
 	}
 	var out []Format
 	seen := map[Format]bool{}
@@ -98,8 +108,10 @@ func Parse(list string) ([]Format, []string, error) {
 		switch {
 		case f == "":
 			return nil, nil, fmt.Errorf("compression formats %q: empty entry; valid formats are %s", list, knownList())
+		case f == Dual:
+			return nil, nil, fmt.Errorf("compression formats %q: %q stands for the whole list gzip,zstd:chunked and cannot be combined with other formats", list, raw)
 		case !f.valid():
-			return nil, nil, fmt.Errorf("compression formats %q: unknown format %q; valid formats are %s", list, raw, knownList())
+			return nil, nil, fmt.Errorf("compression formats %q: unknown format %q; valid formats are %s (or %q alone, for gzip,zstd:chunked)%s", list, raw, knownList(), Dual, hint(f))
 		case seen[f]:
 			return nil, nil, fmt.Errorf("compression formats %q: %q is listed twice", list, f)
 		}
@@ -114,6 +126,14 @@ func Parse(list string) ([]Format, []string, error) {
 		warnings = append(warnings, fmt.Sprintf("compression formats %q include no gzip: Docker before 23 (and other clients without zstd support) cannot pull this image", list))
 	}
 	return out, warnings, nil
+}
+
+// hint suggests the format meant by Konflux's spelling "zstd-chunked".
+func hint(f Format) string {
+	if strings.ReplaceAll(string(f), "-", ":") == string(ZstdChunked) {
+		return "; Konflux's zstd-chunked is zstd:chunked here"
+	}
+	return ""
 }
 
 // Join renders formats back into the comma-separated form Parse accepts.

@@ -4,6 +4,7 @@
 package imagecheck
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -27,7 +28,14 @@ type Variant struct {
 	Manifest     ocispec.Manifest
 	Config       ocispec.Image
 	ConfigDigest digest.Digest
+	// Files holds the regular files of at most SmallFile bytes in the
+	// layers, by path; a later layer's file replaces an earlier one's.
+	Files map[string][]byte
 }
+
+// SmallFile is the largest file Variant.Files keeps (tests read marker
+// files that RUN steps write).
+const SmallFile = 64 << 10
 
 // Check fetches the manifest desc and verifies that every layer is in format
 // f, decompresses to the diffID its config records, and (for zstd:chunked)
@@ -56,6 +64,7 @@ func Check(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor
 		return v, fmt.Errorf("manifest %s: %d layers but %d diffIDs", desc.Digest, len(v.Manifest.Layers), len(v.Config.RootFS.DiffIDs))
 	}
 	want := f.LayerMediaType()
+	v.Files = map[string][]byte{}
 	for i, l := range v.Manifest.Layers {
 		if l.MediaType != want {
 			return v, fmt.Errorf("%s manifest %s layer %d: media type %s, want %s", f, desc.Digest, i, l.MediaType, want)
@@ -64,7 +73,7 @@ func Check(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor
 		if err != nil {
 			return v, fmt.Errorf("fetching layer %d: %w", i, err)
 		}
-		diffID, err := uncompressedDigest(blob, f)
+		diffID, err := readLayer(blob, f, v.Files)
 		if err != nil {
 			return v, fmt.Errorf("%s layer %d (%s): %w", f, i, l.Digest, err)
 		}
@@ -85,7 +94,9 @@ func Check(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor
 	return v, nil
 }
 
-func uncompressedDigest(blob []byte, f formats.Format) (digest.Digest, error) {
+// readLayer decompresses a layer, returns the digest of its tar and adds
+// its small regular files to files.
+func readLayer(blob []byte, f formats.Format, files map[string][]byte) (digest.Digest, error) {
 	var r io.Reader
 	if f == formats.Gzip {
 		zr, err := gzip.NewReader(bytes.NewReader(blob))
@@ -102,7 +113,29 @@ func uncompressedDigest(blob []byte, f formats.Format) (digest.Digest, error) {
 		defer zr.Close()
 		r = zr
 	}
-	return digest.Canonical.FromReader(r)
+	d := digest.Canonical.Digester()
+	tee := io.TeeReader(r, d.Hash())
+	tr := tar.NewReader(tee)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading its tar: %w", err)
+		}
+		if h.Typeflag == tar.TypeReg && h.Size <= SmallFile {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return "", err
+			}
+			files[h.Name] = b
+		}
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil { // the tar's end
+		return "", err
+	}
+	return d.Digest(), nil
 }
 
 // checkTOC verifies the zstd:chunked TOC: present at the annotated position,

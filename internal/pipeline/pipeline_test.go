@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/buildah"
 
 	"github.com/mcbuild/mcbuild/internal/build"
 	"github.com/mcbuild/mcbuild/internal/formats"
@@ -25,7 +24,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if buildah.InitReexec() {
+	if build.InitReexec() {
 		return
 	}
 	os.Exit(m.Run())

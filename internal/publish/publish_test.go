@@ -21,7 +21,6 @@ import (
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/buildah"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 	"oras.land/oras-go/v2/registry/remote"
@@ -38,7 +37,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if buildah.InitReexec() {
+	if build.InitReexec() {
 		return
 	}
 	os.Exit(m.Run())

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -37,14 +35,11 @@ func TestBadInput(t *testing.T) {
 	if err := os.WriteFile(notJSON, []byte("auths: {}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name string
-		args []string // after "build --tls-verify=false"
-		want []string // substrings of stderr
-	}{
+	tests := []badInput{
 		{"unknown format", []string{"--compression-formats", "zstd:chunky"}, []string{`"zstd:chunky"`, "gzip, zstd, zstd:chunked"}},
 		{"duplicate format", []string{"--compression-formats", "gzip,gzip"}, []string{`"gzip" is listed twice`}},
-		{"empty formats", []string{"--compression-formats", ""}, []string{"empty list"}},
+		{"dual with another format", []string{"--compression-formats", "dual,zstd"}, []string{`"dual"`, "cannot be combined"}},
+		{"Konflux's zstd-chunked spelling", []string{"--compression-formats", "gzip,zstd-chunked"}, []string{`"zstd-chunked"`, "zstd:chunked here"}},
 		{"zstd and zstd:chunked", []string{"--compression-formats", "zstd,zstd:chunked"}, []string{"cannot both"}},
 		{"digest image", []string{"--image", repoName + "@sha256:" + strings.Repeat("a", 64)}, []string{"digest"}},
 		{"malformed image", []string{"--image", "127.0.0.1:1/UPPER/case:v1"}, []string{"UPPER/case"}},
@@ -72,6 +67,24 @@ func TestBadInput(t *testing.T) {
 		{"append-platform with two platforms", []string{"--append-platform", "--platform", "linux/amd64,linux/arm64"}, []string{"--append-platform", "exactly one", "linux/amd64,linux/arm64"}},
 		{"failing RUN", []string{"--context", failing, "--platform", "linux/amd64"}, []string{"exit status 3", "RUN echo about to fail"}},
 	}
+	checkBadInput(t, repoName, dir, password, tests)
+	if _, err := os.Stat(filepath.Dir(missingDir)); err == nil {
+		t.Errorf("--summary-json created %s", filepath.Dir(missingDir))
+	}
+}
+
+// badInput is one refused `mcbuild build`.
+type badInput struct {
+	name string
+	args []string // after "build --tls-verify=false"
+	want []string // substrings of stderr
+}
+
+// checkBadInput runs `mcbuild build` once per test on dir, pushing to
+// repoName: each must fail naming what is wrong, without printing password,
+// leaving no tag and no result file.
+func checkBadInput(t *testing.T, repoName, dir, password string, tests []badInput) {
+	t.Helper()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			resultsDir := t.TempDir()
@@ -96,9 +109,6 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("result files written on failure: %v", files)
 			}
 		})
-	}
-	if _, err := os.Stat(filepath.Dir(missingDir)); err == nil {
-		t.Errorf("--summary-json created %s", filepath.Dir(missingDir))
 	}
 }
 
@@ -233,15 +243,7 @@ func TestSparseBaseImage(t *testing.T) {
 func pushBaseImage(t *testing.T, repo *remote.Repository, tag string, layerTar []byte) {
 	t.Helper()
 	ctx := context.Background()
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	if _, err := zw.Write(layerTar); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	layer, err := oras.PushBytes(ctx, repo, ocispec.MediaTypeImageLayerGzip, gz.Bytes())
+	layer, err := oras.PushBytes(ctx, repo, ocispec.MediaTypeImageLayerGzip, testfixture.Gzip(t, layerTar))
 	if err != nil {
 		t.Fatal(err)
 	}

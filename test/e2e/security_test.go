@@ -498,17 +498,11 @@ func TestAuthSources(t *testing.T) {
 // writes the secret's hash into the image; without --secret it fails), and
 // the secret is in no layer (compressed or unpacked, tar headers included),
 // manifest, config, history, subjects artifact, result or output, for any
-// platform or compression variant.
+// platform or compression variant; from a file (src=) and from an
+// environment variable (env=).
 func TestBuildSecret(t *testing.T) {
 	reg := testregistry.StartDistribution(t)
 	repoName := reg.Repo("e2e/secret")
-	secret, words := secretWords(t, "tok-", "")
-	secretFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256([]byte(secret))
-	wantHash := hex.EncodeToString(sum[:])
 	ctxDir := contextFiles(t, `FROM scratch
 ARG TARGETARCH
 COPY rootfs/${TARGETARCH}/ /
@@ -516,9 +510,44 @@ RUN --mount=type=secret,id=tok test -s /run/secrets/tok && sha256sum /run/secret
 COPY hello.txt /hello.txt
 `, "amd64", "arm64")
 	args := append([]string{"build", "--tls-verify=false", "--context", ctxDir, "--platform", "linux/amd64,linux/arm64"}, storageFlags(t)...)
+	t.Run("file", func(t *testing.T) {
+		secret, words := secretWords(t, "tok-", "")
+		secretFile := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		checkBuildSecret(t, repoName, "file", secret, words, nil, append(args, "--secret", "id=tok,src="+secretFile))
+	})
+	t.Run("env", func(t *testing.T) {
+		secret, words := secretWords(t, "tok-", "")
+		checkBuildSecret(t, repoName, "env", secret, words, []string{"MCBUILD_E2E_TOKEN=" + secret}, append(args, "--secret", "id=tok,env=MCBUILD_E2E_TOKEN"))
+		// The variable must be set: refused before the build, not at the RUN.
+		r := run(t, nil, append(args, "--image", repoName+":unset", "--secret", "id=tok,env=MCBUILD_E2E_UNSET_TOKEN")...)
+		if r.code == 0 || !strings.Contains(r.stderr, "--secret id=tok: environment variable MCBUILD_E2E_UNSET_TOKEN is not set") || strings.Contains(r.stderr, "STEP 1") {
+			t.Errorf("unset variable: exit %d, want a refusal before the build:\n%s", r.code, r.stderr)
+		}
+	})
 
+	// Without --secret the step fails, and nothing is published.
+	repo := testregistry.OpenRepo(t, repoName)
+	r := run(t, nil, append(args, "--image", repoName+":nosecret")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "RUN --mount=type=secret") {
+		t.Errorf("build without --secret: exit %d, want a failing RUN step:\n%s", r.code, r.stderr)
+	}
+	if _, err := repo.Resolve(context.Background(), "nosecret"); err == nil {
+		t.Error("a build whose secret step failed was tagged")
+	}
+}
+
+// checkBuildSecret builds repoName:tag with args (and env) and checks that the
+// RUN step saw secret and that none of words is anywhere in what was
+// published or printed.
+func checkBuildSecret(t *testing.T, repoName, tag, secret string, words, env, args []string) {
+	t.Helper()
+	sum := sha256.Sum256([]byte(secret))
+	wantHash := hex.EncodeToString(sum[:])
 	resultsDir := t.TempDir()
-	r := mustRun(t, nil, append(args, "--image", repoName+":v1", "--results-dir", resultsDir, "--secret", "id=tok,src="+secretFile)...)
+	r := mustRun(t, env, append(args, "--image", repoName+":"+tag, "--results-dir", resultsDir)...)
 	assertAbsent(t, "stdout", []byte(r.stdout), words)
 	assertAbsent(t, "stderr", []byte(r.stderr), words)
 	res := readResults(t, resultsDir)
@@ -526,9 +555,9 @@ COPY hello.txt /hello.txt
 		assertAbsent(t, "result "+name, []byte(v), words)
 	}
 	repo := testregistry.OpenRepo(t, repoName)
-	idx, entries := checkIndex(t, repo, "v1", []string{"linux/amd64", "linux/arm64"}, gzipFirst)
+	idx, entries := checkIndex(t, repo, tag, []string{"linux/amd64", "linux/arm64"}, gzipFirst)
 	checkSubjects(t, repo, repoName, res["SUBJECTS_REF"], idx, entries)
-	p := download(t, repo, "v1", res["SUBJECTS_REF"])
+	p := download(t, repo, tag, res["SUBJECTS_REF"])
 	p.assertAbsent(t, words)
 	if len(p.manifests) != 4 {
 		t.Fatalf("downloaded %d manifests, want 4 (2 platforms x 2 formats)", len(p.manifests))
@@ -553,15 +582,6 @@ COPY hello.txt /hello.txt
 		if got != wantHash {
 			t.Errorf("manifest %s: /secret.sha256 = %q, want %s (the secret did not reach RUN)", md, got, wantHash)
 		}
-	}
-
-	// Without --secret the step fails, and nothing is published.
-	r = run(t, nil, append(args, "--image", repoName+":nosecret")...)
-	if r.code == 0 || !strings.Contains(r.stderr, "RUN --mount=type=secret") {
-		t.Errorf("build without --secret: exit %d, want a failing RUN step:\n%s", r.code, r.stderr)
-	}
-	if _, err := repo.Resolve(context.Background(), "nosecret"); err == nil {
-		t.Error("a build whose secret step failed was tagged")
 	}
 }
 

@@ -11,6 +11,7 @@ require (
 	github.com/tektoncd/chains v0.28.1
 	github.com/tektoncd/pipeline v1.15.1
 	go.uber.org/zap v1.28.0
+	go.yaml.in/yaml/v3 v3.0.5
 	k8s.io/api v0.36.2
 	k8s.io/apimachinery v0.36.3
 	knative.dev/pkg v0.0.0-20260622140654-39ebae2ee2dc
@@ -200,7 +201,6 @@ require (
 	go.opentelemetry.io/proto/otlp v1.10.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.55.0 // indirect
 	golang.org/x/exp v0.0.0-20260410095643-746e56fc9e2f // indirect
 	golang.org/x/mod v0.39.0 // indirect
