@@ -72,8 +72,9 @@ type podRun struct {
 // root: localhostProfile "mcbuild.json" is the profile shipped with the Task.
 var seccompRoot = filepath.Join("tasks", "mcbuild", "0.1", "seccomp")
 
-// taskImage is the image the Tasks' steps name (the step image).
-const taskImage = "quay.io/mcbuild/mcbuild:0.1"
+// taskImage is the image the Tasks' steps name (the step image): the
+// placeholder digest until a release pins the real one (release_test.go).
+const taskImage = placeholderImage
 
 // tektonImages are the images Tekton's controller is configured with; each
 // runs as the step image with the binary it stands for under /ko-app.
@@ -217,8 +218,10 @@ func podVolumes(t *testing.T, root string, p *corev1.Pod, workspaces map[string]
 		}
 		switch {
 		case v.EmptyDir != nil:
-		case v.ConfigMap != nil && v.ConfigMap.Optional != nil && *v.ConfigMap.Optional:
-			// Not in this namespace: the kubelet mounts an empty volume.
+		case v.ConfigMap != nil && v.ConfigMap.Optional != nil && *v.ConfigMap.Optional,
+			v.Secret != nil && v.Secret.Optional != nil && *v.Secret.Optional:
+			// Not in this namespace (ADDITIONAL_SECRET's default names
+			// none): the kubelet mounts an empty volume.
 		case v.DownwardAPI != nil:
 			for _, item := range v.DownwardAPI.Items {
 				var m []string
