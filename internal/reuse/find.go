@@ -129,16 +129,10 @@ func stored(store storage.Store, img storage.Image) (ocispec.Manifest, []digest.
 	if err != nil {
 		return man, nil, nil, fmt.Errorf("image %s (%s): %w", img.ID, img.Names[0], err)
 	}
-	var layers []*storage.Layer
-	for id := img.TopLayer; id != ""; {
-		l, err := store.Layer(id)
-		if err != nil {
-			return man, nil, nil, err
-		}
-		layers = append(layers, l)
-		id = l.Parent
+	layers, err := stage.LayerChain(store, img.TopLayer)
+	if err != nil {
+		return man, nil, nil, err
 	}
-	slices.Reverse(layers)
 	if len(layers) != len(man.Layers) || len(layers) != len(cfg.RootFS.DiffIDs) {
 		return man, nil, nil, fmt.Errorf("image %s (%s): %d layers in storage, %d in its manifest, %d diff IDs", img.ID, img.Names[0], len(layers), len(man.Layers), len(cfg.RootFS.DiffIDs))
 	}

@@ -84,16 +84,10 @@ func Load(store storage.Store, id string) (*Image, error) {
 		return nil, fmt.Errorf("image %s in storage: parsing its config: %w", img.ID, err)
 	}
 
-	var chain []*storage.Layer // top first
-	for lid := img.TopLayer; lid != ""; {
-		l, err := store.Layer(lid)
-		if err != nil {
-			return nil, fmt.Errorf("image %s in storage: reading layer %s: %w", img.ID, lid, err)
-		}
-		chain = append(chain, l)
-		lid = l.Parent
+	chain, err := LayerChain(store, img.TopLayer)
+	if err != nil {
+		return nil, fmt.Errorf("image %s in storage: %w", img.ID, err)
 	}
-	slices.Reverse(chain)
 	diffIDs := cfg.RootFS.DiffIDs
 	if len(chain) != len(src.Manifest.Layers) || len(chain) != len(diffIDs) {
 		return nil, fmt.Errorf("image %s in storage: %d layers in storage, %d in its manifest, %d diff IDs in its config", img.ID, len(chain), len(src.Manifest.Layers), len(diffIDs))
@@ -114,4 +108,19 @@ func Load(store storage.Store, id string) (*Image, error) {
 		src.Layers = append(src.Layers, Layer{ID: l.ID, DiffID: diffIDs[i], Size: size, Annotations: ann})
 	}
 	return &src, nil
+}
+
+// LayerChain is the storage layers from the bottom up to top.
+func LayerChain(store storage.Store, top string) ([]*storage.Layer, error) {
+	var chain []*storage.Layer // top first
+	for lid := top; lid != ""; {
+		l, err := store.Layer(lid)
+		if err != nil {
+			return nil, fmt.Errorf("reading layer %s: %w", lid, err)
+		}
+		chain = append(chain, l)
+		lid = l.Parent
+	}
+	slices.Reverse(chain)
+	return chain, nil
 }
