@@ -82,6 +82,21 @@ test: deps tekton-deps vet build step-image seccomp-check ## every test: unit an
 	  $(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
+# The Tasks and the Pipeline on a real single-node cluster (test/cluster,
+# README "Tested on"): Kubernetes, etcd, Tekton and Chains built from the Go
+# module proxy and cached in .cache/cluster; the node runs Debian's containerd
+# and runc with the CNI plugins, all inside a network namespace the test makes.
+CLUSTER_APT_PACKAGES := containernetworking-plugins iptables jq openssl util-linux iproute2
+.PHONY: test-cluster cluster-deps
+cluster-deps: tekton-deps
+	@missing=""; for p in $(CLUSTER_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+test-cluster: deps cluster-deps step-image ## the Tasks and the Pipeline on a real single-node Kubernetes with Tekton and Chains
+	test/cluster/run.sh
+
 # The build Task's Localhost seccomp profile is generated (hack/seccomp):
 # containerd's RuntimeDefault for the step's capabilities, on amd64 and arm64
 # (arm64 under qemu, hence binfmt), plus the syscalls the step needs.
