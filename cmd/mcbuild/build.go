@@ -54,7 +54,7 @@ type resultsFlags struct {
 
 func (r *resultsFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.resultsDir, "results-dir", "", "directory to write Tekton results into (e.g. /tekton/results); empty writes none")
-	cmd.Flags().IntVar(&r.resultsBudget, "results-budget", results.DefaultBudget, "bytes the step's results may take in Tekton's termination message; IMAGES is left out when it would not fit")
+	cmd.Flags().IntVar(&r.resultsBudget, "results-budget", results.DefaultBudget, "bytes the step's results may take in Tekton's termination message; IMAGES is written empty when its digests would not fit")
 	cmd.Flags().StringVar(&r.summaryJSON, "summary-json", "", "also write the summary (digests, sizes, seconds per phase) as JSON to this file")
 }
 

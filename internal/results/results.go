@@ -8,9 +8,12 @@
 // message, so the budget check here reserves room for it. A message over the
 // limit fails the step after the build has been pushed, so Write checks the
 // size first: IMAGES (one repo@digest per manifest) is the only result that
-// grows with the number of platforms, and it is left out, with a warning,
-// when it does not fit. The subjects artifact (SUBJECTS_REF) lists every
-// digest in that case.
+// grows with the number of platforms, and it is written empty, with a
+// warning, when it does not fit. The subjects artifact (SUBJECTS_REF) lists
+// every digest in that case. Empty, not absent: a Pipeline result that names
+// a Task result the TaskRun did not write fails the whole PipelineRun
+// (Tekton's ApplyTaskResultsToPipelineResults), and Chains skips an empty
+// IMAGES.
 package results
 
 import (
@@ -54,7 +57,8 @@ type Set struct {
 	// ImageRef is repo:tag@digest of the index (IMAGE_REF).
 	ImageRef string
 	// Images are repo@digest of the index first, then of every manifest; they
-	// are written comma-joined as IMAGES when the budget allows.
+	// are written comma-joined as IMAGES when the budget allows (else IMAGES
+	// is empty).
 	Images []string
 	// SubjectsRef is repo@digest of the subjects artifact listing every
 	// digest (SUBJECTS_REF).
@@ -100,7 +104,7 @@ func EncodedSize(values map[string]string) int {
 	return len(b) + StartedAtReserve
 }
 
-// names are every result file Write may write or remove.
+// names are every result file Write writes.
 var names = []string{ImageURL, ImageDigest, ImageRef, Images, SubjectsRef}
 
 // CheckWritable checks, before any build work, that results can be written to
@@ -185,20 +189,21 @@ const digestLen = len("sha256:") + 64
 
 // CheckBudgetFor checks, before any work, that budget is positive and
 // holds the results always written for an index tagged imageURL (repo:tag)
-// in repository: IMAGE_URL, IMAGE_DIGEST, IMAGE_REF and SUBJECTS_REF, whose
-// sizes are known from the destination alone (digests have a fixed
-// length). The error starts with the value, for the caller to name it.
+// in repository: IMAGE_URL, IMAGE_DIGEST, IMAGE_REF, SUBJECTS_REF and an
+// empty IMAGES, whose sizes are known from the destination alone (digests
+// have a fixed length). The error starts with the value, for the caller to
+// name it.
 func CheckBudgetFor(budget int, imageURL, repository string) error {
 	if err := CheckBudget(budget); err != nil {
 		return err
 	}
 	d := "sha256:" + strings.Repeat("0", digestLen-len("sha256:"))
 	need := EncodedSize(map[string]string{
-		ImageURL: imageURL, ImageDigest: d, ImageRef: imageURL + "@" + d, SubjectsRef: repository + "@" + d,
+		ImageURL: imageURL, ImageDigest: d, ImageRef: imageURL + "@" + d, SubjectsRef: repository + "@" + d, Images: "",
 	})
 	if budget < need {
-		return fmt.Errorf("%d: %s, %s, %s and %s alone take %d bytes of the termination message for %s; want at least %d (Tekton's default is %d)",
-			budget, ImageURL, ImageDigest, ImageRef, SubjectsRef, need, imageURL, need, DefaultBudget)
+		return fmt.Errorf("%d: %s, %s, %s, %s and an empty %s alone take %d bytes of the termination message for %s; want at least %d (Tekton's default is %d)",
+			budget, ImageURL, ImageDigest, ImageRef, SubjectsRef, Images, need, imageURL, need, DefaultBudget)
 	}
 	return nil
 }
@@ -207,18 +212,16 @@ func CheckBudgetFor(budget int, imageURL, repository string) error {
 // write. Planning before publishing the tag means a budget failure is found
 // while nothing user-visible has changed yet.
 type Planned struct {
-	values       map[string]string
-	removeImages bool
-	// Warnings say what was left out and why.
+	values map[string]string
+	// Warnings say why IMAGES is written empty, when it is.
 	Warnings []string
 }
 
-// Plan decides which results of s are written: IMAGE_URL, IMAGE_DIGEST,
-// IMAGE_REF and SUBJECTS_REF always, and IMAGES when all five together fit in
-// budget bytes of termination message (EncodedSize). When IMAGES does not fit
-// it is left out with a warning; when even the other four do not fit, or
-// there is no SUBJECTS_REF to list the digests instead, Plan fails. A budget
-// of 0 means DefaultBudget.
+// Plan decides what the results of s are: all five always, IMAGES with every
+// digest when all five together fit in budget bytes of termination message
+// (EncodedSize). When the digests do not fit, IMAGES is written empty with a
+// warning; when even that does not fit, or there is no SUBJECTS_REF to list
+// the digests instead, Plan fails. A budget of 0 means DefaultBudget.
 func Plan(s Set, budget int) (Planned, error) {
 	if budget == 0 {
 		budget = DefaultBudget
@@ -234,6 +237,7 @@ func Plan(s Set, budget int) (Planned, error) {
 		ImageDigest: s.ImageDigest,
 		ImageRef:    s.ImageRef,
 		SubjectsRef: s.SubjectsRef,
+		Images:      "",
 	}
 	all := maps.Clone(values)
 	all[Images] = strings.Join(s.Images, ",")
@@ -242,23 +246,22 @@ func Plan(s Set, budget int) (Planned, error) {
 		return Planned{values: all}, nil
 	}
 	if without := EncodedSize(values); without > budget {
-		return Planned{}, fmt.Errorf("results do not fit: %s, %s, %s and %s alone take %d bytes of the %d-byte termination message budget (%d with %s)",
-			ImageURL, ImageDigest, ImageRef, SubjectsRef, without, budget, size, Images)
+		return Planned{}, fmt.Errorf("results do not fit: %s, %s, %s, %s and an empty %s alone take %d bytes of the %d-byte termination message budget (%d with every digest in %s)",
+			ImageURL, ImageDigest, ImageRef, SubjectsRef, Images, without, budget, size, Images)
 	}
 	if s.SubjectsRef == "" {
 		return Planned{}, fmt.Errorf("%s does not fit: all results would take %d bytes of the %d-byte termination message budget, and there is no %s listing the digests instead",
 			Images, size, budget, SubjectsRef)
 	}
-	return Planned{values: values, removeImages: true, Warnings: []string{fmt.Sprintf(
-		"%s left out: all results would take %d bytes of the %d-byte termination message budget; every digest is listed in the subjects artifact %s=%s",
+	return Planned{values: values, Warnings: []string{fmt.Sprintf(
+		"%s written empty: all results would take %d bytes of the %d-byte termination message budget; every digest is listed in the subjects artifact %s=%s",
 		Images, size, budget, SubjectsRef, s.SubjectsRef)}}, nil
 }
 
 // Stage stages the planned results for dir in st (nothing when dir is
 // empty): each value in a temporary file in dir, complete and synced, for
-// st.Commit to rename into place, so a reader never sees a partial value;
-// an IMAGES file left by an earlier run is removed on Commit when IMAGES was
-// left out, so no stale digests are read.
+// st.Commit to rename into place, so a reader never sees a partial value
+// (nor an earlier run's IMAGES: an empty one replaces it).
 func (p Planned) Stage(st *Staged, dir string) error {
 	if dir == "" {
 		return nil
@@ -271,9 +274,6 @@ func (p Planned) Stage(st *Staged, dir string) error {
 		if err := st.File(filepath.Join(dir, name), "result "+name, []byte(p.values[name])); err != nil {
 			return err
 		}
-	}
-	if p.removeImages {
-		return st.Remove(filepath.Join(dir, Images), "stale result "+Images)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package results
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,13 +66,19 @@ func TestWrite(t *testing.T) {
 			",127.0.0.1:5000/ns/app@" + hexDigest(2),
 		SubjectsRef: "127.0.0.1:5000/ns/app@" + hexDigest(9999),
 	}
+	// emptyImages is m with IMAGES written empty, as when the digests do
+	// not fit: present (a Pipeline result naming it must resolve), counted
+	// in the budget.
+	emptyImages := func(m map[string]string) map[string]string {
+		out := maps.Clone(m)
+		out[Images] = ""
+		return out
+	}
+	// withoutImages is m without IMAGES: what the results took when IMAGES
+	// was left out, less than an empty IMAGES takes.
 	withoutImages := func(m map[string]string) map[string]string {
-		out := map[string]string{}
-		for k, v := range m {
-			if k != Images {
-				out[k] = v
-			}
-		}
+		out := maps.Clone(m)
+		delete(out, Images)
 		return out
 	}
 	manyAll := map[string]string{
@@ -79,6 +86,10 @@ func TestWrite(t *testing.T) {
 		SubjectsRef: many.SubjectsRef, Images: strings.Join(many.Images, ","),
 	}
 	exact := EncodedSize(allOne)
+	floor := EncodedSize(emptyImages(allOne))
+	if without := EncodedSize(withoutImages(allOne)); floor != without+len(`{"key":"IMAGES","value":"","type":1},`) {
+		t.Fatalf("an empty IMAGES takes %d bytes over the other four, want the entry's length", floor-without)
+	}
 
 	tests := []struct {
 		name      string
@@ -92,16 +103,20 @@ func TestWrite(t *testing.T) {
 		{name: "budget 0 means default", set: one, budget: 0, want: allOne},
 		{name: "budget exactly the size", set: one, budget: exact, want: allOne},
 		{
-			name: "budget one byte short drops IMAGES", set: one, budget: exact - 1, want: withoutImages(allOne),
+			name: "budget one byte short empties IMAGES", set: one, budget: exact - 1, want: emptyImages(allOne),
 			warnParts: []string{
-				"IMAGES left out", fmt.Sprintf("all results would take %d bytes of the %d-byte termination message budget", exact, exact-1),
+				"IMAGES written empty", fmt.Sprintf("all results would take %d bytes of the %d-byte termination message budget", exact, exact-1),
 				"SUBJECTS_REF=127.0.0.1:5000/ns/app@" + hexDigest(9999),
 			},
 		},
 		{
-			name: "20 platforms x 2 formats, long repository", set: many, budget: DefaultBudget, want: withoutImages(manyAll),
+			name: "budget exactly the size with an empty IMAGES", set: one, budget: floor, want: emptyImages(allOne),
+			warnParts: []string{"IMAGES written empty", "SUBJECTS_REF="},
+		},
+		{
+			name: "20 platforms x 2 formats, long repository", set: many, budget: DefaultBudget, want: emptyImages(manyAll),
 			warnParts: []string{
-				"IMAGES left out", fmt.Sprintf("all results would take %d bytes of the 4096-byte", EncodedSize(manyAll)),
+				"IMAGES written empty", fmt.Sprintf("all results would take %d bytes of the 4096-byte", EncodedSize(manyAll)),
 				"SUBJECTS_REF=" + many.SubjectsRef,
 			},
 		},
@@ -109,8 +124,13 @@ func TestWrite(t *testing.T) {
 			name: "20 platforms x 2 formats, large custom budget", set: many, budget: 12288, want: manyAll,
 		},
 		{
-			name: "budget too small even without IMAGES", set: one, budget: EncodedSize(withoutImages(allOne)) - 1,
-			errParts: []string{"results do not fit", fmt.Sprintf("alone take %d bytes", EncodedSize(withoutImages(allOne))), "nothing written"},
+			name: "budget too small even for an empty IMAGES", set: one, budget: floor - 1,
+			errParts: []string{"results do not fit", fmt.Sprintf("and an empty IMAGES alone take %d bytes", floor), "nothing written"},
+		},
+		{
+			// The empty entry counts: what the other four take is not enough.
+			name: "budget only what IMAGES left out would take", set: one, budget: EncodedSize(withoutImages(allOne)),
+			errParts: []string{"results do not fit", fmt.Sprintf("and an empty IMAGES alone take %d bytes", floor), "nothing written"},
 		},
 		{
 			name: "IMAGES does not fit and no subjects artifact", budget: DefaultBudget,
@@ -205,15 +225,16 @@ func TestWriteReplacesStaleResults(t *testing.T) {
 	if _, ok := readResults(t, dir)[Images]; !ok {
 		t.Fatal("first run did not write IMAGES")
 	}
-	// A second run whose IMAGES does not fit must not leave the first run's
-	// IMAGES behind, and must overwrite the other results.
+	// A second run whose digests do not fit replaces the first run's IMAGES
+	// with an empty one (no stale digests are read), and overwrites the
+	// other results.
 	many := set(konfluxRepo, 20, 2)
 	if _, err := Write(dir, many, DefaultBudget); err != nil {
 		t.Fatal(err)
 	}
 	got := readResults(t, dir)
-	if v, ok := got[Images]; ok {
-		t.Errorf("stale IMAGES %q left in place", v)
+	if v, ok := got[Images]; !ok || v != "" {
+		t.Errorf("IMAGES = %q (written %v), want the first run's replaced by an empty one", v, ok)
 	}
 	if got[ImageURL] != many.ImageURL || got[SubjectsRef] != many.SubjectsRef {
 		t.Errorf("results not replaced: %v", got)
@@ -408,9 +429,10 @@ func TestStartedAtReserve(t *testing.T) {
 }
 
 // TestWriteNeverOverBudget sweeps platform counts: whatever is written always
-// fits, and IMAGES is dropped exactly when it would not.
+// fits, IMAGES is always written, and it is empty exactly when the digests
+// would not fit.
 func TestWriteNeverOverBudget(t *testing.T) {
-	dropped := false
+	emptied := false
 	for n := 1; n <= 40; n++ {
 		dir := t.TempDir()
 		s := set(konfluxRepo, n, 2)
@@ -422,14 +444,21 @@ func TestWriteNeverOverBudget(t *testing.T) {
 		if size := EncodedSize(got); size > DefaultBudget {
 			t.Fatalf("%d platforms: written results take %d bytes", n, size)
 		}
-		_, hasImages := got[Images]
-		if hasImages == (len(warnings) > 0) {
-			t.Fatalf("%d platforms: IMAGES written=%v but warnings %q", n, hasImages, warnings)
+		images, ok := got[Images]
+		if !ok {
+			t.Fatalf("%d platforms: IMAGES not written", n)
 		}
-		if !hasImages {
-			dropped = true
-		} else if dropped {
-			t.Fatalf("%d platforms: IMAGES written after being dropped for fewer platforms", n)
+		hasDigests := images != ""
+		if hasDigests == (len(warnings) > 0) {
+			t.Fatalf("%d platforms: IMAGES %d bytes but warnings %q", n, len(images), warnings)
+		}
+		if hasDigests && images != strings.Join(s.Images, ",") {
+			t.Fatalf("%d platforms: IMAGES = %q, want every digest", n, images)
+		}
+		if !hasDigests {
+			emptied = true
+		} else if emptied {
+			t.Fatalf("%d platforms: IMAGES has digests after being empty for fewer platforms", n)
 		}
 		keys := make([]string, 0, len(got))
 		for k := range got {
@@ -440,7 +469,7 @@ func TestWriteNeverOverBudget(t *testing.T) {
 			t.Fatalf("%d platforms: SUBJECTS_REF missing, have %v", n, keys)
 		}
 	}
-	if !dropped {
-		t.Error("40 platforms never dropped IMAGES; the sweep does not reach the budget")
+	if !emptied {
+		t.Error("40 platforms never emptied IMAGES; the sweep does not reach the budget")
 	}
 }

@@ -83,17 +83,32 @@ func TestStagedCommitPoint(t *testing.T) {
 }
 
 // TestStageRefusesDirectories: a directory where a result or the summary
-// goes fails the staging (before any commit point), and nothing is left.
+// goes fails the staging (before any commit point), and nothing is left;
+// IMAGES too when it is written empty.
 func TestStageRefusesDirectories(t *testing.T) {
-	for _, name := range []string{ImageDigest, Images, "summary.json"} {
-		t.Run(name, func(t *testing.T) {
+	fits, empty := set("localhost/app", 1, 2), set(konfluxRepo, 20, 2)
+	for _, tc := range []struct {
+		test, name  string
+		set         Set
+		emptyImages bool
+	}{
+		{ImageDigest, ImageDigest, fits, false},
+		{Images, Images, fits, false},
+		{"summary.json", "summary.json", fits, false},
+		{Images + " written empty", Images, empty, true},
+	} {
+		name := tc.name
+		t.Run(tc.test, func(t *testing.T) {
 			dir := t.TempDir()
 			if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			p, err := Plan(set("localhost/app", 1, 2), DefaultBudget)
+			p, err := Plan(tc.set, DefaultBudget)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if v, ok := p.values[Images]; !ok || (v == "") != tc.emptyImages {
+				t.Fatalf("planned IMAGES %q (%v), want it empty: %v", v, ok, tc.emptyImages)
 			}
 			var st Staged
 			defer st.Discard()
@@ -110,21 +125,6 @@ func TestStageRefusesDirectories(t *testing.T) {
 			}
 		})
 	}
-	// IMAGES left out: its stale file is removed on Commit, so a directory
-	// there is refused too.
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, Images), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p, err := Plan(set(konfluxRepo, 20, 2), DefaultBudget)
-	if err != nil || !p.removeImages {
-		t.Fatalf("Plan: %v, IMAGES left out %v", err, p.removeImages)
-	}
-	var st Staged
-	if err := p.Stage(&st, dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
-		t.Errorf("staging with a stale IMAGES directory = %v, want it refused", err)
-	}
-	st.Discard()
 }
 
 // TestStageFullFilesystem: on a full filesystem the staging fails with
@@ -189,18 +189,20 @@ func TestCheckFile(t *testing.T) {
 	}
 }
 
-// TestCheckBudgetFor: the budget IMAGE_URL, IMAGE_DIGEST, IMAGE_REF and
-// SUBJECTS_REF need is known from the destination: exactly that much
-// plans (IMAGES left out), a byte less is refused up front as Plan would
-// refuse it after the push.
+// TestCheckBudgetFor: the budget IMAGE_URL, IMAGE_DIGEST, IMAGE_REF,
+// SUBJECTS_REF and an empty IMAGES need is known from the destination:
+// exactly that much plans (IMAGES written empty), a byte less is refused up
+// front as Plan would refuse it after the push.
 func TestCheckBudgetFor(t *testing.T) {
 	s := set(konfluxRepo, 2, 2)
-	need := EncodedSize(map[string]string{ImageURL: s.ImageURL, ImageDigest: s.ImageDigest, ImageRef: s.ImageRef, SubjectsRef: s.SubjectsRef})
+	need := EncodedSize(map[string]string{ImageURL: s.ImageURL, ImageDigest: s.ImageDigest, ImageRef: s.ImageRef, SubjectsRef: s.SubjectsRef, Images: ""})
 	if err := CheckBudgetFor(need, s.ImageURL, konfluxRepo); err != nil {
 		t.Errorf("CheckBudgetFor(%d): %v", need, err)
 	}
-	if _, err := Plan(s, need); err != nil {
+	if p, err := Plan(s, need); err != nil {
 		t.Errorf("Plan(%d): %v", need, err)
+	} else if v, ok := p.values[Images]; !ok || v != "" || len(p.Warnings) != 1 {
+		t.Errorf("Plan(%d): IMAGES %q (%v), warnings %q; want it written empty with a warning", need, v, ok, p.Warnings)
 	}
 	err := CheckBudgetFor(need-1, s.ImageURL, konfluxRepo)
 	if err == nil || !strings.Contains(err.Error(), "want at least "+strconv.Itoa(need)) {

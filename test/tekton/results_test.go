@@ -17,8 +17,10 @@ import (
 	"github.com/tektoncd/chains/pkg/artifacts"
 	"github.com/tektoncd/chains/pkg/chains/objects"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	"github.com/tektoncd/pipeline/pkg/termination"
 	"go.uber.org/zap"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
 
@@ -43,10 +45,12 @@ var twentyPlatforms = []string{
 }
 
 // TestBuildResultsAndChains runs the mcbuild Task's step for 1, 4 and 20
-// platforms: the termination message always fits Tekton's 4096 bytes, and
+// platforms: the termination message always fits Tekton's 4096 bytes, every
+// declared result is written (IMAGES empty when its digests do not fit: a
+// Pipeline result naming a missing Task result fails the PipelineRun), and
 // Chains extracts the index and every manifest while IMAGES fits, the index
-// alone (IMAGE_URL + IMAGE_DIGEST) with SUBJECTS_REF carrying every digest
-// when it does not.
+// alone (IMAGE_URL + IMAGE_DIGEST, skipping the empty IMAGES) with
+// SUBJECTS_REF carrying every digest when it does not.
 func TestBuildResultsAndChains(t *testing.T) {
 	reg := testregistry.StartDistribution(t)
 	src := testfixture.Context(t, copyOnly)
@@ -88,13 +92,51 @@ func TestBuildResultsAndChains(t *testing.T) {
 			if got := chainsTaskRunImages(t, out.TaskRun); !sameSet(got, want) {
 				t.Errorf("Chains extracts\n%s\nwant\n%s", joinLines(got), joinLines(want))
 			}
+			checkPipelineResults(t, out, want)
 			checkSubjects(t, repo, out.Results["SUBJECTS_REF"], idx, manifests)
 		})
 	}
 }
 
+// checkPipelineResults: a Pipeline passing every result of this TaskRun on
+// as its own (IMAGES: $(tasks.build.results.IMAGES), as
+// pipelines/mcbuild-multi-platform does) gets them all from Tekton's
+// ApplyTaskResultsToPipelineResults, which fails the PipelineRun when one
+// names a result the TaskRun did not write, and Chains extracts want from
+// the PipelineRun.
+func checkPipelineResults(t *testing.T, out *taskRunOutcome, want []string) {
+	t.Helper()
+	var prs []v1.PipelineResult
+	for _, name := range []string{"IMAGE_URL", "IMAGE_DIGEST", "IMAGE_REF", "IMAGES", "SUBJECTS_REF"} {
+		prs = append(prs, v1.PipelineResult{Name: name, Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues("$(tasks.build.results." + name + ")")})
+	}
+	got, err := prresources.ApplyTaskResultsToPipelineResults(prs, map[string][]v1.TaskRunResult{"build": out.TaskRun.Status.Results}, nil, map[string]string{})
+	if err != nil {
+		t.Fatalf("pipeline results: %v", err)
+	}
+	values := map[string]string{}
+	for _, r := range got {
+		values[r.Name] = r.Value.StringVal
+	}
+	if len(values) != len(prs) {
+		t.Errorf("pipeline results %v, want all %d", values, len(prs))
+	}
+	for k, v := range out.Results {
+		if w, ok := values[k]; !ok || w != v {
+			t.Errorf("pipeline result %s = %q (%v), want the TaskRun's %q", k, w, ok, v)
+		}
+	}
+	pr := &v1.PipelineRun{ObjectMeta: metav1.ObjectMeta{Name: "build-run", Namespace: "default"}}
+	pr.Status.Results = got
+	fromPR := digestNames(t, (&artifacts.OCIArtifact{}).ExtractObjects(context.Background(), objects.NewPipelineRunObjectV1(pr)))
+	if !sameSet(fromPR, want) {
+		t.Errorf("Chains extracts from the PipelineRun\n%s\nwant\n%s", joinLines(fromPR), joinLines(want))
+	}
+}
+
 // checkMessage: the termination message parses with Tekton's parser and holds
-// exactly the expected results plus StartedAt; the TaskRun's results match.
+// every result plus StartedAt, IMAGES with digests when wantImages and empty
+// otherwise; the TaskRun's results match.
 func checkMessage(t *testing.T, out *taskRunOutcome, wantImages bool) {
 	t.Helper()
 	if len(out.Message) > termination.MaxContainerTerminationMessageLength {
@@ -107,11 +149,11 @@ func checkMessage(t *testing.T, out *taskRunOutcome, wantImages bool) {
 	var keys []string
 	for _, r := range parsed {
 		keys = append(keys, r.Key)
+		if r.Key == "IMAGES" && (r.Value != "") != wantImages {
+			t.Errorf("termination message IMAGES = %q, want digests: %v", r.Value, wantImages)
+		}
 	}
-	want := []string{"IMAGE_DIGEST", "IMAGE_REF", "IMAGE_URL", "SUBJECTS_REF", "StartedAt"}
-	if wantImages {
-		want = append(want, "IMAGES")
-	}
+	want := []string{"IMAGE_DIGEST", "IMAGE_REF", "IMAGE_URL", "IMAGES", "SUBJECTS_REF", "StartedAt"}
 	if !sameSet(keys, want) {
 		t.Errorf("termination message keys %v, want %v", keys, want)
 	}
@@ -125,8 +167,11 @@ func checkMessage(t *testing.T, out *taskRunOutcome, wantImages bool) {
 	if !sameSet(trKeys, slices.DeleteFunc(want, func(s string) bool { return s == "StartedAt" })) {
 		t.Errorf("TaskRun results %v", trKeys)
 	}
-	if !wantImages && !strings.Contains(out.Output, "SUBJECTS_REF") {
-		t.Errorf("IMAGES left out without a warning naming SUBJECTS_REF:\n%s", out.Output)
+	if images, ok := out.Results["IMAGES"]; !ok || (images != "") != wantImages {
+		t.Errorf("TaskRun result IMAGES = %q (present: %v), want digests: %v", images, ok, wantImages)
+	}
+	if !wantImages && (!strings.Contains(out.Output, "IMAGES written empty") || !strings.Contains(out.Output, "SUBJECTS_REF="+out.Results["SUBJECTS_REF"])) {
+		t.Errorf("IMAGES written empty without a warning naming SUBJECTS_REF:\n%s", out.Output)
 	}
 	values := map[string]string{}
 	for k, v := range out.Results {
