@@ -74,13 +74,14 @@ tekton-deps: apt-deps
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: deps tekton-deps vet build step-image seccomp-check ## every test: unit and integration against real loopback registries, then the Tekton tasks
+test: deps tekton-deps cluster-deps vet build step-image seccomp-check ## every test: unit and integration against real loopback registries, the Tekton tasks, then the real cluster (test-cluster)
 	MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild MCBUILD_ORAS_BIN=$(ORAS_BIN) \
 	  $(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 20m ./...
-	cd test/tekton && $(GO) vet ./...
+	cd test/tekton && $(GO) vet ./... && $(GO) vet -tags cluster ./cluster/
 	cd test/tekton && MCBUILD_REGISTRY_BIN=$(REGISTRY_BIN) MCBUILD_BIN=$(CURDIR)/bin/mcbuild \
 	  $(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+	$(MAKE) --no-print-directory test-cluster
 
 # The Tasks and the Pipeline on a real single-node cluster (test/cluster,
 # README "Tested on"): Kubernetes, etcd, Tekton and Chains built from the Go

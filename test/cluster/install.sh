@@ -46,7 +46,7 @@ k apply --server-side -f "$S/tekton.yaml" >/dev/null
 # The Pipeline needs beta fields (matrix results, bundles); the single node
 # needs no affinity assistant.
 k -n tekton-pipelines patch configmap feature-flags --type merge \
-  -p '{"data":{"enable-api-fields":"beta","coschedule":"disabled","disable-affinity-assistant":"true"}}' >/dev/null
+  -p '{"data":{"enable-api-fields":"beta","coschedule":"disabled"}}' >/dev/null
 
 log "tekton chains $CHAINS_VERSION"
 render_chains >"$S/chains.yaml"
