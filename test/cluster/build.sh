@@ -25,7 +25,14 @@ build_kube() {
   mkdir -p "$out.tmp"
   sed -E "s#^(\s*)(k8s\.io/[a-z0-9-]+) => \./staging/src/k8s\.io/[a-z0-9-]+#\1\2 => \2 $KUBE_STAGING_VERSION#" "$src/go.mod" >"$out.tmp/go.mod"
   cp "$src/go.sum" "$out.tmp/go.sum"; chmod u+w "$out.tmp/go.sum"
-  (cd "$src" && go build -modfile="$out.tmp/go.mod" -mod=mod -trimpath -o "$out.tmp/" \
+  # The version Kubernetes' own build stamps: knative-based controllers
+  # (Tekton, Chains) refuse an apiserver whose version does not parse.
+  local v ldflags="" minor
+  minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+  for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+  done
+  (cd "$src" && go build -modfile="$out.tmp/go.mod" -mod=mod -trimpath -ldflags "$ldflags" -o "$out.tmp/" \
      ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubelet ./cmd/kubectl)
   rm -rf "$out"; mv "$out.tmp" "$out"
 }

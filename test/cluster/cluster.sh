@@ -15,6 +15,7 @@
 #
 # Env: CLUSTER_STATE (default /var/tmp/mcbuild-cluster), CLUSTER_CACHE (build.sh's).
 set -euo pipefail
+trap 'echo "cluster.sh: line $LINENO: $BASH_COMMAND failed" >&2' ERR
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 cache=${CLUSTER_CACHE:-$here/../../.cache/cluster}
@@ -67,8 +68,9 @@ pki() {
   # cert NAME SUBJECT [SANS]
   cert() {
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
-    local ext=(-extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n%s\n' "${3:+subjectAltName=$3}"))
-    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out "$1.crt" "${ext[@]}" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n%s\n' \
+      "${3:+subjectAltName=$3}" >"$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out "$1.crt" -extfile "$1.ext" 2>/dev/null
   }
   cert apiserver /CN=kube-apiserver "IP:$NODE_IP,IP:$API_SERVICE_IP,IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   cert admin "/O=system:masters/CN=admin"
@@ -265,14 +267,14 @@ down() {
   [[ -e $S/pids ]] || { ip netns del "$NETNS" 2>/dev/null || true; return 0; }
   # kubelet first, so nothing restarts what is stopped next.
   local kp; kp=$(pid_of kubelet); [[ -n $kp ]] && kill_pid "$kp"
-  # Every container: its processes by PID (containerd's shims record them),
-  # then the shims, so nothing outlives containerd.
-  local f pid
-  for f in "$S"/containerd/state/io.containerd.runtime.v2.task/*/*/init.pid; do
-    [[ -e $f ]] && pid=$(cat "$f") && [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null || true
-  done
-  for f in "$S"/containerd/state/io.containerd.runtime.v2.task/*/*/shim.pid; do
-    [[ -e $f ]] && pid=$(cat "$f") && [[ -n $pid ]] && kill_pid "$pid"
+  # Every container's processes (the pods' cgroups list them), then the
+  # containerd shims of this cluster (their command line names its socket),
+  # so nothing outlives containerd.
+  local pid pids
+  pids=$(find /sys/fs/cgroup/pids/kubepods -name cgroup.procs -exec cat {} + 2>/dev/null || true)
+  for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in $(pgrep -f -- "containerd-shim-runc-v2 .*-address $S/containerd/containerd.sock" || true); do
+    kill_pid "$pid"
   done
   local name
   for name in containerd kube-scheduler kube-controller-manager kube-apiserver etcd registry holder; do
@@ -288,6 +290,9 @@ down() {
   # What must not be left: a mount under the state directory or a process of ours.
   if grep -q " ${S}[/ ]" /proc/self/mountinfo; then
     log "left mounted under $S:"; grep " ${S}[/ ]" /proc/self/mountinfo >&2; return 1
+  fi
+  if pgrep -f -- "$S/" >/dev/null; then
+    log "left running:"; pgrep -af -- "$S/" >&2; return 1
   fi
 }
 
