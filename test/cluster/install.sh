@@ -54,7 +54,7 @@ k apply --server-side -f "$S/chains.yaml" >/dev/null
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$S/pki/chains-x509.pem" 2>/dev/null
 openssl pkey -in "$S/pki/chains-x509.pem" -pubout -out "$S/pki/chains-x509.pub"
 k -n tekton-chains create secret generic signing-secrets --from-file=x509.pem="$S/pki/chains-x509.pem" \
-  --dry-run=client -o yaml | k apply -f - >/dev/null
+  --dry-run=client -o yaml | k replace -f - >/dev/null
 k -n tekton-chains patch configmap chains-config --type merge -p '{"data":{
   "artifacts.taskrun.format":"in-toto","artifacts.taskrun.storage":"tekton,oci",
   "artifacts.pipelinerun.format":"in-toto","artifacts.pipelinerun.storage":"tekton,oci",
