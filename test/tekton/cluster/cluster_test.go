@@ -208,30 +208,30 @@ func sourceVolumeNamed(t *testing.T, ns, claim string, files map[string]string, 
 // waitTaskRun waits until the TaskRun is done and returns it.
 func waitTaskRun(t *testing.T, ns, name string, timeout time.Duration) *v1.TaskRun {
 	t.Helper()
-	var tr *v1.TaskRun
-	poll(t, "TaskRun "+ns+"/"+name+" to finish", timeout, func() (bool, error) {
-		var err error
-		tr, err = tkn.TektonV1().TaskRuns(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		return tr.IsDone(), nil
+	return waitDone(t, "TaskRun "+ns+"/"+name, timeout, func() (*v1.TaskRun, error) {
+		return tkn.TektonV1().TaskRuns(ns).Get(context.Background(), name, metav1.GetOptions{})
 	})
-	return tr
 }
 
+// waitPipelineRun waits until the PipelineRun is done and returns it.
 func waitPipelineRun(t *testing.T, ns, name string, timeout time.Duration) *v1.PipelineRun {
 	t.Helper()
-	var pr *v1.PipelineRun
-	poll(t, "PipelineRun "+ns+"/"+name+" to finish", timeout, func() (bool, error) {
+	return waitDone(t, "PipelineRun "+ns+"/"+name, timeout, func() (*v1.PipelineRun, error) {
+		return tkn.TektonV1().PipelineRuns(ns).Get(context.Background(), name, metav1.GetOptions{})
+	})
+}
+
+func waitDone[R interface{ IsDone() bool }](t *testing.T, what string, timeout time.Duration, get func() (R, error)) R {
+	t.Helper()
+	var run R
+	poll(t, what+" to finish", timeout, func() (bool, error) {
 		var err error
-		pr, err = tkn.TektonV1().PipelineRuns(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
+		if run, err = get(); err != nil {
 			return false, err
 		}
-		return pr.IsDone(), nil
+		return run.IsDone(), nil
 	})
-	return pr
+	return run
 }
 
 func poll(t *testing.T, what string, timeout time.Duration, done func() (bool, error)) {
