@@ -32,6 +32,7 @@ const (
 	ImageRef    = "IMAGE_REF"
 	Images      = "IMAGES"
 	SubjectsRef = "SUBJECTS_REF"
+	SBOMBlobURL = "SBOM_BLOB_URL"
 )
 
 // DefaultBudget is Tekton's limit on one step's termination message
@@ -59,6 +60,9 @@ type Set struct {
 	// SubjectsRef is repo@digest of the subjects artifact listing every
 	// digest (SUBJECTS_REF).
 	SubjectsRef string
+	// SBOMBlobURL is repo@digest of the index SBOM's blob (SBOM_BLOB_URL,
+	// Konflux's name); "" when no SBOM was made, and then not written.
+	SBOMBlobURL string
 }
 
 // runResult mirrors Tekton's result.RunResult as it is marshaled into a
@@ -101,7 +105,7 @@ func EncodedSize(values map[string]string) int {
 }
 
 // names are every result file Write may write or remove.
-var names = []string{ImageURL, ImageDigest, ImageRef, Images, SubjectsRef}
+var names = []string{ImageURL, ImageDigest, ImageRef, Images, SubjectsRef, SBOMBlobURL}
 
 // CheckWritable checks, before any build work, that results can be written to
 // dir: it creates dir if missing, then creates and removes a file in it, and
@@ -185,36 +189,52 @@ const digestLen = len("sha256:") + 64
 
 // CheckBudgetFor checks, before any work, that budget is positive and
 // holds the results always written for an index tagged imageURL (repo:tag)
-// in repository: IMAGE_URL, IMAGE_DIGEST, IMAGE_REF and SUBJECTS_REF, whose
-// sizes are known from the destination alone (digests have a fixed
-// length). The error starts with the value, for the caller to name it.
-func CheckBudgetFor(budget int, imageURL, repository string) error {
+// in repository: IMAGE_URL, IMAGE_DIGEST, IMAGE_REF and SUBJECTS_REF, and
+// SBOM_BLOB_URL when withSBOM, whose sizes are known from the destination
+// alone (digests have a fixed length). The error starts with the value,
+// for the caller to name it.
+func CheckBudgetFor(budget int, imageURL, repository string, withSBOM bool) error {
 	if err := CheckBudget(budget); err != nil {
 		return err
 	}
 	d := "sha256:" + strings.Repeat("0", digestLen-len("sha256:"))
-	need := EncodedSize(map[string]string{
+	values := map[string]string{
 		ImageURL: imageURL, ImageDigest: d, ImageRef: imageURL + "@" + d, SubjectsRef: repository + "@" + d,
-	})
-	if budget < need {
-		return fmt.Errorf("%d: %s, %s, %s and %s alone take %d bytes of the termination message for %s; want at least %d (Tekton's default is %d)",
-			budget, ImageURL, ImageDigest, ImageRef, SubjectsRef, need, imageURL, need, DefaultBudget)
+	}
+	if withSBOM {
+		values[SBOMBlobURL] = repository + "@" + d
+	}
+	if need := EncodedSize(values); budget < need {
+		return fmt.Errorf("%d: %s alone take %d bytes of the termination message for %s; want at least %d (Tekton's default is %d)",
+			budget, alwaysNames(withSBOM), need, imageURL, need, DefaultBudget)
 	}
 	return nil
+}
+
+// alwaysNames lists the results always written: "IMAGE_URL, IMAGE_DIGEST,
+// IMAGE_REF and SUBJECTS_REF" (and SBOM_BLOB_URL).
+func alwaysNames(withSBOM bool) string {
+	if withSBOM {
+		return fmt.Sprintf("%s, %s, %s, %s and %s", ImageURL, ImageDigest, ImageRef, SubjectsRef, SBOMBlobURL)
+	}
+	return fmt.Sprintf("%s, %s, %s and %s", ImageURL, ImageDigest, ImageRef, SubjectsRef)
 }
 
 // Planned is a Set checked against the budget: exactly the files Write will
 // write. Planning before publishing the tag means a budget failure is found
 // while nothing user-visible has changed yet.
 type Planned struct {
-	values       map[string]string
-	removeImages bool
+	values map[string]string
+	// remove are results an earlier run may have left that this one does
+	// not write (IMAGES left out, SBOM_BLOB_URL without an SBOM).
+	remove []string
 	// Warnings say what was left out and why.
 	Warnings []string
 }
 
 // Plan decides which results of s are written: IMAGE_URL, IMAGE_DIGEST,
-// IMAGE_REF and SUBJECTS_REF always, and IMAGES when all five together fit in
+// IMAGE_REF and SUBJECTS_REF always (and SBOM_BLOB_URL when set), and
+// IMAGES when all together fit in
 // budget bytes of termination message (EncodedSize). When IMAGES does not fit
 // it is left out with a warning; when even the other four do not fit, or
 // there is no SUBJECTS_REF to list the digests instead, Plan fails. A budget
@@ -235,21 +255,27 @@ func Plan(s Set, budget int) (Planned, error) {
 		ImageRef:    s.ImageRef,
 		SubjectsRef: s.SubjectsRef,
 	}
+	var remove []string
+	if s.SBOMBlobURL != "" {
+		values[SBOMBlobURL] = s.SBOMBlobURL
+	} else {
+		remove = append(remove, SBOMBlobURL)
+	}
 	all := maps.Clone(values)
 	all[Images] = strings.Join(s.Images, ",")
 	size := EncodedSize(all)
 	if size <= budget {
-		return Planned{values: all}, nil
+		return Planned{values: all, remove: remove}, nil
 	}
 	if without := EncodedSize(values); without > budget {
-		return Planned{}, fmt.Errorf("results do not fit: %s, %s, %s and %s alone take %d bytes of the %d-byte termination message budget (%d with %s)",
-			ImageURL, ImageDigest, ImageRef, SubjectsRef, without, budget, size, Images)
+		return Planned{}, fmt.Errorf("results do not fit: %s alone take %d bytes of the %d-byte termination message budget (%d with %s)",
+			alwaysNames(s.SBOMBlobURL != ""), without, budget, size, Images)
 	}
 	if s.SubjectsRef == "" {
 		return Planned{}, fmt.Errorf("%s does not fit: all results would take %d bytes of the %d-byte termination message budget, and there is no %s listing the digests instead",
 			Images, size, budget, SubjectsRef)
 	}
-	return Planned{values: values, removeImages: true, Warnings: []string{fmt.Sprintf(
+	return Planned{values: values, remove: append(remove, Images), Warnings: []string{fmt.Sprintf(
 		"%s left out: all results would take %d bytes of the %d-byte termination message budget; every digest is listed in the subjects artifact %s=%s",
 		Images, size, budget, SubjectsRef, s.SubjectsRef)}}, nil
 }
@@ -257,8 +283,8 @@ func Plan(s Set, budget int) (Planned, error) {
 // Stage stages the planned results for dir in st (nothing when dir is
 // empty): each value in a temporary file in dir, complete and synced, for
 // st.Commit to rename into place, so a reader never sees a partial value;
-// an IMAGES file left by an earlier run is removed on Commit when IMAGES was
-// left out, so no stale digests are read.
+// an IMAGES (or SBOM_BLOB_URL) file left by an earlier run is removed on
+// Commit when this run does not write it, so no stale digests are read.
 func (p Planned) Stage(st *Staged, dir string) error {
 	if dir == "" {
 		return nil
@@ -272,8 +298,10 @@ func (p Planned) Stage(st *Staged, dir string) error {
 			return err
 		}
 	}
-	if p.removeImages {
-		return st.Remove(filepath.Join(dir, Images), "stale result "+Images)
+	for _, name := range p.remove {
+		if err := st.Remove(filepath.Join(dir, name), "stale result "+name); err != nil {
+			return err
+		}
 	}
 	return nil
 }

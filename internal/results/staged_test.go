@@ -117,8 +117,8 @@ func TestStageRefusesDirectories(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := Plan(set(konfluxRepo, 20, 2), DefaultBudget)
-	if err != nil || !p.removeImages {
-		t.Fatalf("Plan: %v, IMAGES left out %v", err, p.removeImages)
+	if err != nil || !slices.Contains(p.remove, Images) {
+		t.Fatalf("Plan: %v, removed %v, want IMAGES among them", err, p.remove)
 	}
 	var st Staged
 	if err := p.Stage(&st, dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
@@ -196,20 +196,20 @@ func TestCheckFile(t *testing.T) {
 func TestCheckBudgetFor(t *testing.T) {
 	s := set(konfluxRepo, 2, 2)
 	need := EncodedSize(map[string]string{ImageURL: s.ImageURL, ImageDigest: s.ImageDigest, ImageRef: s.ImageRef, SubjectsRef: s.SubjectsRef})
-	if err := CheckBudgetFor(need, s.ImageURL, konfluxRepo); err != nil {
+	if err := CheckBudgetFor(need, s.ImageURL, konfluxRepo, false); err != nil {
 		t.Errorf("CheckBudgetFor(%d): %v", need, err)
 	}
 	if _, err := Plan(s, need); err != nil {
 		t.Errorf("Plan(%d): %v", need, err)
 	}
-	err := CheckBudgetFor(need-1, s.ImageURL, konfluxRepo)
+	err := CheckBudgetFor(need-1, s.ImageURL, konfluxRepo, false)
 	if err == nil || !strings.Contains(err.Error(), "want at least "+strconv.Itoa(need)) {
 		t.Errorf("CheckBudgetFor(%d) = %v, want at least %d", need-1, err, need)
 	}
 	if _, err := Plan(s, need-1); err == nil {
 		t.Errorf("Plan(%d) = nil; CheckBudgetFor and Plan disagree", need-1)
 	}
-	if err := CheckBudgetFor(0, s.ImageURL, konfluxRepo); err == nil {
+	if err := CheckBudgetFor(0, s.ImageURL, konfluxRepo, false); err == nil {
 		t.Error("CheckBudgetFor(0) = nil")
 	}
 }

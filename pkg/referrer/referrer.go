@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -253,15 +254,19 @@ func FindFallback(ctx context.Context, target content.ReadOnlyStorage, subject d
 	return desc, true, nil
 }
 
-// List lists the distinct artifacts of artifactType referring to desc
-// (image manifests only), with the registry's referrers API or the
-// referrers tag (oras-go picks). The listing is bounded, whatever the
-// registry sends: at most oci.MaxReferrersPages pages and oci.MaxReferrers
-// referrers, each page filtered by artifactType as it arrives (registries
-// may ignore the filter); going over a limit is an *oci.LimitError. A
-// target without a referrers API of its own (an in-process store) lists
-// its predecessors.
-func List(ctx context.Context, target content.ReadOnlyGraphStorage, desc ocispec.Descriptor, artifactType string) ([]ocispec.Descriptor, error) {
+// List lists the distinct artifacts of one of artifactTypes referring to
+// desc (image manifests only), with the registry's referrers API or the
+// referrers tag (oras-go picks); with one type the registry is asked to
+// filter by it. The listing is bounded, whatever the registry sends: at
+// most oci.MaxReferrersPages pages and oci.MaxReferrers referrers, each
+// page filtered by artifactTypes as it arrives (registries may ignore the
+// filter); going over a limit is an *oci.LimitError. A target without a
+// referrers API of its own (an in-process store) lists its predecessors.
+func List(ctx context.Context, target content.ReadOnlyGraphStorage, desc ocispec.Descriptor, artifactTypes ...string) ([]ocispec.Descriptor, error) {
+	artifactType := ""
+	if len(artifactTypes) == 1 {
+		artifactType = artifactTypes[0]
+	}
 	var found []ocispec.Descriptor
 	seen := map[digest.Digest]bool{}
 	pages, entries := 0, 0
@@ -277,7 +282,7 @@ func List(ctx context.Context, target content.ReadOnlyGraphStorage, desc ocispec
 			return limit(desc, "MaxReferrers", fmt.Sprintf("more than %d referrers", oci.MaxReferrers))
 		}
 		for _, r := range refs {
-			if r.ArtifactType == artifactType && r.MediaType == ocispec.MediaTypeImageManifest && !seen[r.Digest] {
+			if slices.Contains(artifactTypes, r.ArtifactType) && r.MediaType == ocispec.MediaTypeImageManifest && !seen[r.Digest] {
 				seen[r.Digest] = true
 				found = append(found, ocispec.Descriptor{MediaType: r.MediaType, ArtifactType: r.ArtifactType, Digest: r.Digest, Size: r.Size})
 			}
