@@ -53,6 +53,9 @@ type sbomRun struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// prepared is closed once ctx carries syft's shared license scanner
+	// (sbom.Prepare, started at once so that it overlaps the build).
+	prepared chan struct{}
 
 	mu   sync.Mutex
 	docs map[string]sbom.Document
@@ -62,7 +65,35 @@ type sbomRun struct {
 
 func startSBOMs(ctx context.Context, plan SBOMPlan, store storage.Store, repo string, log io.Writer) *sbomRun {
 	ctx, cancel := context.WithCancel(ctx)
-	return &sbomRun{plan: plan, store: store, repo: repo, log: log, ctx: ctx, cancel: cancel, docs: map[string]sbom.Document{}}
+	r := &sbomRun{plan: plan, store: store, repo: repo, log: log, ctx: ctx, cancel: cancel, docs: map[string]sbom.Document{}, prepared: make(chan struct{})}
+	if !plan.Enabled {
+		close(r.prepared)
+		return r
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(r.prepared)
+		t0 := time.Now()
+		prepared, err := sbom.Prepare(ctx)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.busy += time.Since(t0)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		r.ctx = prepared
+	}()
+	return r
+}
+
+// fail records the first error and stops the rest; r.mu is held.
+func (r *sbomRun) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+	r.cancel()
 }
 
 // add starts generating img's SBOM (nothing when SBOMs are off).
@@ -73,10 +104,14 @@ func (r *sbomRun) add(img build.Image) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		<-r.prepared
+		r.mu.Lock()
+		ctx := r.ctx
+		r.mu.Unlock()
 		t0 := time.Now()
 		var doc sbom.Document
 		var err error
-		pprof.Do(r.ctx, pprof.Labels("phase", "sbom"), func(ctx context.Context) {
+		pprof.Do(ctx, pprof.Labels("phase", "sbom"), func(ctx context.Context) {
 			doc, err = generate(ctx, r.store, sbom.Image{ID: img.ID, Name: r.repo, Platform: img.Platform}, r.plan)
 		})
 		took := time.Since(t0)
@@ -84,10 +119,7 @@ func (r *sbomRun) add(img build.Image) {
 		defer r.mu.Unlock()
 		r.busy += took
 		if err != nil {
-			if r.err == nil {
-				r.err = err
-			}
-			r.cancel()
+			r.fail(err)
 			return
 		}
 		r.docs[oci.PlatformString(img.Platform)] = doc
