@@ -394,6 +394,28 @@ func testIndexStepArguments(t *testing.T, shell []string) {
 // IMAGE_DIGEST; a registry port stays; a malformed digest fails.
 func TestVerifyStepReference(t *testing.T) { forEachShell(t, testVerifyStepReference) }
 
+// TestVerifyRequireSBOM: REQUIRE_SBOM true adds --require-sbom, false
+// leaves it out, anything else is refused naming the param.
+func TestVerifyRequireSBOM(t *testing.T) {
+	forEachShell(t, func(t *testing.T, shell []string) {
+		d := "sha256:" + strings.Repeat("c", 64)
+		for _, tc := range []struct{ value, refused string }{{"true", ""}, {"false", ""}, {"yes", "REQUIRE_SBOM must be true or false, got yes"}} {
+			out, call := simulateFake(t, taskRunSim{TaskFile: verifyTaskFile, Shell: shell, Params: v1.Params{
+				strParam("IMAGE_URL", "127.0.0.1:5000/ns/app:v1"), strParam("IMAGE_DIGEST", d), strParam("REQUIRE_SBOM", tc.value),
+			}})
+			if tc.refused != "" {
+				if out.StepErr == nil || call.ran || !strings.Contains(out.Output, tc.refused) {
+					t.Errorf("REQUIRE_SBOM=%s: ran mcbuild with %q, want the refusal %q\n%s", tc.value, call.args, tc.refused, out.Output)
+				}
+				continue
+			}
+			if out.StepErr != nil || slices.Contains(call.args, "--require-sbom") != (tc.value == "true") {
+				t.Errorf("REQUIRE_SBOM=%s: mcbuild called with %q (%v)\n%s", tc.value, call.args, out.StepErr, out.Output)
+			}
+		}
+	})
+}
+
 func testVerifyStepReference(t *testing.T, shell []string) {
 	d := "sha256:" + strings.Repeat("c", 64)
 	for _, tc := range []struct{ url, digest, want string }{
