@@ -75,7 +75,9 @@ func startSBOMs(ctx context.Context, plan SBOMPlan, store storage.Store, repo st
 		defer r.wg.Done()
 		defer close(r.prepared)
 		t0 := time.Now()
-		prepared, err := sbom.Prepare(ctx)
+		var prepared context.Context
+		var err error
+		pprof.Do(ctx, pprof.Labels("phase", "sbom"), func(ctx context.Context) { prepared, err = sbom.Prepare(ctx) })
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.busy += time.Since(t0)

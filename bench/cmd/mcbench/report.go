@@ -330,6 +330,7 @@ func (res *results) tables() []table {
 		phase("Publish phase", []row{
 			{"a  mcbuild gzip", armA, "publish"},
 			{"b  mcbuild gzip + zstd:chunked", armB, "publish"},
+			{"s  mcbuild gzip + zstd:chunked, --sbom=false", armS, "publish"},
 			{"f  mcbuild gzip + zstd:chunked, compressing while building", armF, "publish"},
 			{"c  naive: copy.Image gzip; copy.Image zstd:chunked", armC, "publish"},
 			{"d  buildah push (gzip)", armD, "push_gzip"},
@@ -338,6 +339,7 @@ func (res *results) tables() []table {
 		res.buildTable(phase("Build phase", []row{
 			{"a  mcbuild build", armA, "build"},
 			{"b  mcbuild build", armB, "build"},
+			{"s  mcbuild build, --sbom=false", armS, "build"},
 			{"f  mcbuild build, compressing layers during it", armF, "build"},
 			{"d  buildah build --layers", armD, "build"},
 		})),
