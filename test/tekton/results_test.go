@@ -94,7 +94,8 @@ func TestBuildResultsAndChains(t *testing.T) {
 }
 
 // checkMessage: the termination message parses with Tekton's parser and holds
-// exactly the expected results plus StartedAt; the TaskRun's results match.
+// exactly the expected results (SBOM_BLOB_URL included: the Tasks make
+// SBOMs by default) plus StartedAt; the TaskRun's results match.
 func checkMessage(t *testing.T, out *taskRunOutcome, wantImages bool) {
 	t.Helper()
 	if len(out.Message) > termination.MaxContainerTerminationMessageLength {
@@ -108,7 +109,7 @@ func checkMessage(t *testing.T, out *taskRunOutcome, wantImages bool) {
 	for _, r := range parsed {
 		keys = append(keys, r.Key)
 	}
-	want := []string{"IMAGE_DIGEST", "IMAGE_REF", "IMAGE_URL", "SUBJECTS_REF", "StartedAt"}
+	want := []string{"IMAGE_DIGEST", "IMAGE_REF", "IMAGE_URL", "SUBJECTS_REF", "SBOM_BLOB_URL", "StartedAt"}
 	if wantImages {
 		want = append(want, "IMAGES")
 	}

@@ -151,7 +151,7 @@ func testBuildStepArguments(t *testing.T, shell []string) {
 		"--build-arg=A=1", "--build-arg=B=two words", "--build-arg=C=--not-a-marker", "--build-arg=ALONE",
 		"--label=l1=one", "--label=l2=x=y", "--annotation=org.opencontainers.image.title=a b",
 		"--file", "build/Containerfile", "--platform", "linux/amd64,linux/arm64",
-		"--build-args-file", "args.env", "--target", "final", "--source-date-epoch", "1700000000", "--konflux-labels",
+		"--build-args-file", "args.env", "--target", "final", "--source-date-epoch", "1700000000", "--sbom-format", "spdx", "--konflux-labels",
 		"--authfile", filepath.Join(auth, ".dockerconfigjson"), "--cert-dir", ca,
 		"--storage-driver", "overlay", "--root", vlc + "/storage", "--runroot", vlc + "/run",
 	}
@@ -204,7 +204,7 @@ func TestBuildStepDefaults(t *testing.T) {
 	want := []string{
 		"build", "--image", "registry.example/app", "--context", ".",
 		"--compression-formats", "gzip,zstd:chunked", "--zstd-level", "3", "--publisher", "stream", "--reuse-layers=true", "--tls-verify=true",
-		"--results-dir", filepath.Join(tekton, "results"), "--results-budget", "4096", "--konflux-labels",
+		"--results-dir", filepath.Join(tekton, "results"), "--results-budget", "4096", "--sbom-format", "spdx", "--konflux-labels",
 		"--storage-driver", "vfs", "--root", vlc + "/storage", "--runroot", vlc + "/run",
 	}
 	if !slices.Equal(call.args, want) {
