@@ -1,9 +1,10 @@
 // Package release finishes a publish: given manifests already pushed by
-// digest, it pushes the gzip-first index, the subjects artifact, verifies
-// that everything the tag will point at is in the registry, stages the
-// Tekton results (and the caller's files, such as the summary) in
-// temporary files beside their targets, moves the tag and renames the
-// staged files into place, in that order. The tag is the commit point: a
+// digest, it pushes the gzip-first index, the subjects artifact, the SBOM
+// referrers (each platform's SBOM on its manifests, the index SBOM on the
+// index; Options.SBOM), verifies that everything the tag will point at is
+// in the registry, stages the Tekton results (and the caller's files, such
+// as the summary) in temporary files beside their targets, moves the tag
+// and renames the staged files into place, in that order. The tag is the commit point: a
 // failure at any step before it leaves the user's tag where it was and no
 // result written, and after it only renames within a directory remain.
 package release
