@@ -1,8 +1,9 @@
 // Package pipeline runs a validated plan. `mcbuild build`: for each
 // platform build → stage → publish (package build, stage, publish), with
 // the platform's SBOM generated alongside (package sbom), then the release
-// (package release: index → subjects → SBOMs → verify → tag → results). `mcbuild index`: collect the inputs (package index), then the
-// same release. It times every phase in one summary.Phases record.
+// (package release: index → subjects → SBOMs → verify → tag → results).
+// `mcbuild index`: collect the inputs (package index), then the same
+// release. It times every phase in one summary.Phases record.
 package pipeline
 
 import (
