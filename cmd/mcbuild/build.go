@@ -21,6 +21,7 @@ import (
 	"github.com/mcbuild/mcbuild/internal/pipeline"
 	"github.com/mcbuild/mcbuild/internal/publish"
 	"github.com/mcbuild/mcbuild/internal/results"
+	"github.com/mcbuild/mcbuild/internal/sbom"
 	"github.com/mcbuild/mcbuild/internal/stage"
 )
 
@@ -50,19 +51,33 @@ type resultsFlags struct {
 	resultsDir    string
 	resultsBudget int
 	summaryJSON   string
+	sbom          bool
+	sbomFormat    string
 }
 
 func (r *resultsFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.resultsDir, "results-dir", "", "directory to write Tekton results into (e.g. /tekton/results); empty writes none")
 	cmd.Flags().IntVar(&r.resultsBudget, "results-budget", results.DefaultBudget, "bytes the step's results may take in Tekton's termination message; IMAGES is written empty when its digests would not fit")
 	cmd.Flags().StringVar(&r.summaryJSON, "summary-json", "", "also write the summary (digests, sizes, seconds per phase) as JSON to this file")
+	cmd.Flags().BoolVar(&r.sbom, "sbom", true, "attach SBOMs: each platform's (build only) to every manifest of the platform, and one listing every manifest to the index; false attaches none")
+	cmd.Flags().StringVar(&r.sbomFormat, "sbom-format", string(sbom.SPDXJSON), "SBOM format: spdx-json (SPDX 2.3) or cyclonedx-json (Konflux's SBOM_TYPE names spdx and cyclonedx are accepted too)")
+}
+
+// sbomPlan checks the SBOM flags; epoch (--source-date-epoch) pins the
+// SBOMs' creation time and identity.
+func (r *resultsFlags) sbomPlan(epoch *time.Time) (pipeline.SBOMPlan, error) {
+	f, err := sbom.ParseFormat(r.sbomFormat)
+	if err != nil {
+		return pipeline.SBOMPlan{}, flagError("--sbom-format", err)
+	}
+	return pipeline.SBOMPlan{Enabled: r.sbom, Format: f, Created: epoch, Version: version()}, nil
 }
 
 // plan checks the results flags for an index published at dest, before
 // any work: what is written after the build must fit and have somewhere
 // to go.
 func (r *resultsFlags) plan(dest imageref.Ref) (pipeline.Results, error) {
-	if err := results.CheckBudgetFor(r.resultsBudget, dest.Tagged(), dest.Repository); err != nil {
+	if err := results.CheckBudgetFor(r.resultsBudget, dest.Tagged(), dest.Repository, r.sbom); err != nil {
 		return pipeline.Results{}, fmt.Errorf("--results-budget %w", err)
 	}
 	if r.summaryJSON != "" {
@@ -158,6 +173,9 @@ func (f *buildFlags) plan(g *globalFlags, encoderSet bool) (pipeline.BuildPlan, 
 		return p, nil, err
 	}
 	if p.Results, err = f.resultsFlags.plan(p.Dest); err != nil {
+		return p, nil, err
+	}
+	if p.SBOM, err = f.resultsFlags.sbomPlan(p.Build.SourceDateEpoch); err != nil {
 		return p, nil, err
 	}
 	p.ProgressInterval = 10 * time.Second
@@ -258,14 +276,9 @@ func (f *buildFlags) buildOptions() (build.Options, error) {
 			return build.Options{}, fmt.Errorf("--secret %w", err)
 		}
 	}
-	var epoch *time.Time
-	if f.sourceDateEpoch != "" {
-		secs, err := strconv.ParseInt(f.sourceDateEpoch, 10, 64)
-		if err != nil || secs < 0 {
-			return build.Options{}, fmt.Errorf("--source-date-epoch / SOURCE_DATE_EPOCH %q: want a non-negative number of seconds since 1970-01-01 UTC", f.sourceDateEpoch)
-		}
-		t := time.Unix(secs, 0).UTC()
-		epoch = &t
+	epoch, err := parseEpoch("--source-date-epoch / SOURCE_DATE_EPOCH", f.sourceDateEpoch)
+	if err != nil {
+		return build.Options{}, err
 	}
 	o := build.Options{
 		ContextDir: contextDir, Containerfile: containerfile, Args: args,
@@ -279,6 +292,20 @@ func (f *buildFlags) buildOptions() (build.Options, error) {
 		return o, optionFlag(err)
 	}
 	return o, nil
+}
+
+// parseEpoch reads a SOURCE_DATE_EPOCH value ("" is nil); errors start
+// with what, the flag or variable.
+func parseEpoch(what, s string) (*time.Time, error) {
+	if s == "" {
+		return nil, nil
+	}
+	secs, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || secs < 0 {
+		return nil, fmt.Errorf("%s %q: want a non-negative number of seconds since 1970-01-01 UTC", what, s)
+	}
+	t := time.Unix(secs, 0).UTC()
+	return &t, nil
 }
 
 func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -79,6 +80,14 @@ func (f *indexFlags) plan(g *globalFlags) (pipeline.IndexPlan, error) {
 		return p, fmt.Errorf("--from: no references given; pass the per-platform results to merge, e.g. --from %s-linux-amd64", p.Dest.Tagged())
 	}
 	if p.Results, err = f.resultsFlags.plan(p.Dest); err != nil {
+		return p, err
+	}
+	// The index SBOM is dated SOURCE_DATE_EPOCH when set, as a build's.
+	epoch, err := parseEpoch("SOURCE_DATE_EPOCH", os.Getenv("SOURCE_DATE_EPOCH"))
+	if err != nil {
+		return p, err
+	}
+	if p.SBOM, err = f.resultsFlags.sbomPlan(epoch); err != nil {
 		return p, err
 	}
 	p.Registry, err = g.session()

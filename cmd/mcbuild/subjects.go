@@ -14,6 +14,7 @@ import (
 	"github.com/mcbuild/mcbuild/internal/imageref"
 	"github.com/mcbuild/mcbuild/internal/pipeline"
 	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/sbom"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 	"oras.land/oras-go/v2/registry/remote"
 )
@@ -23,7 +24,7 @@ func newSubjectsCommand(g *globalFlags) *cobra.Command {
 		Use:   "subjects",
 		Short: "Read and verify subjects artifacts",
 	}
-	var asJSON bool
+	var asJSON, requireSBOM bool
 	show := &cobra.Command{
 		Use:   "show REF",
 		Short: "Print the entries of a subjects artifact (REF: the artifact, or the index it describes)",
@@ -56,16 +57,26 @@ digests, whatever the artifact claims (--json then prints nothing).`,
 it describes (found through the referrers API or the sha256-<hex> fallback
 tag). Every entry must name REF's repository. It exits non-zero and lists
 every mismatch. When several subjects artifacts refer to the index, each is
-verified, and any that does not match fails the command.`,
+verified, and any that does not match fails the command. With --require-sbom
+the index and every manifest it lists must also have an SBOM referrer
+(SPDX or CycloneDX JSON, through the referrers API or the sha256-<hex>.sbom
+fallback tag).`,
 		Args: exactlyOneRef,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			repo, ref, descs, opts, err := openSubjects(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
-			return verifyArtifacts(cmd, repo, ref, descs, opts)
+			if err := verifyArtifacts(cmd, repo, ref, descs, opts); err != nil {
+				return err
+			}
+			if requireSBOM {
+				return verifySBOMs(cmd, repo, ref, descs, opts)
+			}
+			return nil
 		},
 	}
+	verify.Flags().BoolVar(&requireSBOM, "require-sbom", false, "also fail when the index or a manifest it lists has no SBOM referrer")
 	cmd.AddCommand(show, verify)
 	return cmd
 }
@@ -107,6 +118,38 @@ func showArtifact(cmd *cobra.Command, repo *remote.Repository, ref imageref.Ref,
 	if len(other) > 0 {
 		return refuse()
 	}
+	return nil
+}
+
+// verifySBOMs checks that every entry of the subjects artifacts in descs
+// (verified already: the index and its manifests) has an SBOM referrer,
+// and lists every one that has none.
+func verifySBOMs(cmd *cobra.Command, repo *remote.Repository, ref imageref.Ref, descs []ocispec.Descriptor, opts registry.Options) error {
+	seen := map[string]bool{}
+	var subjectsOf []ocispec.Descriptor
+	for _, desc := range descs {
+		doc, _, err := subjects.Fetch(cmd.Context(), repo, desc)
+		if err != nil {
+			return opts.Explain("reading the subjects artifact "+ref.WithDigest(desc.Digest), err)
+		}
+		for _, s := range doc.Subjects {
+			if d := s.DigestOf(); !seen[d.String()] {
+				seen[d.String()] = true
+				subjectsOf = append(subjectsOf, ocispec.Descriptor{MediaType: s.MediaType, Digest: d})
+			}
+		}
+	}
+	missing, err := sbom.Missing(cmd.Context(), repo, subjectsOf)
+	if err != nil {
+		return opts.Explain("looking for the SBOMs of "+ref.String(), err)
+	}
+	for _, m := range missing {
+		fmt.Fprintf(cmd.ErrOrStderr(), "missing SBOM: %s (%s)\n", ref.WithDigest(m.Digest), m.MediaType)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("--require-sbom: %d of %d (the index and its manifests) have no SBOM referrer", len(missing), len(subjectsOf))
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "every one of %d (the index and its manifests) has an SBOM\n", len(subjectsOf))
 	return nil
 }
 

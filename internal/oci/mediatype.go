@@ -62,3 +62,15 @@ func IsGzipLayer(mediaType string) bool {
 func IsZstdLayer(mediaType string) bool {
 	return mediaType == MediaTypeImageLayerZstd || mediaType == MediaTypeImageLayerNondistributableZstd
 }
+
+// SBOM media types: an SBOM referrer's artifactType and the media type of
+// its one layer (as `oras attach` and cosign use them).
+const (
+	MediaTypeSPDXJSON      = "application/spdx+json"
+	MediaTypeCycloneDXJSON = "application/vnd.cyclonedx+json"
+)
+
+// IsSBOM reports whether artifactType is an SBOM's: SPDX or CycloneDX JSON.
+func IsSBOM(artifactType string) bool {
+	return artifactType == MediaTypeSPDXJSON || artifactType == MediaTypeCycloneDXJSON
+}

@@ -11,12 +11,13 @@ import (
 	"github.com/mcbuild/mcbuild/internal/index"
 	"github.com/mcbuild/mcbuild/internal/oci"
 	"github.com/mcbuild/mcbuild/internal/registry"
+	"github.com/mcbuild/mcbuild/internal/sbom"
 	"github.com/mcbuild/mcbuild/internal/summary"
 )
 
 // Inspect reads what ref names (an index, flattened, or one manifest) and
 // returns a row for it and one per manifest, with what a client downloads
-// for each, plus the warnings of the walk (index.Collect's, bounded as it
+// for each and its SBOM referrer (sbom.Find; the last listed), plus the warnings of the walk (index.Collect's, bounded as it
 // is; each manifest is read once, by that walk). o is what repo's session was
 // made from: a failed read says what the registry answered and how often
 // it was tried ([registry.Options.Explain]).
@@ -42,8 +43,19 @@ func inspect(ctx context.Context, repo *remote.Repository, ref imageref.Ref) ([]
 		kind = "(index)"
 	}
 	rows := []summary.Row{{Platform: kind, Compression: "-", Digest: root.Digest.String(), Size: root.Size}}
+	descs := []ocispec.Descriptor{root}
 	for _, e := range entries {
 		rows = append(rows, summary.Row{Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format), Digest: e.Descriptor.Digest.String(), Size: e.DownloadSize})
+		descs = append(descs, e.Descriptor)
+	}
+	for i, d := range descs {
+		found, err := sbom.Find(ctx, repo, d)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(found) > 0 {
+			rows[i].SBOM = found[len(found)-1].Digest.String()
+		}
 	}
 	return rows, warnings, nil
 }

@@ -1,8 +1,9 @@
 // Package pipeline runs a validated plan. `mcbuild build`: for each
-// platform build → stage → publish (package build, stage, publish), then
-// the release (package release: index → subjects → verify → tag →
-// results). `mcbuild index`: collect the inputs (package index), then the
-// same release. It times every phase in one summary.Phases record.
+// platform build → stage → publish (package build, stage, publish), with
+// the platform's SBOM generated alongside (package sbom), then the release
+// (package release: index → subjects → SBOMs → verify → tag → results).
+// `mcbuild index`: collect the inputs (package index), then the same
+// release. It times every phase in one summary.Phases record.
 package pipeline
 
 import (
@@ -56,6 +57,9 @@ type BuildPlan struct {
 	ReuseFrom []string
 	Registry  *registry.Session
 	Results   Results
+	// SBOM says whether each platform's SBOM is generated (alongside its
+	// publish) and attached with the index SBOM.
+	SBOM SBOMPlan
 	// Log receives progress lines; ProgressInterval paces the upload
 	// progress lines (0: none).
 	Log              io.Writer
@@ -69,7 +73,10 @@ type IndexPlan struct {
 	From     []string
 	Registry *registry.Session
 	Results  Results
-	Log      io.Writer
+	// SBOM says whether the index SBOM is attached (the inputs carry their
+	// manifests' own).
+	SBOM SBOMPlan
+	Log  io.Writer
 }
 
 // Results say where the Tekton results and the summary go.
@@ -103,6 +110,8 @@ func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 		return Outcome{}, err
 	}
 	defer func() { _, _ = store.Shutdown(false) }()
+	sboms := startSBOMs(ctx, p.SBOM, store, p.Dest.Repository, p.Log)
+	defer sboms.stop()
 	tmpRoot := p.Stage.TmpDir
 	if tmpRoot == "" {
 		tmpRoot = stage.DefaultTmpDir()
@@ -132,7 +141,7 @@ func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	run := platformRun{BuildPlan: p, store: store, pub: pub, dest: repo, phases: &phases}
+	run := platformRun{BuildPlan: p, store: store, pub: pub, dest: repo, phases: &phases, sboms: sboms}
 	var entries []index.Entry
 	for _, platform := range p.Platforms {
 		published, err := run.buildPlatform(ctx, platform)
@@ -141,7 +150,12 @@ func Build(ctx context.Context, p BuildPlan) (Outcome, error) {
 		}
 		entries = append(entries, published...)
 	}
-	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, variants, started)
+	docs, busy, waited, err := sboms.wait()
+	if err != nil {
+		return Outcome{}, err
+	}
+	phases.SBOM, phases.SBOMWait = busy.Seconds(), waited.Seconds()
+	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, variants, p.SBOM.release(docs), started)
 }
 
 // platformRun is what every platform's build and publish share.
@@ -151,6 +165,7 @@ type platformRun struct {
 	pub    publish.Publisher
 	dest   *remote.Repository
 	phases *summary.Phases
+	sboms  *sbomRun
 }
 
 // variantOf is one pushed variant's line of the summary.
@@ -198,6 +213,7 @@ func (p platformRun) buildPlatform(ctx context.Context, platform ocispec.Platfor
 		return nil, err
 	}
 	phases.Build += time.Since(t0).Seconds()
+	p.sboms.add(img)
 	t0 = time.Now()
 	var published []index.Entry
 	pprof.Do(ctx, pprof.Labels("phase", "publish"), func(ctx context.Context) {
@@ -248,7 +264,7 @@ func Index(ctx context.Context, p IndexPlan) (Outcome, error) {
 		logf(p.Log, "Warning: %s", w)
 	}
 	phases := summary.Phases{Collect: time.Since(started).Seconds()}
-	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, nil, started)
+	return finish(ctx, repo, p.Dest, entries, p.Registry, p.Results, p.Log, phases, nil, p.SBOM.release(nil), started)
 }
 
 // Open is the preflight every command makes before any work: the registry
@@ -265,11 +281,12 @@ func Open(ctx context.Context, sess *registry.Session, repo string) (*remote.Rep
 // finish makes the release of entries and completes the phases record,
 // whose total runs to the moment before the tag moves: the summary JSON
 // is written with the results, staged before the tag.
-func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries []index.Entry, sess *registry.Session, rs Results, log io.Writer, phases summary.Phases, variants []summary.Variant, started time.Time) (Outcome, error) {
+func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries []index.Entry, sess *registry.Session, rs Results, log io.Writer, phases summary.Phases, variants []summary.Variant, sboms *release.SBOMs, started time.Time) (Outcome, error) {
 	// Called by Finish once the outcome is complete, before the tag moves.
 	files := func(out release.Outcome) ([]release.File, error) {
 		phases.Index = out.Phases.Index.Seconds()
 		phases.Subjects = out.Phases.Subjects.Seconds()
+		phases.SBOMAttach = out.Phases.SBOM.Seconds()
 		phases.Verify = out.Phases.Verify.Seconds()
 		phases.Total = time.Since(started).Seconds()
 		if rs.SummaryJSON == "" {
@@ -282,7 +299,7 @@ func finish(ctx context.Context, repo release.Target, dest imageref.Ref, entries
 		return []release.File{{Path: rs.SummaryJSON, What: "summary", Data: data}}, nil
 	}
 	out, err := release.Finish(ctx, repo, dest, entries, release.Options{
-		ResultsDir: rs.Dir, ResultsBudget: rs.Budget, Files: files, Log: log, Registry: sess.Options(),
+		ResultsDir: rs.Dir, ResultsBudget: rs.Budget, Files: files, Log: log, Registry: sess.Options(), SBOM: sboms,
 	})
 	if err != nil {
 		return Outcome{}, err
@@ -296,6 +313,10 @@ func (o Outcome) Report() summary.Report {
 	r := summary.Report{
 		ImageRef: o.Results.ImageRef, IndexDigest: o.Index.Digest.String(), IndexSize: o.Index.Size,
 		SubjectsRef: o.Results.SubjectsRef, Warnings: o.Warnings, Phases: o.Phases, Variants: o.Variants,
+		SBOMBlobURL: o.Results.SBOMBlobURL,
+	}
+	if o.SBOMs.Index.Digest != "" {
+		r.IndexSBOM = o.SBOMs.Index.Digest.String()
 	}
 	for _, e := range o.Entries {
 		size, ok := o.Sizes[e.Descriptor.Digest]
@@ -304,7 +325,7 @@ func (o Outcome) Report() summary.Report {
 		}
 		r.Manifests = append(r.Manifests, summary.Row{
 			Platform: oci.PlatformString(*e.Descriptor.Platform), Compression: string(e.Format),
-			Digest: e.Descriptor.Digest.String(), Size: size,
+			Digest: e.Descriptor.Digest.String(), Size: size, SBOM: o.SBOMs.Manifests[e.Descriptor.Digest].Digest.String(),
 		})
 	}
 	return r

@@ -1,9 +1,10 @@
 // Package release finishes a publish: given manifests already pushed by
-// digest, it pushes the gzip-first index, the subjects artifact, verifies
-// that everything the tag will point at is in the registry, stages the
-// Tekton results (and the caller's files, such as the summary) in
-// temporary files beside their targets, moves the tag and renames the
-// staged files into place, in that order. The tag is the commit point: a
+// digest, it pushes the gzip-first index, the subjects artifact, the SBOM
+// referrers (each platform's SBOM on its manifests, the index SBOM on the
+// index; Options.SBOM), verifies that everything the tag will point at is
+// in the registry, stages the Tekton results (and the caller's files, such
+// as the summary) in temporary files beside their targets, moves the tag
+// and renames the staged files into place, in that order. The tag is the commit point: a
 // failure at any step before it leaves the user's tag where it was and no
 // result written, and after it only renames within a directory remain.
 package release
@@ -45,6 +46,10 @@ type Options struct {
 	// says, in messages, how often a failing request was tried (the
 	// session's transport does the retrying, reads cut short included).
 	Registry mcregistry.Options
+	// SBOM, when set, attaches SBOMs: each platform's to every manifest of
+	// the platform, and an index SBOM to the index, after the subjects
+	// artifact and before the last look; nil attaches none.
+	SBOM *SBOMs
 }
 
 // Outcome is everything a release published.
@@ -52,7 +57,9 @@ type Outcome struct {
 	Index    ocispec.Descriptor
 	Entries  []index.Entry // in index order
 	Subjects ocispec.Descriptor
-	Results  results.Set
+	// SBOMs are the SBOM referrers attached (none without Options.SBOM).
+	SBOMs   Attached
+	Results results.Set
 	// Sizes is what a client downloads per manifest (manifest, config and
 	// layers), learned while verifying, by manifest digest.
 	Sizes    map[digest.Digest]int64
@@ -72,6 +79,7 @@ type File struct {
 type Phases struct {
 	Index    time.Duration // assembling, checking and pushing the index
 	Subjects time.Duration // pushing the subjects artifact
+	SBOM     time.Duration // making the index SBOM and attaching every SBOM
 	Verify   time.Duration // the last look before the tag moves
 }
 
@@ -102,23 +110,40 @@ func Finish(ctx context.Context, repo Target, dest imageref.Ref, entries []index
 	}
 	out.Phases.Subjects = time.Since(start)
 
+	artifacts := []Artifact{{subjDesc, "the subjects artifact"}}
+	var attached Attached
+	if opts.SBOM != nil {
+		start = time.Now()
+		var sbomWarnings []string
+		attached, sbomWarnings, err = r.attachSBOMs(ctx, *opts.SBOM, idxDesc, ordered)
+		if err != nil {
+			return out, err
+		}
+		warnings = append(warnings, sbomWarnings...)
+		artifacts = append(artifacts, attached.artifacts()...)
+		out.Phases.SBOM = time.Since(start)
+	}
+
 	// The last look before the tag moves: every blob and manifest the tag
 	// will lead to must be in the registry.
 	start = time.Now()
-	sizes, err := Verify(ctx, repo, dest.Repository, idxDesc, ordered, subjDesc, opts.Registry)
+	sizes, err := Verify(ctx, repo, dest.Repository, idxDesc, ordered, artifacts, opts.Registry)
 	if err != nil {
 		return out, err
 	}
-	r.logf("verified index, %d manifests, their blobs and the subjects artifact in %s", len(ordered), dest.Repository)
+	r.logf("verified index, %d manifests, their blobs and %d artifacts referring to them in %s", len(ordered), len(artifacts), dest.Repository)
 	out.Phases.Verify = time.Since(start)
 
 	set := resultSet(dest, idxDesc, ordered, subjDesc)
+	if opts.SBOM != nil {
+		set.SBOMBlobURL = dest.WithDigest(attached.IndexBlob.Digest)
+	}
 	// Checked before the tag moves: a budget failure must leave it in place.
 	planned, err := results.Plan(set, opts.ResultsBudget)
 	if err != nil {
 		return out, fmt.Errorf("results for %s: %w", dest.Tagged(), err)
 	}
-	out.Index, out.Entries, out.Subjects, out.Results, out.Sizes = idxDesc, ordered, subjDesc, set, sizes
+	out.Index, out.Entries, out.Subjects, out.SBOMs, out.Results, out.Sizes = idxDesc, ordered, subjDesc, attached, set, sizes
 	out.Warnings = append(warnings, planned.Warnings...)
 
 	var staged results.Staged
@@ -260,17 +285,24 @@ func inIndexOrder(idx ocispec.Index, entries []index.Entry) ([]index.Entry, erro
 // verifyConcurrency bounds the HEAD and GET requests Verify runs at once.
 const verifyConcurrency = 8
 
+// Artifact is an artifact Verify checks with its blobs: the subjects
+// artifact, an SBOM referrer.
+type Artifact struct {
+	Desc ocispec.Descriptor
+	What string // names it in errors: "the subjects artifact"
+}
+
 // Verify checks, with cheap HEAD requests (and a GET of each manifest, to
 // learn its blobs), that the index, every manifest in entries, each
-// manifest's config and layers, and the subjects artifact with its blobs
-// are all in repo. The first thing missing fails it with a message naming
+// manifest's config and layers, and every artifact with its blobs are all
+// in repo. The first thing missing fails it with a message naming
 // the thing and what it belongs to; Finish calls it before the tag moves.
 // A manifest read back proves itself present; only the index and blobs get a
 // HEAD. It returns, per manifest, the bytes a client downloads for it.
 // Nothing is retried here: repo's transport (a [mcregistry.Session]'s)
 // retries every request, a read whose body was cut short included; ro
 // only words the errors.
-func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, idx ocispec.Descriptor, entries []index.Entry, subjectsDesc ocispec.Descriptor, ro mcregistry.Options) (map[digest.Digest]int64, error) {
+func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, idx ocispec.Descriptor, entries []index.Entry, artifacts []Artifact, ro mcregistry.Options) (map[digest.Digest]int64, error) {
 	type check struct {
 		desc ocispec.Descriptor
 		what string
@@ -296,7 +328,10 @@ func Verify(ctx context.Context, repo content.ReadOnlyStorage, repoName string, 
 		desc ocispec.Descriptor
 		what string
 	}
-	refs := []manifestRef{{subjectsDesc, "the subjects artifact"}}
+	var refs []manifestRef
+	for _, a := range artifacts {
+		refs = append(refs, manifestRef{a.Desc, a.What})
+	}
 	for _, e := range entries {
 		refs = append(refs, manifestRef{e.Descriptor, fmt.Sprintf("the %s %s manifest %s", oci.PlatformString(*e.Descriptor.Platform), e.Format, e.Descriptor.Digest)})
 	}

@@ -35,6 +35,7 @@ const (
 	ImageRef    = "IMAGE_REF"
 	Images      = "IMAGES"
 	SubjectsRef = "SUBJECTS_REF"
+	SBOMBlobURL = "SBOM_BLOB_URL"
 )
 
 // DefaultBudget is Tekton's limit on one step's termination message
@@ -63,6 +64,9 @@ type Set struct {
 	// SubjectsRef is repo@digest of the subjects artifact listing every
 	// digest (SUBJECTS_REF).
 	SubjectsRef string
+	// SBOMBlobURL is repo@digest of the index SBOM's blob (SBOM_BLOB_URL,
+	// Konflux's name); "" when no SBOM was made, and then not written.
+	SBOMBlobURL string
 }
 
 // runResult mirrors Tekton's result.RunResult as it is marshaled into a
@@ -104,8 +108,8 @@ func EncodedSize(values map[string]string) int {
 	return len(b) + StartedAtReserve
 }
 
-// names are every result file Write writes.
-var names = []string{ImageURL, ImageDigest, ImageRef, Images, SubjectsRef}
+// names are every result file Write may write or remove.
+var names = []string{ImageURL, ImageDigest, ImageRef, Images, SubjectsRef, SBOMBlobURL}
 
 // CheckWritable checks, before any build work, that results can be written to
 // dir: it creates dir if missing, then creates and removes a file in it, and
@@ -190,22 +194,35 @@ const digestLen = len("sha256:") + 64
 // CheckBudgetFor checks, before any work, that budget is positive and
 // holds the results always written for an index tagged imageURL (repo:tag)
 // in repository: IMAGE_URL, IMAGE_DIGEST, IMAGE_REF, SUBJECTS_REF and an
-// empty IMAGES, whose sizes are known from the destination alone (digests
-// have a fixed length). The error starts with the value, for the caller to
-// name it.
-func CheckBudgetFor(budget int, imageURL, repository string) error {
+// empty IMAGES, and SBOM_BLOB_URL when withSBOM, whose sizes are known from
+// the destination
+// alone (digests have a fixed length). The error starts with the value,
+// for the caller to name it.
+func CheckBudgetFor(budget int, imageURL, repository string, withSBOM bool) error {
 	if err := CheckBudget(budget); err != nil {
 		return err
 	}
 	d := "sha256:" + strings.Repeat("0", digestLen-len("sha256:"))
-	need := EncodedSize(map[string]string{
+	values := map[string]string{
 		ImageURL: imageURL, ImageDigest: d, ImageRef: imageURL + "@" + d, SubjectsRef: repository + "@" + d, Images: "",
-	})
-	if budget < need {
-		return fmt.Errorf("%d: %s, %s, %s, %s and an empty %s alone take %d bytes of the termination message for %s; want at least %d (Tekton's default is %d)",
-			budget, ImageURL, ImageDigest, ImageRef, SubjectsRef, Images, need, imageURL, need, DefaultBudget)
+	}
+	if withSBOM {
+		values[SBOMBlobURL] = repository + "@" + d
+	}
+	if need := EncodedSize(values); budget < need {
+		return fmt.Errorf("%d: %s alone take %d bytes of the termination message for %s; want at least %d (Tekton's default is %d)",
+			budget, alwaysNames(withSBOM), need, imageURL, need, DefaultBudget)
 	}
 	return nil
+}
+
+// alwaysNames lists the results always written: "IMAGE_URL, IMAGE_DIGEST,
+// IMAGE_REF, SUBJECTS_REF (and SBOM_BLOB_URL) and an empty IMAGES".
+func alwaysNames(withSBOM bool) string {
+	if withSBOM {
+		return fmt.Sprintf("%s, %s, %s, %s, %s and an empty %s", ImageURL, ImageDigest, ImageRef, SubjectsRef, SBOMBlobURL, Images)
+	}
+	return fmt.Sprintf("%s, %s, %s, %s and an empty %s", ImageURL, ImageDigest, ImageRef, SubjectsRef, Images)
 }
 
 // Planned is a Set checked against the budget: exactly the files Write will
@@ -213,15 +230,20 @@ func CheckBudgetFor(budget int, imageURL, repository string) error {
 // while nothing user-visible has changed yet.
 type Planned struct {
 	values map[string]string
+	// remove are results an earlier run may have left that this one does
+	// not write (SBOM_BLOB_URL without an SBOM).
+	remove []string
 	// Warnings say why IMAGES is written empty, when it is.
 	Warnings []string
 }
 
-// Plan decides what the results of s are: all five always, IMAGES with every
-// digest when all five together fit in budget bytes of termination message
-// (EncodedSize). When the digests do not fit, IMAGES is written empty with a
-// warning; when even that does not fit, or there is no SUBJECTS_REF to list
-// the digests instead, Plan fails. A budget of 0 means DefaultBudget.
+// Plan decides what the results of s are: IMAGE_URL, IMAGE_DIGEST,
+// IMAGE_REF, SUBJECTS_REF and IMAGES always (and SBOM_BLOB_URL when set),
+// IMAGES with every digest when all together fit in budget bytes of
+// termination message (EncodedSize). When the digests do not fit, IMAGES is
+// written empty with a warning; when even that does not fit, or there is no
+// SUBJECTS_REF to list the digests instead, Plan fails. A budget of 0 means
+// DefaultBudget.
 func Plan(s Set, budget int) (Planned, error) {
 	if budget == 0 {
 		budget = DefaultBudget
@@ -239,21 +261,27 @@ func Plan(s Set, budget int) (Planned, error) {
 		SubjectsRef: s.SubjectsRef,
 		Images:      "",
 	}
+	var remove []string
+	if s.SBOMBlobURL != "" {
+		values[SBOMBlobURL] = s.SBOMBlobURL
+	} else {
+		remove = append(remove, SBOMBlobURL)
+	}
 	all := maps.Clone(values)
 	all[Images] = strings.Join(s.Images, ",")
 	size := EncodedSize(all)
 	if size <= budget {
-		return Planned{values: all}, nil
+		return Planned{values: all, remove: remove}, nil
 	}
 	if without := EncodedSize(values); without > budget {
-		return Planned{}, fmt.Errorf("results do not fit: %s, %s, %s, %s and an empty %s alone take %d bytes of the %d-byte termination message budget (%d with every digest in %s)",
-			ImageURL, ImageDigest, ImageRef, SubjectsRef, Images, without, budget, size, Images)
+		return Planned{}, fmt.Errorf("results do not fit: %s alone take %d bytes of the %d-byte termination message budget (%d with every digest in %s)",
+			alwaysNames(s.SBOMBlobURL != ""), without, budget, size, Images)
 	}
 	if s.SubjectsRef == "" {
 		return Planned{}, fmt.Errorf("%s does not fit: all results would take %d bytes of the %d-byte termination message budget, and there is no %s listing the digests instead",
 			Images, size, budget, SubjectsRef)
 	}
-	return Planned{values: values, Warnings: []string{fmt.Sprintf(
+	return Planned{values: values, remove: remove, Warnings: []string{fmt.Sprintf(
 		"%s written empty: all results would take %d bytes of the %d-byte termination message budget; every digest is listed in the subjects artifact %s=%s",
 		Images, size, budget, SubjectsRef, s.SubjectsRef)}}, nil
 }
@@ -261,7 +289,9 @@ func Plan(s Set, budget int) (Planned, error) {
 // Stage stages the planned results for dir in st (nothing when dir is
 // empty): each value in a temporary file in dir, complete and synced, for
 // st.Commit to rename into place, so a reader never sees a partial value
-// (nor an earlier run's IMAGES: an empty one replaces it).
+// (an earlier run's IMAGES is replaced, empty if need be); an SBOM_BLOB_URL
+// file left by an earlier run is removed on Commit when this run does not
+// write it, so no stale digest is read.
 func (p Planned) Stage(st *Staged, dir string) error {
 	if dir == "" {
 		return nil
@@ -272,6 +302,11 @@ func (p Planned) Stage(st *Staged, dir string) error {
 	keys := slices.Sorted(maps.Keys(p.values))
 	for _, name := range keys {
 		if err := st.File(filepath.Join(dir, name), "result "+name, []byte(p.values[name])); err != nil {
+			return err
+		}
+	}
+	for _, name := range p.remove {
+		if err := st.Remove(filepath.Join(dir, name), "stale result "+name); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package results
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -10,11 +11,12 @@ import (
 // Staged is files written beside their targets, complete and synced, that
 // Commit renames into place. Staging does everything that can fail for a
 // foreseeable reason (a full disk, a directory where a file goes); Commit
-// only renames within a directory. So a caller stages before its commit
-// point (mcbuild's: moving the tag) and commits after it. The zero value is
-// empty and ready to use.
+// only renames within a directory and removes stale files. So a caller
+// stages before its commit point (mcbuild's: moving the tag) and commits
+// after it. The zero value is empty and ready to use.
 type Staged struct {
-	files []stagedFile
+	files  []stagedFile
+	remove []stagedFile // tmp unused: stale targets removed on Commit
 }
 
 type stagedFile struct{ what, tmp, target string }
@@ -44,10 +46,20 @@ func (s *Staged) File(path, what string, data []byte) error {
 	return nil
 }
 
-// Commit renames every staged file into place. If a rename fails (nothing
-// foreseeable makes it: staging checked the targets), the files already
-// renamed are removed again and the rest discarded, so none of the staged
-// files is left half in place.
+// Remove stages the removal of a stale file at path (none there is fine);
+// a directory at path is refused now, so that Commit cannot fail on it.
+func (s *Staged) Remove(path, what string) error {
+	if isDir(path) {
+		return fmt.Errorf("removing %s: %s is a directory", what, path)
+	}
+	s.remove = append(s.remove, stagedFile{what: what, target: path})
+	return nil
+}
+
+// Commit renames every staged file into place, then removes the stale
+// ones. If a rename fails (nothing foreseeable makes it: staging checked
+// the targets), the files already renamed are removed again and the rest
+// discarded, so none of the staged files is left half in place.
 func (s *Staged) Commit() error {
 	for i, f := range s.files {
 		if err := os.Rename(f.tmp, f.target); err != nil {
@@ -60,6 +72,12 @@ func (s *Staged) Commit() error {
 		}
 	}
 	s.files = nil
+	for _, r := range s.remove {
+		if err := os.Remove(r.target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing %s: %w", r.what, err)
+		}
+	}
+	s.remove = nil
 	return nil
 }
 
@@ -69,5 +87,5 @@ func (s *Staged) Discard() {
 	for _, f := range s.files {
 		os.Remove(f.tmp)
 	}
-	s.files = nil
+	s.files, s.remove = nil, nil
 }

@@ -196,7 +196,7 @@ func TestCheckFile(t *testing.T) {
 func TestCheckBudgetFor(t *testing.T) {
 	s := set(konfluxRepo, 2, 2)
 	need := EncodedSize(map[string]string{ImageURL: s.ImageURL, ImageDigest: s.ImageDigest, ImageRef: s.ImageRef, SubjectsRef: s.SubjectsRef, Images: ""})
-	if err := CheckBudgetFor(need, s.ImageURL, konfluxRepo); err != nil {
+	if err := CheckBudgetFor(need, s.ImageURL, konfluxRepo, false); err != nil {
 		t.Errorf("CheckBudgetFor(%d): %v", need, err)
 	}
 	if p, err := Plan(s, need); err != nil {
@@ -204,14 +204,14 @@ func TestCheckBudgetFor(t *testing.T) {
 	} else if v, ok := p.values[Images]; !ok || v != "" || len(p.Warnings) != 1 {
 		t.Errorf("Plan(%d): IMAGES %q (%v), warnings %q; want it written empty with a warning", need, v, ok, p.Warnings)
 	}
-	err := CheckBudgetFor(need-1, s.ImageURL, konfluxRepo)
+	err := CheckBudgetFor(need-1, s.ImageURL, konfluxRepo, false)
 	if err == nil || !strings.Contains(err.Error(), "want at least "+strconv.Itoa(need)) {
 		t.Errorf("CheckBudgetFor(%d) = %v, want at least %d", need-1, err, need)
 	}
 	if _, err := Plan(s, need-1); err == nil {
 		t.Errorf("Plan(%d) = nil; CheckBudgetFor and Plan disagree", need-1)
 	}
-	if err := CheckBudgetFor(0, s.ImageURL, konfluxRepo); err == nil {
+	if err := CheckBudgetFor(0, s.ImageURL, konfluxRepo, false); err == nil {
 		t.Error("CheckBudgetFor(0) = nil")
 	}
 }

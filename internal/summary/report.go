@@ -20,11 +20,20 @@ type Phases struct {
 	CompressDuringBuild float64            `json:"compress_during_build_seconds,omitempty"`
 	Publish             float64            `json:"publish_seconds"`
 	PublishByFormat     map[string]float64 `json:"publish_format_seconds,omitempty"`
-	Collect             float64            `json:"collect_seconds,omitempty"` // mcbuild index: reading the inputs
-	Index               float64            `json:"index_seconds"`
-	Subjects            float64            `json:"subjects_seconds"`
-	Verify              float64            `json:"verify_seconds"` // the last look before the tag moves
-	Total               float64            `json:"total_seconds"`
+	// SBOM is the time spent generating the platforms' SBOMs (summed over
+	// platforms); it runs alongside the publish (and the next platform's
+	// build), so it overlaps them. SBOMWait is the part of it the run
+	// waited for once every platform was published.
+	SBOM     float64 `json:"sbom_seconds,omitempty"`
+	SBOMWait float64 `json:"sbom_wait_seconds,omitempty"`
+	Collect  float64 `json:"collect_seconds,omitempty"` // mcbuild index: reading the inputs
+	Index    float64 `json:"index_seconds"`
+	Subjects float64 `json:"subjects_seconds"`
+	// SBOMAttach is the release's SBOM step: making the index SBOM and
+	// attaching every SBOM (before the tag moves).
+	SBOMAttach float64 `json:"sbom_attach_seconds,omitempty"`
+	Verify     float64 `json:"verify_seconds"` // the last look before the tag moves
+	Total      float64 `json:"total_seconds"`
 }
 
 // AddPublishFormat records the wall time of one format's push.
@@ -42,6 +51,10 @@ type Report struct {
 	IndexDigest string `json:"index_digest"`
 	IndexSize   int64  `json:"index_size"`
 	SubjectsRef string `json:"subjects_ref"`
+	// SBOMBlobURL is repo@digest of the index SBOM's blob; IndexSBOM the
+	// index SBOM referrer's digest ("" without SBOMs).
+	SBOMBlobURL string `json:"sbom_blob_url,omitempty"`
+	IndexSBOM   string `json:"index_sbom,omitempty"`
 	Manifests   []Row  `json:"manifests"`
 	// Variants say how each manifest's layers were made (mcbuild build).
 	Variants []Variant `json:"variants,omitempty"`
@@ -92,7 +105,7 @@ func (v Variant) String() string {
 // Print writes the table of the index and its manifests, the two references
 // a pipeline passes on, and the time per phase.
 func (r Report) Print(w io.Writer) error {
-	rows := append([]Row{{Platform: "(index)", Compression: "-", Digest: r.IndexDigest, Size: r.IndexSize}}, r.Manifests...)
+	rows := append([]Row{{Platform: "(index)", Compression: "-", Digest: r.IndexDigest, Size: r.IndexSize, SBOM: r.IndexSBOM}}, r.Manifests...)
 	if err := Table(w, rows); err != nil {
 		return err
 	}
@@ -102,7 +115,11 @@ func (r Report) Print(w io.Writer) error {
 			fmt.Fprintln(w, v.String())
 		}
 	}
-	_, err := fmt.Fprintf(w, "\nIMAGE_REF     %s\nSUBJECTS_REF  %s\ntime: %s\n", r.ImageRef, r.SubjectsRef, r.Phases.String())
+	fmt.Fprintf(w, "\nIMAGE_REF     %s\nSUBJECTS_REF  %s\n", r.ImageRef, r.SubjectsRef)
+	if r.SBOMBlobURL != "" {
+		fmt.Fprintf(w, "SBOM_BLOB_URL %s\n", r.SBOMBlobURL)
+	}
+	_, err := fmt.Fprintf(w, "time: %s\n", r.Phases.String())
 	return err
 }
 
@@ -137,8 +154,12 @@ func (p Phases) String() string {
 		}
 		parts = append(parts, s)
 	}
+	if p.SBOM > 0 {
+		parts = append(parts, fmt.Sprintf("sbom %.1fs (alongside the publish; waited %.1fs)", p.SBOM, p.SBOMWait))
+	}
 	add("index", p.Index, true)
 	add("subjects", p.Subjects, true)
+	add("sbom attach", p.SBOMAttach, false)
 	add("verify", p.Verify, true)
 	add("total", p.Total, true)
 	return strings.Join(parts, ", ")

@@ -2,6 +2,7 @@
 package summary
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,21 +11,34 @@ import (
 
 // Row is one pushed manifest.
 type Row struct {
-	Platform    string `json:"platform"`    // os/arch[/variant]
-	Compression string `json:"compression"` // gzip, zstd, zstd:chunked
-	Digest      string `json:"digest"`      // full manifest digest
-	Size        int64  `json:"size"`        // bytes a client downloads; negative when unknown
+	Platform    string `json:"platform"`       // os/arch[/variant]
+	Compression string `json:"compression"`    // gzip, zstd, zstd:chunked
+	Digest      string `json:"digest"`         // full manifest digest
+	Size        int64  `json:"size"`           // bytes a client downloads; negative when unknown
+	SBOM        string `json:"sbom,omitempty"` // digest of its SBOM referrer, if one was attached
 }
 
 // Table writes rows as an aligned table with the header
-// PLATFORM  COMPRESSION  DIGEST  SIZE. Digests are printed in full (they are
-// meant to be copied); sizes use HumanSize. Rows are printed in the order
-// given.
+// PLATFORM  COMPRESSION  DIGEST  SIZE, and a column SBOM when a row has
+// one. Digests are printed in full (they are meant to be copied); sizes use
+// HumanSize. Rows are printed in the order given.
 func Table(w io.Writer, rows []Row) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PLATFORM\tCOMPRESSION\tDIGEST\tSIZE")
+	withSBOM := false
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Platform, r.Compression, r.Digest, HumanSize(r.Size))
+		withSBOM = withSBOM || r.SBOM != ""
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := "PLATFORM\tCOMPRESSION\tDIGEST\tSIZE"
+	if withSBOM {
+		header += "\tSBOM"
+	}
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		line := fmt.Sprintf("%s\t%s\t%s\t%s", r.Platform, r.Compression, r.Digest, HumanSize(r.Size))
+		if withSBOM {
+			line += "\t" + cmp.Or(r.SBOM, "-")
+		}
+		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
 }

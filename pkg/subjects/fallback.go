@@ -1,20 +1,17 @@
 package subjects
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
-	orasregistry "oras.land/oras-go/v2/registry"
-	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/mcbuild/mcbuild/pkg/referrer"
 )
 
 // FallbackTagSuffix ends the tag of a subjects artifact pushed in the OCI
@@ -26,19 +23,14 @@ const FallbackTagSuffix = ".subjects"
 
 // FallbackTag is the tag of the fallback-form subjects artifact of index.
 func FallbackTag(index digest.Digest) string {
-	return index.Algorithm().String() + "-" + index.Encoded() + FallbackTagSuffix
+	return referrer.FallbackTag(index, FallbackTagSuffix)
 }
 
-// Pushed says how PushOrFallback published the artifact.
-type Pushed struct {
-	// Desc is the artifact's manifest (ArtifactType set in either form).
-	Desc ocispec.Descriptor
-	// Fallback is true when the OCI 1.0 form was pushed and tagged
-	// FallbackTag(subject); Refusal is then the registry's refusal of the
-	// OCI 1.1 form.
-	Fallback bool
-	Refusal  error
-}
+// Pushed says how PushOrFallback published the artifact: Desc is the
+// artifact's manifest (ArtifactType set in either form); Fallback is true
+// when the OCI 1.0 form was pushed and tagged FallbackTag(subject), and
+// Refusal is then the registry's refusal of the OCI 1.1 form.
+type Pushed = referrer.Pushed
 
 // PushOrFallback pushes the subjects artifact as Push does (OCI 1.1:
 // artifactType, subject). If the registry refuses that form, or the
@@ -50,92 +42,28 @@ type Pushed struct {
 // form is refused too, the error names both refusals. Any other error is
 // returned as is: nothing is ever skipped silently.
 func PushOrFallback(ctx context.Context, target oras.Target, doc Document, subject ocispec.Descriptor) (Pushed, error) {
-	desc, err := Push(ctx, target, doc, subject)
-	if err == nil {
-		return Pushed{Desc: desc}, nil
-	}
-	if !Refused(err) {
+	if err := check(doc, subject); err != nil {
 		return Pushed{}, err
 	}
-	fdesc, ferr := pushFallback(ctx, target, doc, subject)
-	if ferr != nil {
-		return Pushed{}, fmt.Errorf("the registry refused the subjects artifact as an OCI 1.1 artifact (%v) and in the OCI 1.0 fallback form (%w); see docs/subjects.md, \"Registries that refuse OCI 1.1 artifacts\"", err, ferr)
-	}
-	return Pushed{Desc: fdesc, Fallback: true, Refusal: err}, nil
-}
-
-// pushFallback pushes doc in the OCI 1.0 form and tags it.
-func pushFallback(ctx context.Context, target oras.Target, doc Document, subject ocispec.Descriptor) (ocispec.Descriptor, error) {
-	if err := doc.Validate(); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	if got := doc.Subjects[0].DigestOf(); got != subject.Digest {
-		return ocispec.Descriptor{}, fmt.Errorf("subjects document: first entry is %s, want the subject %s", got, subject.Digest)
-	}
-	desc, err := pushForm(ctx, target, doc, nil)
+	a, err := artifact(doc)
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return Pushed{}, err
 	}
-	tag := FallbackTag(subject.Digest)
-	if rp, ok := target.(orasregistry.ReferencePusher); ok {
-		_, _, manifest, _, err := packForm(doc, nil)
-		if err != nil {
-			return ocispec.Descriptor{}, err
-		}
-		plain := desc
-		plain.ArtifactType = ""
-		err = rp.PushReference(ctx, plain, bytes.NewReader(manifest), tag)
-		if err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("tagging the subjects artifact %s as %s: %w", desc.Digest, tag, err)
-		}
-		return desc, nil
-	}
-	if err := target.Tag(ctx, desc, tag); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("tagging the subjects artifact %s as %s: %w", desc.Digest, tag, err)
-	}
-	return desc, nil
+	return referrer.PushOrFallback(ctx, target, a, subject)
 }
 
 // Refused reports whether err is a registry's refusal of a manifest's form
-// (as opposed to a transient, auth or missing-blob failure): a PUT of a
-// manifest answered 415, or 400 with MANIFEST_INVALID, UNSUPPORTED or no
-// error code.
-func Refused(err error) bool {
-	var er *errcode.ErrorResponse
-	if !errors.As(err, &er) || er.Method != http.MethodPut || er.URL == nil || !strings.Contains(er.URL.Path, "/manifests/") {
-		return false
-	}
-	switch er.StatusCode {
-	case http.StatusUnsupportedMediaType:
-		return true
-	case http.StatusBadRequest:
-		if len(er.Errors) == 0 {
-			return true
-		}
-		for _, e := range er.Errors {
-			if e.Code != errcode.ErrorCodeManifestInvalid && e.Code != errcode.ErrorCodeUnsupported {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
+// (referrer.Refused): a PUT of a manifest answered 415, or 400 with
+// MANIFEST_INVALID, UNSUPPORTED or no error code.
+func Refused(err error) bool { return referrer.Refused(err) }
 
 // findFallback looks for the fallback-form artifact of indexDesc under
 // FallbackTag; found is false when the tag does not exist.
 func findFallback(ctx context.Context, target content.ReadOnlyGraphStorage, indexDesc ocispec.Descriptor) (desc ocispec.Descriptor, found bool, err error) {
-	r, ok := target.(content.Resolver)
-	if !ok {
-		return ocispec.Descriptor{}, false, nil
-	}
 	tag := FallbackTag(indexDesc.Digest)
-	desc, err = r.Resolve(ctx, tag)
-	if errors.Is(err, errdef.ErrNotFound) {
-		return ocispec.Descriptor{}, false, nil
-	}
-	if err != nil {
-		return ocispec.Descriptor{}, false, fmt.Errorf("resolving the fallback tag %s: %w", tag, err)
+	desc, found, err = referrer.FindFallback(ctx, target, indexDesc.Digest, FallbackTagSuffix)
+	if err != nil || !found {
+		return ocispec.Descriptor{}, false, err
 	}
 	doc, _, err := Fetch(ctx, target, desc)
 	if err != nil {
@@ -171,4 +99,16 @@ func subjectOf(ctx context.Context, target content.ReadOnlyStorage, doc Document
 		return ocispec.Descriptor{}, fmt.Errorf("resolving the index %s: %w", d, err)
 	}
 	return desc, nil
+}
+
+// pushFallback pushes doc in the OCI 1.0 form and tags it.
+func pushFallback(ctx context.Context, target oras.Target, doc Document, subject ocispec.Descriptor) (ocispec.Descriptor, error) {
+	if err := check(doc, subject); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	a, err := artifact(doc)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return referrer.PushFallback(ctx, target, a, subject)
 }

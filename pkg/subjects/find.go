@@ -7,15 +7,13 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
-	"oras.land/oras-go/v2/errdef"
 	orasregistry "oras.land/oras-go/v2/registry"
-	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/mcbuild/mcbuild/internal/oci"
+	"github.com/mcbuild/mcbuild/pkg/referrer"
 )
 
 // MaxArtifacts caps the subjects artifacts FindAll accepts for one index.
@@ -71,67 +69,9 @@ func FindAll(ctx context.Context, target content.ReadOnlyGraphStorage, indexDesc
 }
 
 // listReferrers lists the distinct subjects artifacts referring to desc,
-// bounded as FindAll says. A target without a referrers API of its own (an
-// in-process store) lists its predecessors.
+// bounded as FindAll says (referrer.List).
 func listReferrers(ctx context.Context, target content.ReadOnlyGraphStorage, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	var found []ocispec.Descriptor
-	seen := map[digest.Digest]bool{}
-	pages, entries := 0, 0
-	page := func(refs []ocispec.Descriptor) error {
-		pages++
-		entries += len(refs)
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case pages > oci.MaxReferrersPages:
-			return referrersLimit(desc, "MaxReferrersPages", fmt.Sprintf("more than %d pages of referrers", oci.MaxReferrersPages))
-		case entries > oci.MaxReferrers:
-			return referrersLimit(desc, "MaxReferrers", fmt.Sprintf("more than %d referrers", oci.MaxReferrers))
-		}
-		for _, r := range refs {
-			// Registries may ignore the artifactType filter.
-			if r.ArtifactType == ArtifactType && r.MediaType == ocispec.MediaTypeImageManifest && !seen[r.Digest] {
-				seen[r.Digest] = true
-				found = append(found, ocispec.Descriptor{MediaType: r.MediaType, ArtifactType: r.ArtifactType, Digest: r.Digest, Size: r.Size})
-			}
-		}
-		return nil
-	}
-	lister, ok := target.(orasregistry.ReferrerLister)
-	if !ok {
-		refs, err := orasregistry.Referrers(ctx, target, desc, ArtifactType)
-		if err != nil {
-			return nil, err
-		}
-		return found, page(refs)
-	}
-	err := boundPages(lister).Referrers(ctx, desc, ArtifactType, page)
-	if errors.Is(err, errdef.ErrTooManyPages) {
-		return nil, referrersLimit(desc, "MaxReferrersPages", fmt.Sprintf("more than %d pages of referrers", oci.MaxReferrersPages))
-	}
-	return found, err
-}
-
-func referrersLimit(desc ocispec.Descriptor, limit, detail string) error {
-	return &oci.LimitError{What: "referrers of " + desc.Digest.String(), Limit: limit, Detail: detail}
-}
-
-// boundPages is l, or for an oras repository that would follow a
-// registry's Link headers without end, a copy (of its exported settings)
-// that stops after oci.MaxReferrersPages pages: pages whose every entry
-// oras filters out never reach the caller's function, which cannot count
-// them.
-func boundPages(l orasregistry.ReferrerLister) orasregistry.ReferrerLister {
-	r, ok := l.(*remote.Repository)
-	if !ok || (r.ReferrerListMaxPages > 0 && r.ReferrerListMaxPages <= oci.MaxReferrersPages) {
-		return l
-	}
-	return &remote.Repository{
-		Client: r.Client, Reference: r.Reference, PlainHTTP: r.PlainHTTP,
-		ManifestMediaTypes: r.ManifestMediaTypes, ReferrerListPageSize: r.ReferrerListPageSize,
-		ReferrerListMaxPages: oci.MaxReferrersPages, MaxMetadataBytes: r.MaxMetadataBytes,
-		HandleWarning: r.HandleWarning,
-	}
+	return referrer.List(ctx, target, desc, ArtifactType)
 }
 
 // ResolveArtifact resolves ref (a tag or digest in target's repository, or a

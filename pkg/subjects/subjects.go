@@ -10,14 +10,13 @@ import (
 	"regexp"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
-	"oras.land/oras-go/v2/errdef"
 	orasregistry "oras.land/oras-go/v2/registry"
 
 	"github.com/mcbuild/mcbuild/internal/oci"
+	"github.com/mcbuild/mcbuild/pkg/referrer"
 )
 
 const (
@@ -144,55 +143,32 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// packForm packs the OCI 1.1 form when subject is set, else the OCI 1.0
-// fallback form (config media type ArtifactType, no artifactType).
-func packForm(doc Document, subject *ocispec.Descriptor) (layer []byte, layerDesc ocispec.Descriptor, manifest []byte, manifestDesc ocispec.Descriptor, err error) {
-	layer, err = json.Marshal(doc)
+// artifact is doc as a referrer artifact: its JSON in one layer of media
+// type ArtifactType.
+func artifact(doc Document) (referrer.Artifact, error) {
+	layer, err := json.Marshal(doc)
 	if err != nil {
-		return nil, ocispec.Descriptor{}, nil, ocispec.Descriptor{}, err
+		return referrer.Artifact{}, err
 	}
-	layerDesc = content.NewDescriptorFromBytes(ArtifactType, layer)
-	m := ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Layers:    []ocispec.Descriptor{layerDesc},
-	}
-	if subject != nil {
-		m.ArtifactType = ArtifactType
-		m.Config = emptyConfig()
-		m.Subject = &ocispec.Descriptor{
-			MediaType: subject.MediaType,
-			Digest:    subject.Digest,
-			Size:      subject.Size,
-		}
-	} else {
-		m.Config = emptyConfig()
-		m.Config.MediaType = ArtifactType
-	}
-	manifest, err = json.Marshal(m)
-	if err != nil {
-		return nil, ocispec.Descriptor{}, nil, ocispec.Descriptor{}, err
-	}
-	manifestDesc = content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, manifest)
-	manifestDesc.ArtifactType = ArtifactType
-	return layer, layerDesc, manifest, manifestDesc, nil
-}
-
-func configOf(subject *ocispec.Descriptor) ocispec.Descriptor {
-	c := emptyConfig()
-	if subject == nil {
-		c.MediaType = ArtifactType
-	}
-	return c
+	return referrer.Artifact{
+		Type: ArtifactType, Data: layer, FallbackSuffix: FallbackTagSuffix, What: "subjects artifact",
+		Help: `see docs/subjects.md, "Registries that refuse OCI 1.1 artifacts"`,
+	}, nil
 }
 
 // emptyConfig is the OCI empty descriptor without the embedded data field.
-func emptyConfig() ocispec.Descriptor {
-	return ocispec.Descriptor{
-		MediaType: ocispec.MediaTypeEmptyJSON,
-		Digest:    ocispec.DescriptorEmptyJSON.Digest,
-		Size:      ocispec.DescriptorEmptyJSON.Size,
+func emptyConfig() ocispec.Descriptor { return referrer.EmptyConfig() }
+
+// check is what every push checks: a valid document whose first entry is
+// the subject.
+func check(doc Document, subject ocispec.Descriptor) error {
+	if err := doc.Validate(); err != nil {
+		return err
 	}
+	if got := doc.Subjects[0].DigestOf(); got != subject.Digest {
+		return fmt.Errorf("subjects document: first entry is %s, want the subject %s", got, subject.Digest)
+	}
+	return nil
 }
 
 // Push pushes the subjects artifact for subject (the index): the empty
@@ -201,11 +177,8 @@ func emptyConfig() ocispec.Descriptor {
 // "sha256-<hex>" fallback tag is updated when there is none. It returns the
 // artifact's manifest descriptor (artifactType set).
 func Push(ctx context.Context, target oras.Target, doc Document, subject ocispec.Descriptor) (ocispec.Descriptor, error) {
-	if err := doc.Validate(); err != nil {
+	if err := check(doc, subject); err != nil {
 		return ocispec.Descriptor{}, err
-	}
-	if got := doc.Subjects[0].DigestOf(); got != subject.Digest {
-		return ocispec.Descriptor{}, fmt.Errorf("subjects document: first entry is %s, want the subject %s", got, subject.Digest)
 	}
 	return push(ctx, target, doc, subject)
 }
@@ -215,34 +188,14 @@ func push(ctx context.Context, target oras.Target, doc Document, subject ocispec
 	return pushForm(ctx, target, doc, &subject)
 }
 
-// pushForm pushes the blobs and the manifest of the form packForm makes.
+// pushForm pushes the OCI 1.1 form with subject, or the OCI 1.0 form
+// (untagged) without.
 func pushForm(ctx context.Context, target oras.Target, doc Document, subject *ocispec.Descriptor) (ocispec.Descriptor, error) {
-	layer, layerDesc, manifest, desc, err := packForm(doc, subject)
+	a, err := artifact(doc)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	blobs := []struct {
-		desc ocispec.Descriptor
-		data []byte
-		what string
-	}{
-		{configOf(subject), []byte("{}"), "empty config"},
-		{layerDesc, layer, "subjects layer"},
-		{desc, manifest, "subjects manifest"},
-	}
-	for _, b := range blobs {
-		if b.what != "subjects manifest" {
-			// Blobs: skip what the registry already has.
-			ok, err := target.Exists(ctx, b.desc)
-			if err == nil && ok {
-				continue
-			}
-		}
-		if err := target.Push(ctx, b.desc, bytes.NewReader(b.data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-			return ocispec.Descriptor{}, fmt.Errorf("pushing %s %s: %w", b.what, b.desc.Digest, err)
-		}
-	}
-	return desc, nil
+	return referrer.Push(ctx, target, a, subject)
 }
 
 // Fetch reads and validates the subjects artifact desc: an OCI image
@@ -302,7 +255,7 @@ func Fetch(ctx context.Context, target content.Fetcher, desc ocispec.Descriptor)
 // fallback form: no artifactType, no subject, config media type
 // ArtifactType.
 func IsFallbackForm(m ocispec.Manifest) bool {
-	return m.ArtifactType == "" && m.Subject == nil && m.Config.MediaType == ArtifactType
+	return referrer.IsFallbackForm(m, ArtifactType)
 }
 
 func decode(b []byte) (Document, error) {

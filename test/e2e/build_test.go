@@ -66,15 +66,20 @@ func TestBuildTwoPlatforms(t *testing.T) {
 			t.Errorf("result %s = %q, want %q", k, res[k], v)
 		}
 	}
-	if len(res) != 5 || !strings.HasPrefix(res["SUBJECTS_REF"], repoName+"@sha256:") {
-		t.Fatalf("results %v: want the five results with SUBJECTS_REF", res)
+	if len(res) != 6 || !strings.HasPrefix(res["SUBJECTS_REF"], repoName+"@sha256:") || !strings.HasPrefix(res["SBOM_BLOB_URL"], repoName+"@sha256:") {
+		t.Fatalf("results %v: want the six results with SUBJECTS_REF and SBOM_BLOB_URL", res)
 	}
 	checkSubjects(t, repo, repoName, res["SUBJECTS_REF"], idx, entries)
 
-	// distribution has no referrers API: the artifact is found via the fallback tag.
+	// distribution has no referrers API: the artifact is found via the
+	// fallback tag, as the SBOM referrers of the index and every manifest.
 	fallback := "sha256-" + idx.Digest.Encoded()
-	if got := tags(t, repo); strings.Join(got, ",") != strings.Join(sortedCopy([]string{"v1", fallback}), ",") {
-		t.Errorf("tags %v, want exactly v1 and the referrers fallback tag %s (no temporary tags)", got, fallback)
+	wantTags := []string{"v1", fallback}
+	for _, e := range entries {
+		wantTags = append(wantTags, "sha256-"+e.desc.Digest.Encoded())
+	}
+	if got := tags(t, repo); strings.Join(got, ",") != strings.Join(sortedCopy(wantTags), ",") {
+		t.Errorf("tags %v, want exactly v1 and the referrers fallback tags %v of the index and the manifests (no temporary tags)", got, wantTags[1:])
 	}
 	found, err := subjects.Find(context.Background(), repo, idx)
 	if err != nil || "@"+found.Digest.String() != res["SUBJECTS_REF"][len(repoName):] {
@@ -88,7 +93,7 @@ func TestBuildTwoPlatforms(t *testing.T) {
 			t.Errorf("summary lacks %s:\n%s", e.desc.Digest, r.stdout)
 		}
 	}
-	if !regexp.MustCompile(`time: build [0-9.]+s, publish [0-9.]+s \(gzip [0-9.]+s, zstd:chunked [0-9.]+s\), index [0-9.]+s, subjects [0-9.]+s, verify [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`time: build [0-9.]+s, publish [0-9.]+s \(gzip [0-9.]+s, zstd:chunked [0-9.]+s\), sbom [0-9.]+s \(alongside the publish; waited [0-9.]+s\), index [0-9.]+s, subjects [0-9.]+s, sbom attach [0-9.]+s, verify [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
 		t.Errorf("summary lacks the phase times:\n%s", r.stdout)
 	}
 	var report summary.Report
@@ -267,7 +272,7 @@ func TestIndexMerge(t *testing.T) {
 	repo := testregistry.OpenRepo(t, repoName)
 	idx, entries := checkIndex(t, repo, "v1", []string{"linux/arm64", "linux/arm/v7"}, gzipFirst)
 	// Its time, per phase: in the human summary and in --summary-json.
-	if !regexp.MustCompile(`time: collect [0-9.]+s, index [0-9.]+s, subjects [0-9.]+s, verify [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`time: collect [0-9.]+s, index [0-9.]+s, subjects [0-9.]+s, sbom attach [0-9.]+s, verify [0-9.]+s, total [0-9.]+s`).MatchString(r.stdout) {
 		t.Errorf("index summary lacks its phase times:\n%s", r.stdout)
 	}
 	var report summary.Report

@@ -145,15 +145,27 @@ func TestFaults(t *testing.T) {
 			rules: []*faultproxy.Rule{rule("f", http.MethodPut, pBlobChunk, 1, faultproxy.Drop())},
 			fired: map[string][2]int{"f": {1, 1}}, want: []string{"before tagging", "missing from the registry", "the tag was not moved"}},
 
-		// A registry that refuses the subjects artifact's OCI 1.1 form.
+		// A registry that refuses the OCI 1.1 form of the subjects artifact
+		// and the SBOMs (one per manifest, one for the index: 4 referrers).
 		{name: "subject refused: OCI 1.0 fallback form", wantOK: true,
 			rules: []*faultproxy.Rule{bodied(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(400, "MANIFEST_INVALID")), `"subject"`)},
-			fired: map[string][2]int{"f": {1, 1}}, want: []string{"OCI 1.0 fallback form", "HTTP 400"},
+			fired: map[string][2]int{"f": {4, 4}}, want: []string{"OCI 1.0 fallback form", "HTTP 400", "the index SBOM as an OCI 1.1 artifact"},
 			check: checkFallback(repoName)},
 		{name: "artifactType refused on a registry with the referrers API: fallback", olareg: true, wantOK: true,
 			rules: []*faultproxy.Rule{bodied(rule("f", http.MethodPut, `^/v2/e2e/faults/manifests/`, 0, faultproxy.Status(415)), `"artifactType"`)},
-			fired: map[string][2]int{"f": {1, 1}}, want: []string{"OCI 1.0 fallback form", "HTTP 415"},
+			fired: map[string][2]int{"f": {4, 4}}, want: []string{"OCI 1.0 fallback form", "HTTP 415"},
 			check: checkFallback(repoName)},
+
+		// A failed SBOM push fails the run like any publish failure.
+		{name: "503 on every SBOM referrer push",
+			rules: []*faultproxy.Rule{bodied(typed(rule("f", http.MethodPut, pByDigest, 0, faultproxy.Status(503)), mfType), `"artifactType":"application/spdx\+json"`)},
+			fired: map[string][2]int{"f": {3, 6}}, want: []string{"attaching the linux/amd64 SBOM", "HTTP 503", "still failing after 3 attempts"}},
+		{name: "403 on the SBOM blob upload: not retried",
+			rules: []*faultproxy.Rule{bodied(rule("f", http.MethodPut, pBlobChunk, 0, faultproxy.Status(403)), `"spdxVersion"`)},
+			fired: map[string][2]int{"f": {1, 2}}, want: []string{"SBOM", "HTTP 403", "not retried"}},
+		{name: "both SBOM forms refused: clear error",
+			rules: []*faultproxy.Rule{bodied(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(400, "MANIFEST_INVALID")), `application/spdx\+json`)},
+			fired: map[string][2]int{"f": {2, 4}}, want: []string{"SBOM as an OCI 1.1 artifact", "in the OCI 1.0 fallback form", "HTTP 400"}},
 		{name: "both subjects forms refused: clear error",
 			rules: []*faultproxy.Rule{bodied(rule("f", http.MethodPut, pByDigest, 0, faultproxy.StatusCode(400, "MANIFEST_INVALID")), `application/vnd\.mcbuild\.subjects\.v1\+json`)},
 			fired: map[string][2]int{"f": {2, 2}}, want: []string{"pushing the subjects artifact", "as an OCI 1.1 artifact", "in the OCI 1.0 fallback form", "HTTP 400"}},
@@ -392,9 +404,9 @@ func checkFallback(repoName string) func(t *testing.T, r result, res map[string]
 		if err != nil || !subjects.IsFallbackForm(m) {
 			t.Fatalf("fallback artifact: %v (fallback form %v)", err, subjects.IsFallbackForm(m))
 		}
-		v := run(t, nil, "subjects", "verify", "--tls-verify=false", repoName+":v1")
-		if v.code != 0 || !strings.Contains(v.stdout, "matches") {
-			t.Errorf("subjects verify from the index: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+		v := run(t, nil, "subjects", "verify", "--tls-verify=false", "--require-sbom", repoName+":v1")
+		if v.code != 0 || !strings.Contains(v.stdout, "matches") || !strings.Contains(v.stdout, "has an SBOM") {
+			t.Errorf("subjects verify --require-sbom from the index: exit %d\n%s%s", v.code, v.stdout, v.stderr)
 		}
 		v = run(t, nil, "subjects", "verify", "--tls-verify=false", res["SUBJECTS_REF"])
 		if v.code != 0 {

@@ -84,7 +84,7 @@ func checkProfileLabels(t *testing.T, path string) {
 		}
 	}
 	for v := range phases {
-		if v != "build" && v != "publish" {
+		if v != "build" && v != "publish" && v != "sbom" {
 			t.Errorf("profile sample labeled phase=%q", v)
 		}
 	}

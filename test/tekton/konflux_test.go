@@ -86,6 +86,17 @@ var konfluxParamCases = map[string][]paramCase{
 		{value: str(""), refused: "ADDITIONAL_SECRET must be a Secret's name"},
 		{value: str("-x"), refused: "ADDITIONAL_SECRET must be a Secret's name"},
 	},
+	"SBOM_TYPE": {
+		{value: str("spdx"), want: []string{"--sbom-format", "spdx"}},
+		{value: str("cyclonedx"), want: []string{"--sbom-format", "cyclonedx"}},
+		{value: str("spdx-json"), refused: "SBOM_TYPE must be spdx or cyclonedx, got spdx-json"},
+		{value: str(""), refused: "SBOM_TYPE must be spdx or cyclonedx, got "},
+	},
+	"SKIP_SBOM_GENERATION": {
+		{value: str("false"), want: []string{"--sbom-format", "spdx"}, absent: []string{"--sbom"}},
+		{value: str("true"), want: []string{"--sbom=false"}, absent: []string{"--sbom-format"}},
+		{value: str("yes"), refused: "SKIP_SBOM_GENERATION must be true or false, got yes"},
+	},
 	"COMPRESSION_FORMATS": {
 		{value: str("dual"), want: []string{"--compression-formats", "dual"}},
 		{value: str(""), want: []string{"--compression-formats", ""}},

@@ -204,6 +204,15 @@ func TestMatrixPipeline(t *testing.T) {
 		t.Errorf("Chains extracts\n%s\nfrom the PipelineRun, want the merged index and every manifest\n%s", joinLines(fromPR), joinLines(want))
 	}
 
+	// Every build attached its platform's SBOM and the index task the
+	// index SBOM: the verify task passes with REQUIRE_SBOM.
+	good := simulate(t, taskRunSim{TaskFile: verifyTaskFile, Params: v1.Params{
+		strParam("IMAGE_URL", image), strParam("IMAGE_DIGEST", idx.Digest.String()), strParam("TLSVERIFY", "false"), strParam("REQUIRE_SBOM", "true"),
+	}})
+	if good.StepErr != nil || !good.TaskRun.IsSuccessful() || !strings.Contains(good.Output, "has an SBOM") {
+		t.Errorf("verify with REQUIRE_SBOM of the merged index failed:\n%s", good.Output)
+	}
+
 	// The verify task fails on a digest that is not an index with a subjects
 	// artifact (here: a manifest).
 	bad := simulate(t, taskRunSim{TaskFile: verifyTaskFile, Params: v1.Params{

@@ -135,8 +135,9 @@ func checkPipelineResults(t *testing.T, out *taskRunOutcome, want []string) {
 }
 
 // checkMessage: the termination message parses with Tekton's parser and holds
-// every result plus StartedAt, IMAGES with digests when wantImages and empty
-// otherwise; the TaskRun's results match.
+// every result (SBOM_BLOB_URL included: the Tasks make SBOMs by default)
+// plus StartedAt, IMAGES with digests when wantImages and empty otherwise;
+// the TaskRun's results match.
 func checkMessage(t *testing.T, out *taskRunOutcome, wantImages bool) {
 	t.Helper()
 	if len(out.Message) > termination.MaxContainerTerminationMessageLength {
@@ -153,7 +154,7 @@ func checkMessage(t *testing.T, out *taskRunOutcome, wantImages bool) {
 			t.Errorf("termination message IMAGES = %q, want digests: %v", r.Value, wantImages)
 		}
 	}
-	want := []string{"IMAGE_DIGEST", "IMAGE_REF", "IMAGE_URL", "IMAGES", "SUBJECTS_REF", "StartedAt"}
+	want := []string{"IMAGE_DIGEST", "IMAGE_REF", "IMAGE_URL", "IMAGES", "SUBJECTS_REF", "SBOM_BLOB_URL", "StartedAt"}
 	if !sameSet(keys, want) {
 		t.Errorf("termination message keys %v, want %v", keys, want)
 	}

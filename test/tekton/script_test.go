@@ -151,7 +151,7 @@ func testBuildStepArguments(t *testing.T, shell []string) {
 		"--build-arg=A=1", "--build-arg=B=two words", "--build-arg=C=--not-a-marker", "--build-arg=ALONE",
 		"--label=l1=one", "--label=l2=x=y", "--annotation=org.opencontainers.image.title=a b",
 		"--file", "build/Containerfile", "--platform", "linux/amd64,linux/arm64",
-		"--build-args-file", "args.env", "--target", "final", "--source-date-epoch", "1700000000", "--konflux-labels",
+		"--build-args-file", "args.env", "--target", "final", "--source-date-epoch", "1700000000", "--sbom-format", "spdx", "--konflux-labels",
 		"--authfile", filepath.Join(auth, ".dockerconfigjson"), "--cert-dir", ca,
 		"--storage-driver", "overlay", "--root", vlc + "/storage", "--runroot", vlc + "/run",
 	}
@@ -204,7 +204,7 @@ func TestBuildStepDefaults(t *testing.T) {
 	want := []string{
 		"build", "--image", "registry.example/app", "--context", ".",
 		"--compression-formats", "gzip,zstd:chunked", "--zstd-level", "3", "--publisher", "stream", "--reuse-layers=true", "--tls-verify=true",
-		"--results-dir", filepath.Join(tekton, "results"), "--results-budget", "4096", "--konflux-labels",
+		"--results-dir", filepath.Join(tekton, "results"), "--results-budget", "4096", "--sbom-format", "spdx", "--konflux-labels",
 		"--storage-driver", "vfs", "--root", vlc + "/storage", "--runroot", vlc + "/run",
 	}
 	if !slices.Equal(call.args, want) {
@@ -393,6 +393,28 @@ func testIndexStepArguments(t *testing.T, shell []string) {
 // TestVerifyStepReference: IMAGE_URL's tag (and any digest) is replaced by
 // IMAGE_DIGEST; a registry port stays; a malformed digest fails.
 func TestVerifyStepReference(t *testing.T) { forEachShell(t, testVerifyStepReference) }
+
+// TestVerifyRequireSBOM: REQUIRE_SBOM true adds --require-sbom, false
+// leaves it out, anything else is refused naming the param.
+func TestVerifyRequireSBOM(t *testing.T) {
+	forEachShell(t, func(t *testing.T, shell []string) {
+		d := "sha256:" + strings.Repeat("c", 64)
+		for _, tc := range []struct{ value, refused string }{{"true", ""}, {"false", ""}, {"yes", "REQUIRE_SBOM must be true or false, got yes"}} {
+			out, call := simulateFake(t, taskRunSim{TaskFile: verifyTaskFile, Shell: shell, Params: v1.Params{
+				strParam("IMAGE_URL", "127.0.0.1:5000/ns/app:v1"), strParam("IMAGE_DIGEST", d), strParam("REQUIRE_SBOM", tc.value),
+			}})
+			if tc.refused != "" {
+				if out.StepErr == nil || call.ran || !strings.Contains(out.Output, tc.refused) {
+					t.Errorf("REQUIRE_SBOM=%s: ran mcbuild with %q, want the refusal %q\n%s", tc.value, call.args, tc.refused, out.Output)
+				}
+				continue
+			}
+			if out.StepErr != nil || slices.Contains(call.args, "--require-sbom") != (tc.value == "true") {
+				t.Errorf("REQUIRE_SBOM=%s: mcbuild called with %q (%v)\n%s", tc.value, call.args, out.StepErr, out.Output)
+			}
+		}
+	})
+}
 
 func testVerifyStepReference(t *testing.T, shell []string) {
 	d := "sha256:" + strings.Repeat("c", 64)

@@ -49,12 +49,16 @@ func (r *record) oneLine() string {
 		return r.baseLine()
 	}
 	switch {
-	case r.Arm == armA || r.Arm == armB || r.Arm == armF:
+	case r.Arm == armA || r.Arm == armB || r.Arm == armF || r.Arm == armS:
 		early := "none"
 		if v, ok := m["early_compress_s"]; ok {
 			early = fmt.Sprintf("%.2fs", v)
 		}
-		return fmt.Sprintf("%s: end to end %.2fs (build %.2fs, compressing during the build %s, publish %.2fs, publish CPU %.2fs, publish peak %.0f MiB, peak %.0f MiB)", r.Arm, m["e2e_s"], m["build_s"], early, m["publish_s"], m["publish_cpu_s"], m["publish_peak_mib"], m["e2e_peak_mib"])
+		sbom := "none"
+		if v, ok := m["sbom_s"]; ok {
+			sbom = fmt.Sprintf("%.2fs alongside, waited %.2fs, attached in %.2fs", v, m["sbom_wait_s"], m["sbom_attach_s"])
+		}
+		return fmt.Sprintf("%s: end to end %.2fs (build %.2fs, compressing during the build %s, publish %.2fs, publish CPU %.2fs, SBOMs %s, publish peak %.0f MiB, peak %.0f MiB)", r.Arm, m["e2e_s"], m["build_s"], early, m["publish_s"], m["publish_cpu_s"], sbom, m["publish_peak_mib"], m["e2e_peak_mib"])
 	case r.Arm == armC:
 		return fmt.Sprintf("c: publish %.2fs (gzip %.2fs, zstd:chunked %.2fs, CPU %.2fs, peak %.0f MiB)", m["publish_s"], m["publish_gzip_s"], m["publish_zstd:chunked_s"], m["publish_cpu_s"], m["publish_peak_mib"])
 	case r.Arm == armD:
@@ -209,6 +213,7 @@ func (res *results) ratios() []ratio {
 		div("publish: b / a", "median publish seconds, mcbuild gzip + zstd:chunked over mcbuild gzip only (both at mcbuild's defaults, compressing every layer after the build: all of their compression is in the publish phase)", armB, "publish_s", armA, "publish_s", "<= 1.25", le(1.25)),
 		div("publish: b / d --add-compression push", "median publish seconds of b over buildah's `manifest push --all --add-compression zstd:chunked`", armB, "publish_s", armD, "push_all_s", "<= 0.25", le(0.25)),
 		div("end to end: b / d build + gzip push", "median wall of the whole `mcbuild build` (both formats, index, subjects) over buildah's build + `push` (gzip)", armB, "e2e_s", armD, "e2e_s", "<= 1.00", le(1.0)),
+		div("end to end: b / s (what the SBOMs cost)", "median wall of the whole `mcbuild build` at its defaults (SBOMs generated alongside the publish and attached) over the same with --sbom=false (issue 16: at most 10% more)", armB, "e2e_s", armS, "e2e_s", "<= 1.10", le(1.10)),
 	}
 	r := ratio{Name: "zstd:chunked encoder speed", Definition: fmt.Sprintf("median MiB/s of %s (%s) over the layer tars", floors.Ours.Name, floors.Ours.Doc), Target: ">= 300 MiB/s", Verdict: "n/a"}
 	if s, ok := res.get(ours, "mibps"); ok {
@@ -325,6 +330,7 @@ func (res *results) tables() []table {
 		phase("Publish phase", []row{
 			{"a  mcbuild gzip", armA, "publish"},
 			{"b  mcbuild gzip + zstd:chunked", armB, "publish"},
+			{"s  mcbuild gzip + zstd:chunked, --sbom=false", armS, "publish"},
 			{"f  mcbuild gzip + zstd:chunked, compressing while building", armF, "publish"},
 			{"c  naive: copy.Image gzip; copy.Image zstd:chunked", armC, "publish"},
 			{"d  buildah push (gzip)", armD, "push_gzip"},
@@ -333,12 +339,14 @@ func (res *results) tables() []table {
 		res.buildTable(phase("Build phase", []row{
 			{"a  mcbuild build", armA, "build"},
 			{"b  mcbuild build", armB, "build"},
+			{"s  mcbuild build, --sbom=false", armS, "build"},
 			{"f  mcbuild build, compressing layers during it", armF, "build"},
 			{"d  buildah build --layers", armD, "build"},
 		})),
 		phase("End to end", []row{
 			{"a  mcbuild build, gzip", armA, "e2e"},
 			{"b  mcbuild build, gzip + zstd:chunked", armB, "e2e"},
+			{"s  mcbuild build, gzip + zstd:chunked, --sbom=false", armS, "e2e"},
 			{"f  mcbuild build, gzip + zstd:chunked, compressing while building", armF, "e2e"},
 			{"d  buildah build + push (gzip)", armD, "e2e"},
 		}),

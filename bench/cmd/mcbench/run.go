@@ -29,16 +29,18 @@ const (
 	armA = "a" // mcbuild, gzip only
 	armB = "b" // mcbuild, gzip + zstd:chunked (its defaults: compressing after the build)
 	armF = "f" // mcbuild, gzip + zstd:chunked, --compress-while-building
+	armS = "s" // b without SBOMs (--sbom=false): what the SBOMs cost b
 	armC = "c" // naive library path: two sequential copy.Image
 	armD = "d" // buildah 1.45 CLI: build, push gzip, manifest push --all --add-compression zstd:chunked
 	armE = "e" // encoder floors
 )
 
-const defaultArms = "a,b,f,c,d,e"
+const defaultArms = "a,b,s,f,c,d,e"
 
 var armTitles = map[string]string{
 	armA: "mcbuild, gzip only, at its defaults (stream publisher, every layer compressed after the build)",
 	armB: "mcbuild, gzip + zstd:chunked at its defaults: the stream publisher reads each layer once and compresses both formats concurrently (zstd:chunked by pkg/zstdchunked, level 3), every layer after the build",
+	armS: "mcbuild, gzip + zstd:chunked at its defaults but --sbom=false: b without generating and attaching SBOMs (b makes one per platform alongside the publish, and the index SBOM)",
 	armF: "mcbuild, gzip + zstd:chunked with --compress-while-building: the same stream publisher, compressing each layer as soon as the build commits it, overlapping the rest of the build",
 	armC: "naive library path: copy.Image gzip, then copy.Image zstd:chunked (defaults)",
 	armD: "buildah 1.45 CLI: build; push gzip; manifest push --all --add-compression zstd:chunked",
@@ -214,6 +216,8 @@ func (b *bench) run() error {
 				recs = []*record{b.runMcbuild(armA, "gzip", round)}
 			case armB:
 				recs = []*record{b.runMcbuild(armB, "gzip,zstd:chunked", round)}
+			case armS:
+				recs = []*record{b.runMcbuild(armS, "gzip,zstd:chunked", round, "--sbom=false")}
 			case armF:
 				recs = []*record{b.runMcbuild(armF, "gzip,zstd:chunked", round, "--compress-while-building")}
 			case armC:
@@ -429,7 +433,12 @@ type mcbuildSummary struct {
 		CompressDuringBuild float64            `json:"compress_during_build_seconds"`
 		Publish             float64            `json:"publish_seconds"`
 		ByFormat            map[string]float64 `json:"publish_format_seconds"`
-		Total               float64            `json:"total_seconds"`
+		// The SBOMs: generating them (alongside the publish), the wait for
+		// them after it, attaching them in the release.
+		SBOM       float64 `json:"sbom_seconds"`
+		SBOMWait   float64 `json:"sbom_wait_seconds"`
+		SBOMAttach float64 `json:"sbom_attach_seconds"`
+		Total      float64 `json:"total_seconds"`
 	} `json:"phases"`
 }
 
@@ -505,6 +514,11 @@ func measureMcbuild(r *record, prefix string, args []string, log, formats string
 	set := func(k string, v float64) { r.set(prefix+k, v) }
 	set("build_s", s.Phases.Build)
 	set("publish_s", s.Phases.Publish)
+	if s.Phases.SBOM > 0 {
+		set("sbom_s", s.Phases.SBOM)
+		set("sbom_wait_s", s.Phases.SBOMWait)
+		set("sbom_attach_s", s.Phases.SBOMAttach)
+	}
 	for f, sec := range s.Phases.ByFormat {
 		set("publish_"+f+"_s", sec)
 	}

@@ -37,6 +37,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mcbuild/mcbuild/pkg/referrer"
 	"github.com/mcbuild/mcbuild/pkg/subjects"
 )
 
@@ -316,8 +317,9 @@ func (p pushed) digests() []string {
 
 // checkPushed reads the index IMAGE_URL/IMAGE_DIGEST name and checks it is
 // gzip-first for every platform (each platform's gzip manifest, then its
-// zstd:chunked one annotated as such) and that SUBJECTS_REF, found from the
-// index, lists the index and every manifest.
+// zstd:chunked one annotated as such), that SUBJECTS_REF, found from the
+// index, lists the index and every manifest, and that each of them has an
+// SBOM referrer (SBOM_BLOB_URL names the index's).
 func checkPushed(t *testing.T, res map[string]string, platforms int) pushed {
 	t.Helper()
 	ctx := context.Background()
@@ -384,6 +386,14 @@ func checkPushed(t *testing.T, res map[string]string, platforms int) pushed {
 	}
 	if !slices.Equal(p.subjects, p.digests()) {
 		t.Errorf("subjects artifact lists\n%s\nwant the index then every manifest\n%s", strings.Join(p.subjects, "\n"), strings.Join(p.digests(), "\n"))
+	}
+	for _, d := range append([]ocispec.Descriptor{desc}, idx.Manifests...) {
+		if found, err := referrer.List(ctx, repo, d, "application/spdx+json"); err != nil || len(found) != 1 {
+			t.Errorf("%s has %d SPDX SBOM referrers (%v), want 1", d.Digest, len(found), err)
+		}
+	}
+	if blobRepo, _, ok := strings.Cut(res["SBOM_BLOB_URL"], "@"); !ok || blobRepo != repoName {
+		t.Errorf("SBOM_BLOB_URL %q is not %s@digest", res["SBOM_BLOB_URL"], repoName)
 	}
 	return p
 }

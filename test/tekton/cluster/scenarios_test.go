@@ -97,7 +97,7 @@ func TestBuildTask(t *testing.T) {
 	succeeded(t, "TaskRun build", tr.Status.GetCondition(apisSucceeded))
 
 	res := taskRunResults(tr)
-	if got, want := resultNames(res), []string{"IMAGES", "IMAGE_DIGEST", "IMAGE_REF", "IMAGE_URL", "SUBJECTS_REF"}; !slices.Equal(got, want) {
+	if got, want := resultNames(res), []string{"IMAGES", "IMAGE_DIGEST", "IMAGE_REF", "IMAGE_URL", "SBOM_BLOB_URL", "SUBJECTS_REF"}; !slices.Equal(got, want) {
 		t.Errorf("results %v, want %v", got, want)
 	}
 	if res["IMAGE_URL"] != image || res["IMAGE_REF"] != image+"@"+res["IMAGE_DIGEST"] {
@@ -152,7 +152,7 @@ func TestMultiPlatformPipeline(t *testing.T) {
 	succeeded(t, "PipelineRun multi", pr.Status.GetCondition(apisSucceeded))
 
 	res := pipelineRunResults(pr)
-	for _, n := range []string{"IMAGE_URL", "IMAGE_DIGEST", "IMAGE_REF", "IMAGES", "SUBJECTS_REF", "CHAINS-GIT_URL", "CHAINS-GIT_COMMIT"} {
+	for _, n := range []string{"IMAGE_URL", "IMAGE_DIGEST", "IMAGE_REF", "IMAGES", "SUBJECTS_REF", "SBOM_BLOB_URL", "CHAINS-GIT_URL", "CHAINS-GIT_COMMIT"} {
 		if _, ok := res[n]; !ok {
 			t.Errorf("PipelineRun result %s missing; have %v", n, resultNames(res))
 		}
