@@ -35,9 +35,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// fixture is an image built into a private store: FROM scratch with the
+// fixture is an image built into a private store FROM a base image built
+// there first (as real images are built FROM a base): the base holds the
 // first stanzas of this machine's dpkg status file (a real one), its
-// os-release, and a Go binary built here, whose build info lists modules.
+// os-release, and a Go binary built here, whose build info lists modules;
+// the image adds a file of its own on top.
 type fixture struct {
 	store   storage.Store
 	img     Image
@@ -47,6 +49,10 @@ type fixture struct {
 }
 
 const dpkgStanzas = 25
+
+// baseName names the base image in the fixture's store, where the app's
+// FROM finds it (nothing is pulled).
+const baseName = "localhost/sbom-base:latest"
 
 var (
 	packageLine = regexp.MustCompile(`(?m)^Package: (.+)$`)
@@ -74,6 +80,8 @@ func newFixture(t *testing.T) fixture {
 	}
 	dir := testfixture.Context(t, map[string]string{
 		"Containerfile":              "FROM scratch\nCOPY rootfs/ /\n",
+		"App.Containerfile":          "FROM " + baseName + "\nCOPY app.txt /app.txt\n",
+		"app.txt":                    "the app's own layer\n",
 		"rootfs/var/lib/dpkg/status": strings.Join(stanzas, "\n\n") + "\n",
 		"rootfs/etc/os-release":      string(osRelease),
 	})
@@ -103,15 +111,44 @@ func newFixture(t *testing.T) fixture {
 	t.Cleanup(func() { _, _ = fx.store.Shutdown(true) })
 	platform := ocispec.Platform{OS: "linux", Architecture: "amd64"}
 	var log bytes.Buffer
-	built, err := build.Build(context.Background(), fx.store, build.Options{
-		ContextDir: dir, Containerfile: filepath.Join(dir, "Containerfile"),
-		SourceDateEpoch: &epoch, TmpDir: filepath.Join(tmp, "tmp"), Log: &log,
-	}, platform)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, log.String())
+	buildFile := func(containerfile string) string {
+		built, err := build.Build(context.Background(), fx.store, build.Options{
+			ContextDir: dir, Containerfile: filepath.Join(dir, containerfile),
+			SourceDateEpoch: &epoch, TmpDir: filepath.Join(tmp, "tmp"), Log: &log,
+		}, platform)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, log.String())
+		}
+		return built.ID
 	}
-	fx.img = Image{ID: built.ID, Name: "registry.example/ns/app", Platform: platform}
+	base := buildFile("Containerfile")
+	if err := fx.store.AddNames(base, []string{baseName}); err != nil {
+		t.Fatal(err)
+	}
+	app := buildFile("App.Containerfile")
+	if n := layerCount(t, fx.store, app); n < 2 {
+		t.Fatalf("the app image has %d layers, want its base's and its own", n)
+	}
+	fx.img = Image{ID: app, Name: "registry.example/ns/app", Platform: platform}
 	return fx
+}
+
+// layerCount is how many layers image id stacks, its base's included.
+func layerCount(t *testing.T, store storage.Store, id string) int {
+	t.Helper()
+	img, err := store.Image(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for l := img.TopLayer; l != ""; n++ {
+		layer, err := store.Layer(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l = layer.Parent
+	}
+	return n
 }
 
 // TestCatalog builds one image and checks what its SBOMs say, in both
