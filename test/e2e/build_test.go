@@ -236,8 +236,8 @@ func TestResultsBudgetTwentyPlatforms(t *testing.T) {
 	if res["SUBJECTS_REF"] == "" || !strings.Contains(r.stderr, "IMAGES written empty") || !strings.Contains(r.stderr, "SUBJECTS_REF="+res["SUBJECTS_REF"]) {
 		t.Errorf("want SUBJECTS_REF written and a warning that IMAGES is empty naming it; stderr:\n%s", r.stderr)
 	}
-	if len(res) != 5 {
-		t.Errorf("results %v: want all five", res)
+	if len(res) != 6 || res["SBOM_BLOB_URL"] == "" {
+		t.Errorf("results %v: want all six (SBOM_BLOB_URL included)", res)
 	}
 	if size := results.EncodedSize(res); size > results.DefaultBudget {
 		t.Errorf("results take %d bytes (with Tekton's StartedAt entry), over %d", size, results.DefaultBudget)
