@@ -107,7 +107,7 @@ func TestBuildResultsAndChains(t *testing.T) {
 func checkPipelineResults(t *testing.T, out *taskRunOutcome, want []string) {
 	t.Helper()
 	var prs []v1.PipelineResult
-	for _, name := range []string{"IMAGE_URL", "IMAGE_DIGEST", "IMAGE_REF", "IMAGES", "SUBJECTS_REF"} {
+	for _, name := range []string{"IMAGE_URL", "IMAGE_DIGEST", "IMAGE_REF", "IMAGES", "SUBJECTS_REF", "SBOM_BLOB_URL"} {
 		prs = append(prs, v1.PipelineResult{Name: name, Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues("$(tasks.build.results." + name + ")")})
 	}
 	got, err := prresources.ApplyTaskResultsToPipelineResults(prs, map[string][]v1.TaskRunResult{"build": out.TaskRun.Status.Results}, nil, map[string]string{})
