@@ -387,9 +387,12 @@ func checkPushed(t *testing.T, res map[string]string, platforms int) pushed {
 	if !slices.Equal(p.subjects, p.digests()) {
 		t.Errorf("subjects artifact lists\n%s\nwant the index then every manifest\n%s", strings.Join(p.subjects, "\n"), strings.Join(p.digests(), "\n"))
 	}
+	// At least one: a single-platform Pipeline's merged index is its one
+	// build's index, digest for digest, and then carries both the build's
+	// and the index task's index SBOM.
 	for _, d := range append([]ocispec.Descriptor{desc}, idx.Manifests...) {
-		if found, err := referrer.List(ctx, repo, d, "application/spdx+json"); err != nil || len(found) != 1 {
-			t.Errorf("%s has %d SPDX SBOM referrers (%v), want 1", d.Digest, len(found), err)
+		if found, err := referrer.List(ctx, repo, d, "application/spdx+json"); err != nil || len(found) == 0 {
+			t.Errorf("%s has no SPDX SBOM referrer (%v)", d.Digest, err)
 		}
 	}
 	if blobRepo, _, ok := strings.Cut(res["SBOM_BLOB_URL"], "@"); !ok || blobRepo != repoName {
