@@ -323,12 +323,14 @@ func (p pushed) digests() []string {
 func checkPushed(t *testing.T, res map[string]string, platforms int) pushed {
 	t.Helper()
 	ctx := context.Background()
-	repoName, _, _ := strings.Cut(res["IMAGE_URL"], ":")
-	if i := strings.LastIndex(res["IMAGE_URL"], ":"); i > strings.LastIndex(res["IMAGE_URL"], "/") {
-		repoName = res["IMAGE_URL"][:i]
+	// IMAGE_URL is REPO:TAG, and REPO may hold a registry port.
+	i := strings.LastIndex(res["IMAGE_URL"], ":")
+	if i < strings.LastIndex(res["IMAGE_URL"], "/") {
+		t.Fatalf("IMAGE_URL %q is not REPO:TAG", res["IMAGE_URL"])
 	}
+	repoName, tag := res["IMAGE_URL"][:i], res["IMAGE_URL"][i+1:]
 	repo := repository(t, repoName)
-	desc, err := repo.Resolve(ctx, res["IMAGE_URL"][len(repoName)+1:])
+	desc, err := repo.Resolve(ctx, tag)
 	if err != nil {
 		t.Fatalf("resolving %s: %v", res["IMAGE_URL"], err)
 	}

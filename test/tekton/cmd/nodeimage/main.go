@@ -54,44 +54,28 @@ func main() {
 }
 
 // baseFiles are what the binaries expect of a distroless base: users, a
-// writable /tmp, CA certificates.
+// writable /tmp, CA certificates (the host's, when it has them).
 func baseFiles(tw *tar.Writer) error {
-	dirs := map[string]int64{"etc/": 0o755, "tmp/": 0o1777, "home/nonroot/": 0o755, "ko-app/": 0o755, "var/run/ko/": 0o755}
-	for _, d := range []string{"etc/", "home/nonroot/", "ko-app/", "tmp/", "var/run/ko/"} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: dirs[d], Uid: uidOf(d), Gid: uidOf(d)}); err != nil {
+	for _, d := range []struct {
+		name string
+		mode int64
+		id   int
+	}{{"etc/", 0o755, 0}, {"etc/ssl/", 0o755, 0}, {"etc/ssl/certs/", 0o755, 0}, {"home/nonroot/", 0o755, 65532},
+		{"ko-app/", 0o755, 0}, {"tmp/", 0o1777, 0}, {"var/run/ko/", 0o755, 0}} {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d.name, Mode: d.mode, Uid: d.id, Gid: d.id}); err != nil {
 			return err
 		}
 	}
-	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
-		"etc/group":  "root:x:0:\nnonroot:x:65532:\n",
+	if err := writeFile(tw, "etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")); err != nil {
+		return err
+	}
+	if err := writeFile(tw, "etc/group", 0o644, []byte("root:x:0:\nnonroot:x:65532:\n")); err != nil {
+		return err
 	}
 	if ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil {
-		files["etc/ssl/certs/ca-certificates.crt"] = string(ca)
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "etc/ssl/", Mode: 0o755}); err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "etc/ssl/certs/", Mode: 0o755}); err != nil {
-			return err
-		}
-	}
-	for _, n := range []string{"etc/passwd", "etc/group", "etc/ssl/certs/ca-certificates.crt"} {
-		body, ok := files[n]
-		if !ok {
-			continue
-		}
-		if err := writeFile(tw, n, 0o644, []byte(body)); err != nil {
-			return err
-		}
+		return writeFile(tw, "etc/ssl/certs/ca-certificates.crt", 0o644, ca)
 	}
 	return nil
-}
-
-func uidOf(dir string) int {
-	if dir == "home/nonroot/" {
-		return 65532
-	}
-	return 0
 }
 
 func writeFile(tw *tar.Writer, name string, mode int64, body []byte) error {
